@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};

@@ -183,35 +183,45 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
         return;
     }
     // Several tokens: decode each weight block once and use it for up to 4 activation rows.
-    for r in 0..d.rows {
-        let row = codes.as_ptr().add(r * rb);
-        let o = &mut out[r * n..(r + 1) * n];
+    // Loop order: a band of weight rows (small enough to stay in L1/L2) is swept once per group
+    // of 4 tokens, so the group's activations (4*k bytes) stay in L1 instead of every row
+    // streaming all n activation rows from L2.
+    const BAND: usize = 16;
+    for r0 in (0..d.rows).step_by(BAND) {
+        let r1 = (r0 + BAND).min(d.rows);
         let mut t = 0;
-        while t + 4 <= n {
-            let dots = i2s_row_dots::<4>(row, k, [qp(t), qp(t + 1), qp(t + 2), qp(t + 3)]);
-            for (i, dot) in dots.into_iter().enumerate() {
-                o[t + i] = epi(t + i, dot);
-            }
-            t += 4;
-        }
-        match n - t {
-            3 => {
-                let dots = i2s_row_dots::<3>(row, k, [qp(t), qp(t + 1), qp(t + 2)]);
-                for (i, dot) in dots.into_iter().enumerate() {
-                    o[t + i] = epi(t + i, dot);
+        while t < n {
+            let nt = (n - t).min(4);
+            for r in r0..r1 {
+                let row = codes.as_ptr().add(r * rb);
+                let o = &mut out[r * n + t..r * n + t + nt];
+                match nt {
+                    4 => {
+                        let q = [qp(t), qp(t + 1), qp(t + 2), qp(t + 3)];
+                        let dots = i2s_row_dots::<4>(row, k, q);
+                        for (i, dot) in dots.into_iter().enumerate() {
+                            o[i] = epi(t + i, dot);
+                        }
+                    }
+                    3 => {
+                        let dots = i2s_row_dots::<3>(row, k, [qp(t), qp(t + 1), qp(t + 2)]);
+                        for (i, dot) in dots.into_iter().enumerate() {
+                            o[i] = epi(t + i, dot);
+                        }
+                    }
+                    2 => {
+                        let dots = i2s_row_dots::<2>(row, k, [qp(t), qp(t + 1)]);
+                        for (i, dot) in dots.into_iter().enumerate() {
+                            o[i] = epi(t + i, dot);
+                        }
+                    }
+                    _ => {
+                        let [dot] = i2s_row_dots::<1>(row, k, [qp(t)]);
+                        o[0] = epi(t, dot);
+                    }
                 }
             }
-            2 => {
-                let dots = i2s_row_dots::<2>(row, k, [qp(t), qp(t + 1)]);
-                for (i, dot) in dots.into_iter().enumerate() {
-                    o[t + i] = epi(t + i, dot);
-                }
-            }
-            1 => {
-                let [dot] = i2s_row_dots::<1>(row, k, [qp(t)]);
-                o[t] = epi(t, dot);
-            }
-            _ => {}
+            t += nt;
         }
     }
 }

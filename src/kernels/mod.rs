@@ -12,6 +12,7 @@
 //!   environment variable `BITNET_KERNEL=scalar|c|avx2`.
 
 mod act;
+mod c;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -142,7 +143,7 @@ impl KernelTable {
 pub fn table(kind: Kind) -> Option<&'static KernelTable> {
     match kind {
         Kind::Scalar => Some(&scalar::TABLE),
-        Kind::C => None,
+        Kind::C => Some(&c::TABLE),
         #[cfg(target_arch = "x86_64")]
         Kind::Avx2 => {
             static OK: OnceLock<bool> = OnceLock::new();

@@ -114,7 +114,6 @@ fn main() {
     // Any other argument filters the matmul table by substring of "kernel type label".
     let filters: Vec<&String> = args.iter().filter(|a| *a != "quick").collect();
     let wanted = |s: &str| filters.is_empty() || filters.iter().any(|f| s.contains(f.as_str()));
-    let full = !quick && filters.is_empty();
     let runs = if quick { 3 } else { 7 };
     let pools: Vec<(usize, rayon::ThreadPool)> = [1usize, 2]
         .into_iter()
@@ -219,7 +218,6 @@ fn main() {
     if !filters.is_empty() {
         return;
     }
-    let _ = full;
     // Dispatch overhead: per-call time of matvecs from tiny to a real one, with the loop inside
     // one `install` (how a forward pass should call it) and with an `install` per call.
     println!();
@@ -264,7 +262,7 @@ fn main() {
     // The bare cost of a rayon fork-join over 2 chunks of no work.
     for (threads, pool) in &pools {
         use rayon::prelude::*;
-        let mut v = vec![0u8; 2];
+        let mut v = [0u8; 2];
         let reps = 20000;
         let t = time_runs(3, || {
             pool.install(|| {

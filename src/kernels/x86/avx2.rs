@@ -452,15 +452,18 @@ unsafe fn q6k_unsigned(b: &BlockQ6K) -> [__m256i; 8] {
 unsafe fn q6k_lanes(v: &[__m256i; 8], scales: &[i8; 16], xb: &BlockQ8K) -> __m256i {
     let m32 = _mm256_set1_epi8(32);
     let qs = xb.qs.as_ptr() as *const u8;
+    let sc = _mm_loadu_si128(scales.as_ptr() as *const __m128i);
     let mut sum = _mm256_setzero_si256();
     for i in 0..8 {
         let q = load_i(qs.add(32 * i));
         let p = _mm256_sub_epi16(_mm256_maddubs_epi16(v[i], q), _mm256_maddubs_epi16(m32, q));
-        let sc = _mm256_set_m128i(
-            _mm_set1_epi16(scales[2 * i + 1] as i16),
-            _mm_set1_epi16(scales[2 * i] as i16),
+        // [sc[2i] x 8 | sc[2i+1] x 8] as i16: byte shuffle, then sign-extend.
+        let pick = _mm_add_epi8(
+            _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm_set1_epi8(2 * i as i8),
         );
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
+        let sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc16));
     }
     sum
 }

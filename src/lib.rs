@@ -5,8 +5,10 @@
 //! model → context/KV → sampling, with vocab beside them and the C API (`ffi`) and the CLI on
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
+pub mod cli;
 pub mod error;
 pub mod gguf;
+pub mod modelgen;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod modelgen;
 pub mod tensor;
 

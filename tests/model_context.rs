@@ -340,3 +340,48 @@ fn sequences_are_isolated() {
     assert_eq!(ctx.kv().seq_pos_max(0), -1);
     assert_eq!(ctx.kv().used(), 4);
 }
+
+/// seq_add moves positions and the next decode re-rotates the cached K (llama.cpp's K-shift).
+/// Attention depends only on relative positions, so shifting a whole sequence by +5 and then
+/// evaluating the next token must match the unshifted evaluation up to rounding (the extra F16
+/// rounding of the re-rotated K, different angles). Without the K-shift the query at position 15
+/// would meet keys still rotated for positions 0..9 and the logits would differ by ~1.
+#[test]
+fn k_shift_keeps_relative_positions() {
+    let Some(model) = common::load("tiny-spm-f32") else {
+        return;
+    };
+    let ids = [1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278];
+    let next = 17366;
+    let mut ctx = common::context(&model);
+    ctx.decode(&Batch::get_one(&ids)).unwrap();
+    ctx.kv_mut().seq_add(0, 0, -1, 5);
+    assert!(ctx.kv().has_shift());
+    assert_eq!((ctx.kv().seq_pos_min(0), ctx.kv().seq_pos_max(0)), (5, 14));
+    ctx.decode(&Batch::get_one(&[next])).unwrap();
+    assert!(!ctx.kv().has_shift());
+    assert_eq!(ctx.kv().seq_pos_max(0), 15);
+    let shifted = ctx.logits_ith(-1).unwrap().to_vec();
+
+    let mut plain = common::context(&model);
+    plain.decode(&Batch::get_one(&ids)).unwrap();
+    plain.decode(&Batch::get_one(&[next])).unwrap();
+    let want = plain.logits_ith(-1).unwrap();
+    let max = shifted
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("K-shift: max |diff| vs the unshifted evaluation {max:.3e}");
+    assert_eq!(argmax(&shifted), argmax(want));
+    assert!(max < 5e-3, "K-shift result differs by {max}");
+}
+
+/// The C API hands contexts and models across threads.
+#[test]
+fn model_and_context_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Model>();
+    send_sync::<Context>();
+    send_sync::<Batch>();
+}

@@ -4,6 +4,30 @@
 
 use half::f16;
 
+/// Defines `pub fn name(args)` running `body(args)` compiled with the FMA instruction set when
+/// the CPU has it. The bits are the same either way (`mul_add` is a correctly rounded fused
+/// multiply-add); without the feature every `mul_add` is a call into a software `fmaf`, which
+/// made the softmax over long contexts and RoPE needlessly slow.
+macro_rules! fma_dispatch {
+    ($(#[$m:meta])* pub fn $name:ident($($a:ident: $t:ty),*) => $body:ident) => {
+        $(#[$m])*
+        pub fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                fn fast($($a: $t),*) {
+                    $body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has FMA, checked on the line above.
+                    return unsafe { fast($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
 /// `ggml_rms_norm` followed by `ggml_mul` with the weight, in place on one row:
 /// `Σ (float)(x·x)` in double in order, `mean = (float)(sum/n)`, `scale = 1.0f/sqrtf(mean+eps)`,
 /// `y = (x·scale)·w` as two float32 multiplies.
@@ -51,9 +75,14 @@ pub fn rope_theta_scale(base: f32, n_rot: usize) -> f32 {
     base.powf(-2.0f32 / n_rot as f32)
 }
 
-/// NEOX RoPE in place on one head vector: pairs `(i, i + n_rot/2)`, with the FMA contraction the
-/// reference build applies: `x0' = fma(x0, cos, -(x1·sin))`, `x1' = fma(x0, sin, x1·cos)`.
-pub fn rope_neox(head: &mut [f32], cos: &[f32], sin: &[f32]) {
+fma_dispatch! {
+    /// NEOX RoPE in place on one head vector: pairs `(i, i + n_rot/2)`, with the FMA contraction the
+    /// reference build applies: `x0' = fma(x0, cos, -(x1·sin))`, `x1' = fma(x0, sin, x1·cos)`.
+    pub fn rope_neox(head: &mut [f32], cos: &[f32], sin: &[f32]) => rope_neox_body
+}
+
+#[inline(always)]
+fn rope_neox_body(head: &mut [f32], cos: &[f32], sin: &[f32]) {
     let half = cos.len();
     for i in 0..half {
         let (x0, x1) = (head[i], head[i + half]);
@@ -79,6 +108,7 @@ fn hexf(bits: u32) -> f32 {
 
 /// ggml's AVX2 `ggml_v_expf` for one lane, in scalar float32 with fma: a polynomial exp (not
 /// libm's), including its slow path for |n| > 126 (which makes `exp(-inf)` exactly 0).
+#[inline(always)]
 pub fn v_expf(x: f32) -> f32 {
     let r = hexf(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(hexf(0x3fb8_aa3b), r); // 0x1.715476p+0
@@ -123,11 +153,16 @@ fn hsum8(e: &[f32]) -> f32 {
     (t0 + t2) + (t1 + t3)
 }
 
-/// `ggml_soft_max_ext` on one row that is already `kq·scale + mask` (float32), in place:
-/// `e = v_expf(w - max)`, each 8-lane group summed as `_mm256_reduce_add_ps` in float32, the
-/// groups added in double, `p = e · (float)(1/sum)`. The row length must be a multiple of 8
-/// (n_kv is padded to 32); a scalar tail with libm `expf` handles any rest, as ggml does.
-pub fn softmax(w: &mut [f32]) {
+fma_dispatch! {
+    /// `ggml_soft_max_ext` on one row that is already `kq·scale + mask` (float32), in place:
+    /// `e = v_expf(w - max)`, each 8-lane group summed as `_mm256_reduce_add_ps` in float32, the
+    /// groups added in double, `p = e · (float)(1/sum)`. The row length must be a multiple of 8
+    /// (n_kv is padded to 32); a scalar tail with libm `expf` handles any rest, as ggml does.
+    pub fn softmax(w: &mut [f32]) => softmax_body
+}
+
+#[inline(always)]
+fn softmax_body(w: &mut [f32]) {
     let max = w.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0f64;
     let mut chunks = w.chunks_exact_mut(8);
@@ -155,9 +190,14 @@ pub fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
     }
 }
 
-/// `silu(g) · u` element-wise into `g`: ggml's AVX2 `ggml_v_silu` (`x / (1 + v_expf(-x))`) for
-/// whole groups of 8, the scalar `x/(1+expf(-x))` for a tail, then a float32 multiply.
-pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+fma_dispatch! {
+    /// `silu(g) · u` element-wise into `g`: ggml's AVX2 `ggml_v_silu` (`x / (1 + v_expf(-x))`) for
+    /// whole groups of 8, the scalar `x/(1+expf(-x))` for a tail, then a float32 multiply.
+    pub fn silu_mul(g: &mut [f32], u: &[f32]) => silu_mul_body
+}
+
+#[inline(always)]
+fn silu_mul_body(g: &mut [f32], u: &[f32]) {
     let n8 = g.len() / 8 * 8;
     for (i, (a, &b)) in g.iter_mut().zip(u).enumerate() {
         let x = *a;

@@ -6,13 +6,17 @@
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
 pub mod cli;
+pub mod context;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
+pub mod model;
 pub mod modelgen;
 pub mod tensor;
 
+pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
+pub use model::Model;
 
 #[doc(hidden)]
 pub mod testdata;

@@ -8,8 +8,10 @@
 pub mod error;
 pub mod gguf;
 pub mod tensor;
+pub mod vocab;
 
 pub use error::{Error, ErrorKind, Result};
+pub use vocab::Vocab;
 
 #[doc(hidden)]
 pub mod testdata;

@@ -5,10 +5,11 @@
 //! only in the merge table (a merge result that is not a token, say) get ids past the vocab.
 //! So a merge is a lookup of an id pair, and the loop never builds strings.
 
+use super::hash::{map_with_capacity, FxHashMap};
 use super::unicode::push_utf8;
 use crate::error::{Error, Result};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// The code point that byte `b` becomes in byte-level BPE text (GPT-2's `bytes_to_unicode`).
 pub fn byte_to_char(b: u8) -> u32 {
@@ -78,7 +79,7 @@ const NONE: u32 = u32::MAX;
 pub struct BpeTables {
     n_tokens: u32,
     /// (left symbol, right symbol) -> (rank, merged symbol)
-    merges: HashMap<(u32, u32), (u32, u32)>,
+    merges: FxHashMap<(u32, u32), (u32, u32)>,
     /// Symbol of each single byte (its byte-level char), NONE if that string is unknown.
     byte_symbol: [u32; 256],
     /// Token for the one-byte string of a printable ASCII byte: the reference's fallback when a
@@ -86,19 +87,19 @@ pub struct BpeTables {
     /// only ASCII bytes can be whole strings).
     ascii_token: [u32; 256],
     /// Raw bytes of each token whose text is all byte-level chars -> token (for ignore_merges).
-    bytes_to_token: HashMap<Box<[u8]>, u32>,
+    bytes_to_token: FxHashMap<Box<[u8]>, u32>,
 }
 
 impl BpeTables {
     /// `token_to_id` maps text to id with the reference's last-wins rule for repeated texts.
     pub fn new(
         tokens: &[String],
-        token_to_id: &HashMap<Box<[u8]>, i32>,
+        token_to_id: &FxHashMap<Box<[u8]>, i32>,
         merges: &[String],
     ) -> Result<BpeTables> {
         let n_tokens = tokens.len() as u32;
-        let mut extra: HashMap<String, u32> = HashMap::new();
-        let symbol = |s: &str, extra: &mut HashMap<String, u32>| -> u32 {
+        let mut extra: FxHashMap<String, u32> = FxHashMap::default();
+        let symbol = |s: &str, extra: &mut FxHashMap<String, u32>| -> u32 {
             if let Some(&id) = token_to_id.get(s.as_bytes()) {
                 return id as u32;
             }
@@ -109,7 +110,7 @@ impl BpeTables {
             extra.insert(s.to_string(), next);
             next
         };
-        let mut table = HashMap::with_capacity(merges.len());
+        let mut table = map_with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
             // As llama.cpp: split at the first space after the first byte. A line without
             // one is keyed ("", ""), which never matches, so it is skipped here.
@@ -144,7 +145,7 @@ impl BpeTables {
                 }
             }
         }
-        let mut bytes_to_token = HashMap::with_capacity(tokens.len());
+        let mut bytes_to_token = map_with_capacity(tokens.len());
         for (id, t) in tokens.iter().enumerate() {
             if let Some(raw) = decode_chars(t) {
                 // Later ids win, as in token_to_id.
@@ -290,7 +291,7 @@ mod tests {
         assert_eq!(char_to_byte(0x20), None);
     }
 
-    fn toy() -> (Vec<String>, HashMap<Box<[u8]>, i32>) {
+    fn toy() -> (Vec<String>, FxHashMap<Box<[u8]>, i32>) {
         let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
             .iter()
             .map(|s| s.to_string())

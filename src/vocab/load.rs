@@ -1,10 +1,12 @@
 //! `Vocab::from_gguf`: reads `tokenizer.ggml.*`, checks it, and applies the reference's
 //! defaults and fix-ups (`llm_load_vocab` in the fork's llama.cpp).
 
+use super::hash::{map_with_capacity, FxHashMap};
+use super::special::SpecialMatcher;
 use super::{attr, bpe, PreType, SpecialTokens, Token, TokenData, TokenType, Vocab, VocabType};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -84,7 +86,7 @@ impl Vocab {
                 }
             })
             .collect();
-        let mut token_to_id: HashMap<Box<[u8]>, Token> = HashMap::with_capacity(n);
+        let mut token_to_id: FxHashMap<Box<[u8]>, Token> = map_with_capacity(n);
         for (i, t) in tokens.iter().enumerate() {
             token_to_id.insert(t.text.as_bytes().into(), i as Token); // last wins
         }
@@ -206,14 +208,12 @@ impl Vocab {
                 .flatten(),
         );
 
-        // Special-token candidates for partitioning, longest text first (ties by id: the
-        // reference's std::sort leaves their order unspecified).
-        let mut special_candidates: Vec<Token> = (0..n as Token)
-            .filter(|&i| {
-                tokens[i as usize].attr & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
-            })
-            .collect();
-        special_candidates.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].text.len()));
+        let special_matcher = SpecialMatcher::new(
+            tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i as Token, t.text.as_str(), t.attr)),
+        );
 
         let mut vocab = Vocab {
             kind,
@@ -227,7 +227,7 @@ impl Vocab {
             add_space_prefix,
             clean_spaces,
             ignore_merges,
-            special_candidates,
+            special_matcher,
             bpe,
         };
         vocab.special.nl = match kind {

@@ -9,8 +9,10 @@
 
 mod bpe;
 mod detok;
+mod hash;
 mod load;
 mod pretokenize;
+mod special;
 mod spm;
 mod unicode;
 mod unicode_tables;
@@ -18,8 +20,10 @@ mod unicode_tables;
 pub use detok::clean_spaces;
 
 use crate::error::{Error, Result};
+use hash::FxHashMap;
+use special::{Fragment, SpecialMatcher};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// A token id (llama.cpp's `llama_token`).
 pub type Token = i32;
@@ -135,7 +139,7 @@ pub struct Vocab {
     pre: PreType,
     tokens: Vec<TokenData>,
     /// Text -> id; for repeated texts the last id wins, as in the reference.
-    token_to_id: HashMap<Box<[u8]>, Token>,
+    token_to_id: FxHashMap<Box<[u8]>, Token>,
     special: SpecialTokens,
     eog: HashSet<Token>,
     add_bos: bool,
@@ -143,17 +147,9 @@ pub struct Vocab {
     add_space_prefix: bool,
     clean_spaces: bool,
     ignore_merges: bool,
-    /// CONTROL, USER_DEFINED and UNKNOWN tokens, longest text first: the candidates for
-    /// matching in raw text.
-    special_candidates: Vec<Token>,
+    /// Finds CONTROL, USER_DEFINED and UNKNOWN token texts in raw text.
+    special_matcher: SpecialMatcher,
     bpe: Option<bpe::BpeTables>,
-}
-
-/// A part of the input after special tokens are cut out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fragment {
-    Text(usize, usize),
-    Token(Token),
 }
 
 thread_local! {
@@ -266,7 +262,7 @@ impl Vocab {
         parse_special: bool,
     ) -> Result<Vec<Token>> {
         let text = text.as_ref();
-        let fragments = self.partition(text, parse_special);
+        let fragments = self.special_matcher.partition(text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.push(self.special.bos.ok_or_else(|| {
@@ -283,56 +279,6 @@ impl Vocab {
             })?);
         }
         Ok(out)
-    }
-
-    /// Cuts special-token texts out of `text`, longest token first, as llama.cpp's
-    /// `tokenizer_st_partition`.
-    fn partition(&self, text: &[u8], parse_special: bool) -> Vec<Fragment> {
-        let mut frags = Vec::new();
-        if text.is_empty() {
-            return frags;
-        }
-        frags.push(Fragment::Text(0, text.len()));
-        for &id in &self.special_candidates {
-            let d = &self.tokens[id as usize];
-            if !parse_special && d.attr & (attr::CONTROL | attr::UNKNOWN) != 0 {
-                continue;
-            }
-            let needle = d.text.as_bytes();
-            if needle.is_empty() {
-                continue; // "" would match everywhere; the reference loops on it
-            }
-            let mut next = Vec::with_capacity(frags.len() + 2);
-            for f in frags {
-                let Fragment::Text(mut start, end) = f else {
-                    next.push(f);
-                    continue;
-                };
-                while let Some(m) = find(&text[start..end], needle).map(|p| p + start) {
-                    let mut left_end = m;
-                    if d.attr & attr::LSTRIP != 0 {
-                        while left_end > start && text[left_end - 1].is_ascii_whitespace_c() {
-                            left_end -= 1;
-                        }
-                    }
-                    if left_end > start {
-                        next.push(Fragment::Text(start, left_end));
-                    }
-                    next.push(Fragment::Token(id));
-                    start = m + needle.len();
-                    if d.attr & attr::RSTRIP != 0 {
-                        while start < end && text[start].is_ascii_whitespace_c() {
-                            start += 1;
-                        }
-                    }
-                }
-                if end > start {
-                    next.push(Fragment::Text(start, end));
-                }
-            }
-            frags = next;
-        }
-        frags
     }
 
     fn tokenize_bpe(
@@ -422,46 +368,5 @@ impl Vocab {
                 "byte 0x{b:02X} has no token (<0x{b:02X}>) and the vocab has no unknown token"
             ))
         })
-    }
-}
-
-trait CIsSpace {
-    fn is_ascii_whitespace_c(&self) -> bool;
-}
-impl CIsSpace for u8 {
-    /// C's `isspace` in the "C" locale (includes \v, unlike `u8::is_ascii_whitespace`).
-    fn is_ascii_whitespace_c(&self) -> bool {
-        matches!(*self, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
-    }
-}
-
-/// First position of `needle` in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        let p = hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
-        i += p;
-        if &hay[i + 1..i + needle.len()] == rest {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_substrings() {
-        assert_eq!(find(b"hello world", b"world"), Some(6));
-        assert_eq!(find(b"hello", b"hello!"), None);
-        assert_eq!(find(b"aaab", b"ab"), Some(2));
-        assert_eq!(find(b"", b"a"), None);
-        assert_eq!(find(b"abc", b"c"), Some(2));
     }
 }

@@ -3,9 +3,10 @@
 //! vocab token with the highest score (leftmost on ties), then map what is left to tokens,
 //! falling back to byte tokens `<0xXX>` for characters the vocab lacks.
 
+use super::hash::FxHashMap;
 use super::unicode::utf8_len;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 #[derive(Clone, Copy)]
 struct Symbol {
@@ -46,7 +47,7 @@ impl Ord for Bigram {
 /// fallback token of a byte, or an error.
 pub fn tokenize<E>(
     text: &[u8],
-    token_to_id: &HashMap<Box<[u8]>, i32>,
+    token_to_id: &FxHashMap<Box<[u8]>, i32>,
     score: impl Fn(i32) -> f32,
     byte_token: impl Fn(u8) -> Result<i32, E>,
     out: &mut Vec<i32>,

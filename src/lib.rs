@@ -13,10 +13,12 @@ pub mod kernels;
 pub mod model;
 pub mod modelgen;
 pub mod tensor;
+pub mod vocab;
 
 pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
 pub use model::Model;
+pub use vocab::Vocab;
 
 #[doc(hidden)]
 pub mod testdata;

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod sampling;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};

@@ -16,6 +16,8 @@
 
 pub mod candidates;
 pub mod chain;
+#[cfg(test)]
+mod crosscheck;
 #[doc(hidden)]
 pub mod golden;
 pub mod logit_bias;

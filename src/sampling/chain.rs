@@ -157,6 +157,12 @@ impl Chain {
         self.samplers.iter().map(|s| s.name()).collect()
     }
 
+    /// `llama_sampler_get_seed` on the chain: see [`Sampler::seed`] (the last seeded sampler's
+    /// seed in use, [`DEFAULT_SEED`] if none).
+    pub fn get_seed(&self) -> u32 {
+        Sampler::seed(self)
+    }
+
     /// `llama_perf_sampler`.
     pub fn perf(&self) -> PerfSamplerData {
         PerfSamplerData {
@@ -323,6 +329,7 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.names(), vec!["dist", "top-k", "dist"]);
         assert_eq!(c.seed(), 9);
+        assert_eq!(c.get_seed(), 9);
         assert!(c.get(3).is_none());
         assert!(c.get(-1).is_none());
         assert_eq!(c.get(1).unwrap().name(), "top-k");

@@ -11,8 +11,12 @@
 //! - [`candidates`]: the candidate array and the shared softmax / top-k steps;
 //! - [`select`] (greedy, dist, softmax), [`truncate`] (top-k, top-p, min-p, typical, tail-free),
 //!   [`temperature`] (temp, temp-ext), [`penalties`], [`logit_bias`], [`mirostat`] (v1, v2);
-//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation
-//!   and the golden trace format.
+//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation;
+//!   `golden`: the golden chains a..h and the `.trace`/`.probe` parsers.
+//!
+//! Verification beyond the unit tests: `crosscheck` (test-only) pins tie order and draws against
+//! real libstdc++ 12 (harness in `testdata/libstdcxx_crosscheck.cpp`); `testdata/pyref_golden/`
+//! replays all 32 golden sampling traces on logits from the shared numpy oracle.
 
 pub mod candidates;
 pub mod chain;

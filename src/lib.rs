@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod modelgen;
+pub mod sampling;
 pub mod tensor;
 pub mod vocab;
 

@@ -78,6 +78,18 @@ unsafe fn reduce_4x8(acc: [__m256; 4]) -> f32 {
     _mm_cvtss_f32(_mm_hadd_ps(t, t))
 }
 
+/// How far ahead of the weight stream to prefetch. Measured on this machine: without software
+/// prefetch the I2_S matvec streamed only ~2.6 GB/s from DRAM (the hardware prefetcher does not
+/// run far enough ahead of a loop that consumes 64 bytes per ~40 instructions).
+const PREFETCH: usize = 1536;
+
+/// Prefetch hint for a future weight load. `_mm_prefetch` never faults, so addresses past the
+/// end of the weights are harmless (computed with `wrapping_add`, never dereferenced).
+#[inline(always)]
+unsafe fn prefetch(p: *const u8) {
+    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+}
+
 #[inline(always)]
 unsafe fn load_i(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
@@ -103,6 +115,7 @@ unsafe fn i2s_row_dots<const NT: usize>(row: *const u8, k: usize, q: [*const i8;
         let b1 = (b0 + 8).min(nb);
         let mut s16 = [_mm256_setzero_si256(); NT];
         for b in b0..b1 {
+            prefetch(row.wrapping_add(32 * b + PREFETCH));
             let v = load_i(row.add(32 * b));
             let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
             let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
@@ -151,6 +164,8 @@ unsafe fn i2s_two_rows(r0: *const u8, r1: *const u8, k: usize, q: *const i8) -> 
                 load_i(qp.add(64)),
                 load_i(qp.add(96)),
             );
+            // Rows r0 and r1 are adjacent: together they are consumed at 64 bytes per block.
+            prefetch(r0.wrapping_add(64 * b + PREFETCH));
             let v = load_i(r0.add(32 * b));
             let w = load_i(r1.add(32 * b));
             let s = _mm256_add_epi16(
@@ -365,6 +380,7 @@ unsafe fn tq_row<B>(
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
+            prefetch((wb as *const B as *const u8).wrapping_add(PREFETCH));
             let (codes, dbits) = decode(wb);
             let dw = f16_bits_to_f32(dbits);
             for j in 0..nt {
@@ -477,6 +493,7 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
+            prefetch((wb as *const BlockQ6K as *const u8).wrapping_add(PREFETCH));
             let v = q6k_unsigned(wb);
             let dw = f16_bits_to_f32(wb.d);
             for j in 0..nt {
@@ -564,6 +581,8 @@ unsafe fn dot_f32_ggml_impl(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     for c in (0..np).step_by(32) {
+        prefetch((pa as *const u8).wrapping_add(4 * c + PREFETCH));
+        prefetch((pa as *const u8).wrapping_add(4 * c + 64 + PREFETCH));
         for j in 0..4 {
             let i = c + 8 * j;
             acc[j] = _mm256_fmadd_ps(
@@ -587,6 +606,8 @@ unsafe fn dot_f16_ggml_impl(a: &[f16], b: &[f16]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     for c in (0..np).step_by(32) {
+        // The first operand is the weight row (or K-cache row): prefetch its stream.
+        prefetch((pa as *const u8).wrapping_add(2 * c + PREFETCH));
         for j in 0..4 {
             let i = c + 8 * j;
             acc[j] = _mm256_fmadd_ps(load_h(pa.add(i)), load_h(pb.add(i)), acc[j]);

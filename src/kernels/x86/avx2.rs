@@ -81,7 +81,7 @@ unsafe fn reduce_4x8(acc: [__m256; 4]) -> f32 {
 /// How far ahead of the weight stream to prefetch. Measured on this machine: without software
 /// prefetch the I2_S matvec streamed only ~2.6 GB/s from DRAM (the hardware prefetcher does not
 /// run far enough ahead of a loop that consumes 64 bytes per ~40 instructions).
-const PREFETCH: usize = 1536;
+const PREFETCH: usize = 3072;
 
 /// Prefetch hint for a future weight load. `_mm_prefetch` never faults, so addresses past the
 /// end of the weights are harmless (computed with `wrapping_add`, never dereferenced).

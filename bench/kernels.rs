@@ -130,7 +130,7 @@ fn main() {
     println!("active kernel set: {}", kernels::active_name());
 
     // Memory read bandwidth over 1 GiB.
-    if filters.is_empty() {
+    if filters.is_empty() || wanted("membw") {
         let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
         for (n, pool) in &pools {
             println!(

@@ -406,31 +406,50 @@ fn check_q8k<B>(w: &[B], act: &[BlockQ8K], d: MatDims, out: &[f32]) -> usize {
     nb
 }
 
-fn tq2_0_matmul(w: &[BlockTQ2_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
-    let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
-        // SAFETY: every block is a whole struct (loads stay inside it); table used only after
-        // `detected()`.
-        unsafe {
-            tq_row(&w[r * nb..(r + 1) * nb], act, nb, o, |b| {
-                (tq2_0_codes(b), b.d)
-            })
+/// Visits (row, first token, token count) in bands of 16 weight rows x groups of up to 4 tokens,
+/// so a band's weights and a group's activations both stay in L1/L2 while they are reused
+/// (rather than every row streaming all activation rows).
+fn banded(rows: usize, n_tok: usize, mut f: impl FnMut(usize, usize, usize)) {
+    const BAND: usize = 16;
+    for r0 in (0..rows).step_by(BAND) {
+        for t in (0..n_tok).step_by(4) {
+            let nt = (n_tok - t).min(4);
+            for r in r0..(r0 + BAND).min(rows) {
+                f(r, t, nt);
+            }
         }
     }
 }
 
+fn tq2_0_matmul(w: &[BlockTQ2_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
+    let nb = check_q8k(w, act, d, out);
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
+        // SAFETY: every block is a whole struct (loads stay inside it); table used only after
+        // `detected()`.
+        unsafe {
+            tq_row(&w[r * nb..(r + 1) * nb], a, nb, o, |b| {
+                (tq2_0_codes(b), b.d)
+            })
+        }
+    });
+}
+
 fn tq1_0_matmul(w: &[BlockTQ1_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
     let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
         // SAFETY: as in tq2_0_matmul (qs[32..48] is read with a 16-byte load, qh by value).
         unsafe {
-            tq_row(&w[r * nb..(r + 1) * nb], act, nb, o, |b| {
+            tq_row(&w[r * nb..(r + 1) * nb], a, nb, o, |b| {
                 (tq1_0_codes(b), b.d)
             })
         }
-    }
+    });
 }
 
 /// Q6_K values of one block as 8 vectors of 32 consecutive unsigned 6-bit values (0..63, i.e.
@@ -511,11 +530,13 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
 
 fn q6_k_matmul(w: &[BlockQ6K], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
     let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
         // SAFETY: whole blocks only; table used only after `detected()`.
-        unsafe { q6k_row(&w[r * nb..(r + 1) * nb], act, nb, o) }
-    }
+        unsafe { q6k_row(&w[r * nb..(r + 1) * nb], a, nb, o) }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -569,6 +569,7 @@ unsafe fn q8_0_impl(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f
             let xrow = &act[t * nb..(t + 1) * nb];
             let mut acc = _mm256_setzero_ps();
             for (wb, xb) in wrow.iter().zip(xrow) {
+                prefetch((wb as *const BlockQ8_0 as *const u8).wrapping_add(PREFETCH));
                 let dd = f16_bits_to_f32(wb.d) * f16_bits_to_f32(xb.d);
                 let lanes = _mm256_cvtepi32_ps(q8_0_lanes(wb, xb));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), lanes, acc);

@@ -154,6 +154,7 @@ fn main() {
     }
     cases.push((GgmlType::I2_S, 2560, 6912, 8, "gate/up"));
     cases.push((GgmlType::I2_S, 2560, 6912, 64, "gate/up"));
+    cases.push((GgmlType::I2_S, 6912, 2560, 64, "down"));
     cases.push((GgmlType::TQ2_0, 2560, 6912, 64, "gate/up"));
     cases.push((GgmlType::TQ2_0, 2560, 6912, 1, "gate/up"));
     cases.push((GgmlType::TQ1_0, 2560, 6912, 1, "gate/up"));

@@ -755,3 +755,34 @@ fn variant_activation_quantizers_match_scalar() {
         }
     }
 }
+
+#[test]
+fn every_f16_value_converts_exactly_in_every_variant() {
+    // A one-element f16 dot with 1.0 is the operand itself (the product is exact), so this
+    // checks each variant's f16 -> f32 conversion on all 65536 bit patterns, subnormals,
+    // infinities and NaNs included.
+    let one = [f16::ONE];
+    for kt in available() {
+        for bits in 0..=u16::MAX {
+            let h = f16::from_bits(bits);
+            let got = (kt.dot_f16_ggml)(&[h], &one);
+            // The sum starts at +0, so -0 comes out as +0 (as in the reference).
+            let want = h.to_f32() + 0.0;
+            if want.is_nan() {
+                assert!(got.is_nan(), "{} {bits:#06x}", kt.name());
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{} {bits:#06x}", kt.name());
+            }
+            // The same through the tinyBLAS path (f16 x f32, also all-tail here).
+            let got = (kt.dot_f16_f32_tinyblas)(&[h], &[1.0]);
+            if !want.is_nan() {
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{} tinyblas {bits:#06x}",
+                    kt.name()
+                );
+            }
+        }
+    }
+}

@@ -4,32 +4,6 @@
 
 #include "kernels.h"
 
-float bitnet_c_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    float f;
-    if (exp == 0x1f) {
-        /* inf / NaN: keep the payload, like the hardware conversion */
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {
-        /* subnormal half: normalise (value = mant * 2^-24, exact in f32) */
-        exp = 113;
-        while ((mant & 0x400) == 0) {
-            mant <<= 1;
-            exp--;
-        }
-        bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* ggml hsum_float_8 / tinyBLAS hsum: t[l] = acc[l+4] + acc[l], (t0+t2) + (t1+t3). */
 float bitnet_c_hsum8(const float acc[8]) {
     float t0 = acc[4] + acc[0];

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define BITNET_QK_K 256
 
@@ -23,8 +24,7 @@ typedef char bitnet_check_tq1_0[sizeof(bitnet_block_tq1_0) == 54 ? 1 : -1];
 typedef char bitnet_check_q6_K[sizeof(bitnet_block_q6_K) == 210 ? 1 : -1];
 typedef char bitnet_check_q8_0[sizeof(bitnet_block_q8_0) == 34 ? 1 : -1];
 
-/* Shared helpers (common.c). */
-float bitnet_c_f16_to_f32(uint16_t h);
+/* Shared helpers (common.c; the f16 conversion is inline because it runs per element). */
 float bitnet_c_hsum8(const float acc[8]);
 float bitnet_c_reduce_4x8(const float acc[4][8]);
 int32_t bitnet_c_nearest_int(float x);
@@ -60,5 +60,28 @@ void bitnet_c_f16_tinyblas_matmul(const uint16_t *w, const float *x, size_t k, s
 /* Activation quantization (I2_S.md sections 4 and 6a). */
 void bitnet_c_quantize_row_i8(const float *x, size_t n, int8_t *q, float *scale, int32_t *sum);
 void bitnet_c_quantize_row_q8_K(const float *x, bitnet_block_q8_K *y, size_t nblocks);
+
+/* Exact f16 -> f32. */
+static inline float bitnet_c_f16_to_f32(uint16_t h) {
+    /* Exponent and mantissa moved into float position, then scaled by 2^112 (exact: halves
+     * have 11 significant bits; a subnormal half becomes a float subnormal whose product is an
+     * exact normal). Needs denormals-are-zero off, the C and Rust default. inf / NaN
+     * (exponent 31) keep their payload, like the hardware conversion. */
+    static const float two_112 = 5.192296858534828e33f; /* 2^112 */
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t em = (uint32_t)(h & 0x7fff) << 13;
+    uint32_t bits;
+    float f;
+    if ((h & 0x7c00) == 0x7c00) {
+        bits = sign | 0x7f800000u | em;
+    } else {
+        memcpy(&f, &em, 4);
+        f *= two_112;
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
 
 #endif

@@ -39,12 +39,11 @@ void bitnet_c_i2s_matmul(const uint8_t *codes, float w_scale, const int8_t *q,
 }
 
 static void tq2_0_codes(const bitnet_block_tq2_0 *b, uint8_t c[BITNET_QK_K]) {
-    int e;
-    for (e = 0; e < BITNET_QK_K; e++) {
-        /* element j*4 + l*32 + m is bits 2l of qs[j + m], j in {0, 32} */
-        uint8_t byte = b->qs[32 * (e / 128) + e % 32];
-        c[e] = (byte >> (2 * ((e % 128) / 32))) & 3;
-    }
+    int j, l, m;
+    /* element j*4 + l*32 + m is bits 2l of qs[j + m], j in {0, 32} */
+    for (j = 0; j < 2; j++)
+        for (l = 0; l < 4; l++)
+            for (m = 0; m < 32; m++) c[128 * j + 32 * l + m] = (b->qs[32 * j + m] >> (2 * l)) & 3;
 }
 
 static uint8_t trit(uint8_t byte, int n) {
@@ -64,37 +63,55 @@ static void tq1_0_codes(const bitnet_block_tq1_0 *b, uint8_t c[BITNET_QK_K]) {
     }
 }
 
-/* Lanes of one ternary block: code*q per lane, minus the sum of q over [32p, 32p+32). */
+/* Lanes of one ternary block: code*q per lane p (elements with (e % 32) / 4 == p), minus the
+ * sum of q over [32p, 32p+32). */
 static void tq_lanes(const uint8_t c[BITNET_QK_K], const int8_t q[BITNET_QK_K], int32_t lanes[8]) {
-    int e, p;
+    int g, p, i;
     for (p = 0; p < 8; p++) lanes[p] = 0;
-    for (e = 0; e < BITNET_QK_K; e++) lanes[(e % 32) / 4] += (int32_t)c[e] * q[e];
-    for (e = 0; e < BITNET_QK_K; e++) lanes[e / 32] -= q[e];
+    for (g = 0; g < 8; g++) {
+        const uint8_t *cg = c + 32 * g;
+        const int8_t *qg = q + 32 * g;
+        int32_t qsum = 0;
+        for (p = 0; p < 8; p++) {
+            int32_t s = 0;
+            for (i = 0; i < 4; i++) s += (int32_t)cg[4 * p + i] * qg[4 * p + i];
+            lanes[p] += s;
+        }
+        for (i = 0; i < 32; i++) qsum += qg[i];
+        lanes[g] -= qsum;
+    }
 }
+
+/* Token groups: each weight block is decoded once and used for up to 4 activation rows. */
+#define TOKEN_GROUP 4
 
 /* acc[p] = acc[p] + lane_p * D with D = d_x * d_w (multiply, then add: no fma). */
 #define TQ_MATMUL(NAME, BLOCK, DECODE)                                                        \
     void NAME(const BLOCK *w, const bitnet_block_q8_K *x, size_t k, size_t rows, size_t n_tok, \
               float *out) {                                                                   \
-        size_t nb = k / BITNET_QK_K, r, t, i;                                                 \
+        size_t nb = k / BITNET_QK_K, r, t0, i, j, nt;                                         \
         uint8_t c[BITNET_QK_K];                                                               \
         int32_t lanes[8];                                                                     \
         int p;                                                                                \
         for (r = 0; r < rows; r++) {                                                          \
-            for (t = 0; t < n_tok; t++) {                                                     \
-                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                      \
+            for (t0 = 0; t0 < n_tok; t0 += nt) {                                              \
+                float acc[TOKEN_GROUP][8] = {{0}};                                            \
+                nt = n_tok - t0 < TOKEN_GROUP ? n_tok - t0 : TOKEN_GROUP;                     \
                 for (i = 0; i < nb; i++) {                                                    \
                     const BLOCK *wb = &w[r * nb + i];                                         \
-                    const bitnet_block_q8_K *xb = &x[t * nb + i];                             \
-                    float dd = xb->d * bitnet_c_f16_to_f32(wb->d);                            \
+                    float dw = bitnet_c_f16_to_f32(wb->d);                                    \
                     DECODE(wb, c);                                                            \
-                    tq_lanes(c, xb->qs, lanes);                                               \
-                    for (p = 0; p < 8; p++) {                                                 \
-                        float prod = (float)lanes[p] * dd;                                    \
-                        acc[p] = acc[p] + prod;                                               \
+                    for (j = 0; j < nt; j++) {                                                \
+                        const bitnet_block_q8_K *xb = &x[(t0 + j) * nb + i];                  \
+                        float dd = xb->d * dw;                                                \
+                        tq_lanes(c, xb->qs, lanes);                                           \
+                        for (p = 0; p < 8; p++) {                                             \
+                            float prod = (float)lanes[p] * dd;                                \
+                            acc[j][p] = acc[j][p] + prod;                                     \
+                        }                                                                     \
                     }                                                                         \
                 }                                                                             \
-                out[r * n_tok + t] = bitnet_c_hsum8(acc);                                     \
+                for (j = 0; j < nt; j++) out[r * n_tok + t0 + j] = bitnet_c_hsum8(acc[j]);    \
             }                                                                                 \
         }                                                                                     \
     }
@@ -117,27 +134,41 @@ static void q6k_values(const bitnet_block_q6_K *b, int8_t v[BITNET_QK_K]) {
     }
 }
 
-/* Q6_K: lane p = sum sc[e/16] * q6_e * q_e over (e % 32) / 4 == p; acc = fma(D, lane, acc). */
+/* Q6_K: lane p = sum sc[e/16] * q6_e * q_e over (e % 32) / 4 == p; acc = fma(D, lane, acc).
+ * The values are pre-multiplied by their sub-block scale once per block (sc * q6 fits int16). */
 void bitnet_c_q6_K_matmul(const bitnet_block_q6_K *w, const bitnet_block_q8_K *x, size_t k,
                           size_t rows, size_t n_tok, float *out) {
-    size_t nb = k / BITNET_QK_K, r, t, i;
+    size_t nb = k / BITNET_QK_K, r, t0, i, j, nt;
     int8_t v[BITNET_QK_K];
-    int e, p;
+    int16_t sv[BITNET_QK_K];
+    int e, g, p, m;
     for (r = 0; r < rows; r++) {
-        for (t = 0; t < n_tok; t++) {
-            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (t0 = 0; t0 < n_tok; t0 += nt) {
+            float acc[TOKEN_GROUP][8] = {{0}};
+            nt = n_tok - t0 < TOKEN_GROUP ? n_tok - t0 : TOKEN_GROUP;
             for (i = 0; i < nb; i++) {
                 const bitnet_block_q6_K *wb = &w[r * nb + i];
-                const bitnet_block_q8_K *xb = &x[t * nb + i];
-                int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                float dd = xb->d * bitnet_c_f16_to_f32(wb->d);
+                float dw = bitnet_c_f16_to_f32(wb->d);
                 q6k_values(wb, v);
-                for (e = 0; e < BITNET_QK_K; e++) {
-                    lanes[(e % 32) / 4] += (int32_t)wb->scales[e / 16] * v[e] * xb->qs[e];
+                for (e = 0; e < BITNET_QK_K; e++) sv[e] = (int16_t)(wb->scales[e / 16] * v[e]);
+                for (j = 0; j < nt; j++) {
+                    const bitnet_block_q8_K *xb = &x[(t0 + j) * nb + i];
+                    int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    float dd = xb->d * dw;
+                    for (g = 0; g < 8; g++) {
+                        for (p = 0; p < 8; p++) {
+                            int32_t s = 0;
+                            for (m = 0; m < 4; m++) {
+                                e = 32 * g + 4 * p + m;
+                                s += (int32_t)sv[e] * xb->qs[e];
+                            }
+                            lanes[p] += s;
+                        }
+                    }
+                    for (p = 0; p < 8; p++) acc[j][p] = fmaf(dd, (float)lanes[p], acc[j][p]);
                 }
-                for (p = 0; p < 8; p++) acc[p] = fmaf(dd, (float)lanes[p], acc[p]);
             }
-            out[r * n_tok + t] = bitnet_c_hsum8(acc);
+            for (j = 0; j < nt; j++) out[r * n_tok + t0 + j] = bitnet_c_hsum8(acc[j]);
         }
     }
 }

@@ -111,10 +111,22 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let quick = args.iter().any(|a| a == "quick");
+    // `tune`: small prompt-shaped products, many runs, for comparing kernel changes on a busy
+    // machine (the best of many short runs is stable where a median is not).
+    let tune = args.iter().any(|a| a == "tune");
     // Any other argument filters the matmul table by substring of "kernel type label".
-    let filters: Vec<&String> = args.iter().filter(|a| *a != "quick").collect();
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "quick" && *a != "tune")
+        .collect();
     let wanted = |s: &str| filters.is_empty() || filters.iter().any(|f| s.contains(f.as_str()));
-    let runs = if quick { 3 } else { 7 };
+    let runs = if tune {
+        41
+    } else if quick {
+        3
+    } else {
+        7
+    };
     let pools: Vec<(usize, rayon::ThreadPool)> = [1usize, 2]
         .into_iter()
         .map(|n| {
@@ -162,6 +174,13 @@ fn main() {
     cases.push((GgmlType::Q8_0, 2560, 128256, 1, "head"));
     cases.push((GgmlType::F16, 2560, 128256, 1, "head"));
     cases.push((GgmlType::F32, 2560, 2560, 8, "tinyBLAS"));
+    if tune {
+        cases = vec![
+            (GgmlType::I2_S, 2560, 1024, 64, "tune"),
+            (GgmlType::I2_S, 6912, 512, 64, "tune"),
+            (GgmlType::I2_S, 2560, 1024, 1, "tune"),
+        ];
+    }
 
     println!(
         "\n{:<7} {:<6} {:>6} {:>7} {:>4} {:>3} {:>10} {:>8} {:>8}",

@@ -13,20 +13,31 @@ fn vocabs() -> &'static [Vocab] {
         let root = std::env::var("BITNET_TEST_DATA").unwrap_or_else(|_| "../../shared".into());
         ["llama-bpe", "llama-spm"]
             .iter()
-            .map(|n| Vocab::from_gguf(&GgufFile::open(format!("{root}/vocab/ggml-vocab-{n}.gguf")).unwrap()).unwrap())
+            .map(|n| {
+                Vocab::from_gguf(
+                    &GgufFile::open(format!("{root}/vocab/ggml-vocab-{n}.gguf")).unwrap(),
+                )
+                .unwrap()
+            })
             .collect()
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let v = &vocabs()[(mode & 1) as usize];
     // Mostly valid ids, some out of range either way.
     let ids: Vec<i32> = rest
         .chunks_exact(4)
         .map(|c| {
             let x = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            if mode & 2 != 0 { x } else { x.rem_euclid(v.n_tokens() as i32) }
+            if mode & 2 != 0 {
+                x
+            } else {
+                x.rem_euclid(v.n_tokens() as i32)
+            }
         })
         .collect();
     let all_valid = ids.iter().all(|&t| t >= 0 && (t as usize) < v.n_tokens());

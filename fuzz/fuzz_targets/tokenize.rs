@@ -14,7 +14,8 @@ fn vocabs() -> &'static [Vocab] {
         ["llama-bpe", "llama-spm", "gpt-2", "falcon"]
             .iter()
             .map(|n| {
-                let g = GgufFile::open(format!("{root}/vocab/ggml-vocab-{n}.gguf")).expect("vocab file (set BITNET_TEST_DATA)");
+                let g = GgufFile::open(format!("{root}/vocab/ggml-vocab-{n}.gguf"))
+                    .expect("vocab file (set BITNET_TEST_DATA)");
                 Vocab::from_gguf(&g).unwrap()
             })
             .collect()
@@ -22,9 +23,14 @@ fn vocabs() -> &'static [Vocab] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, text)) = data.split_first() else { return };
+    let Some((&mode, text)) = data.split_first() else {
+        return;
+    };
     let v = &vocabs()[(mode & 3) as usize];
-    let ids = v.tokenize(text, mode & 4 != 0, mode & 8 != 0).expect("tokenize never fails on text");
+    let ids = v
+        .tokenize(text, mode & 4 != 0, mode & 8 != 0)
+        .expect("tokenize never fails on text");
     assert!(ids.iter().all(|&t| t >= 0 && (t as usize) < v.n_tokens()));
-    v.detokenize(&ids, mode & 16 != 0, mode & 32 != 0).expect("detokenize of valid ids");
+    v.detokenize(&ids, mode & 16 != 0, mode & 32 != 0)
+        .expect("detokenize of valid ids");
 });

@@ -229,7 +229,9 @@ impl Vocab {
             ignore_merges,
             special_matcher,
             bpe,
+            pieces: Vec::new(),
         };
+        vocab.pieces = vocab.render_pieces();
         vocab.special.nl = match kind {
             VocabType::Spm => vocab.byte_to_token(b'\n').ok().filter(|_| {
                 // byte_to_token falls back to UNK; the reference would fail instead.

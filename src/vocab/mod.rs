@@ -150,6 +150,8 @@ pub struct Vocab {
     /// Finds CONTROL, USER_DEFINED and UNKNOWN token texts in raw text.
     special_matcher: SpecialMatcher,
     bpe: Option<bpe::BpeTables>,
+    /// Each token's bytes as `token_to_piece(id, 0, special = true)` gives them.
+    pieces: Vec<Box<[u8]>>,
 }
 
 thread_local! {

@@ -1,7 +1,7 @@
 //! Tokenizer speed: ms and MB/s to tokenize ~100 kB of mixed text (the reference's extra test
 //! strings: prose, code, numbers, many scripts, emoji, control characters) with each vocab.
 //!
-//! `BITNET_TEST_DATA=/work/shared cargo bench --bench tokenizer`
+//! `BITNET_TEST_DATA=/work/shared cargo bench --bench tokenizer [-- llama-bpe llama-spm]`
 
 use bitnet::gguf::GgufFile;
 use bitnet::Vocab;
@@ -34,7 +34,15 @@ fn main() {
         "tokenizer bench: {} bytes of mixed text, one thread",
         text.len()
     );
+    // Optional arguments name the vocabs to run (`-- llama-spm`).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for name in ["llama-bpe", "llama-spm", "gpt-2", "falcon"] {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         let Some(p) = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };

@@ -121,7 +121,9 @@ impl BpeTables {
             if right.is_empty() {
                 continue;
             }
-            let merged = format!("{left}{right}");
+            let mut merged = String::with_capacity(left.len() + right.len());
+            merged.push_str(left);
+            merged.push_str(right);
             let l = symbol(left, &mut extra);
             let r = symbol(right, &mut extra);
             let id = symbol(&merged, &mut extra);

@@ -215,6 +215,13 @@ impl Vocab {
                 .map(|(i, t)| (i as Token, t.text.as_str(), t.attr)),
         );
 
+        let byte_tokens = std::array::from_fn(|b| {
+            let hex = format!("<0x{b:02X}>");
+            token_to_id
+                .get(hex.as_bytes())
+                .or_else(|| token_to_id.get(&[b as u8][..]))
+                .copied()
+        });
         let mut vocab = Vocab {
             kind,
             pre,
@@ -230,13 +237,11 @@ impl Vocab {
             special_matcher,
             bpe,
             pieces: Vec::new(),
+            byte_tokens,
         };
         vocab.pieces = vocab.render_pieces();
         vocab.special.nl = match kind {
-            VocabType::Spm => vocab.byte_to_token(b'\n').ok().filter(|_| {
-                // byte_to_token falls back to UNK; the reference would fail instead.
-                vocab.token_id("<0x0A>").is_some() || vocab.token_id("\n").is_some()
-            }),
+            VocabType::Spm => vocab.byte_tokens[b'\n' as usize],
             // The reference tokenizes U+010A ("Ċ", the byte-level newline) as text.
             VocabType::Bpe => vocab
                 .tokenize("\u{010A}", false, false)

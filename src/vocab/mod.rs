@@ -150,6 +150,8 @@ pub struct Vocab {
     /// Finds CONTROL, USER_DEFINED and UNKNOWN token texts in raw text.
     special_matcher: SpecialMatcher,
     bpe: Option<bpe::BpeTables>,
+    /// The token of each byte without the UNK fallback (`<0xXX>`, else the one-byte text).
+    byte_tokens: [Option<Token>; 256],
     /// Each token's bytes as `token_to_piece(id, 0, special = true)` gives them.
     pieces: Vec<Box<[u8]>>,
 }
@@ -358,11 +360,7 @@ impl Vocab {
 
     /// The token of a raw byte (SPM byte fallback): `<0xXX>`, else the one-byte text, else UNK.
     pub fn byte_to_token(&self, b: u8) -> Result<Token> {
-        let hex = format!("<0x{b:02X}>");
-        if let Some(&id) = self.token_to_id.get(hex.as_bytes()) {
-            return Ok(id);
-        }
-        if let Some(&id) = self.token_to_id.get(&[b][..]) {
+        if let Some(id) = self.byte_tokens[b as usize] {
             return Ok(id);
         }
         self.special.unk.ok_or_else(|| {

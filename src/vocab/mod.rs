@@ -1,11 +1,21 @@
 //! The tokenizer: a vocabulary read from GGUF metadata (`tokenizer.ggml.*`), text -> tokens
 //! and tokens -> text, with llama.cpp's behaviour (`llama-vocab.cpp` of the reference fork).
 //!
-//! - [`load`]: `Vocab::from_gguf`, key checks and the reference's defaults.
-//! - [`pretokenize`] + [`bpe`]: byte-level BPE (model "gpt2": Llama-3, GPT-2, Falcon).
-//! - [`spm`]: SentencePiece-style merges (model "llama": Llama-2).
-//! - [`detok`]: `token_to_piece` and `detokenize`.
-//! - special tokens written in the text are cut out first (`partition` below).
+//! Modules, one job each:
+//! - `load`: `Vocab::from_gguf`, key checks and the reference's defaults and fix-ups;
+//! - `special`: cutting special-token texts out of the input (longest first);
+//! - `pretokenize` + `unicode` (+ generated `unicode_tables`) + `bpe`: byte-level BPE
+//!   (model "gpt2": Llama-3, GPT-2, Falcon pre-tokenizers);
+//! - `spm`: SentencePiece-style score merges with byte fallback (model "llama": Llama-2);
+//! - `detok`: `token_to_piece`, `detokenize` and the BPE space clean-up.
+//!
+//! Known differences from the reference, all where it is unspecified or would crash:
+//! special tokens of equal length are tried in id order (llama.cpp's `std::sort` leaves the
+//! order open); when several end-of-turn texts exist, the first in the reference's list is
+//! the EOT id (llama.cpp takes whichever its hash map yields first); an out-of-range special
+//! token id in the file is an error (llama.cpp warns and keeps the default); a byte with no
+//! token in an SPM vocab without UNK is an error (llama.cpp throws). FIM token detection is
+//! not implemented (no FIM tokens in the supported models).
 
 mod bpe;
 mod detok;
@@ -266,6 +276,14 @@ impl Vocab {
         parse_special: bool,
     ) -> Result<Vec<Token>> {
         let text = text.as_ref();
+        if text.len() > i32::MAX as usize {
+            // Symbol links are i32, and the C API's text length is an int32_t.
+            return Err(Error::invalid_argument(format!(
+                "text of {} bytes is too long to tokenize (at most {} bytes)",
+                text.len(),
+                i32::MAX
+            )));
+        }
         let fragments = self.special_matcher.partition(text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {

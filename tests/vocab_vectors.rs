@@ -324,10 +324,9 @@ fn special_tokens_and_accessors() {
     assert_eq!(s.tokenize(" ", true, false).unwrap(), [1, 259]);
     assert_eq!(s.detokenize(&[1, 15043], true, false).unwrap(), b" Hello");
     assert_eq!(s.detokenize(&[15043], true, false).unwrap(), b"Hello");
-    assert_eq!(
-        s.token_to_piece(0, 0, false).unwrap(),
-        "\u{2585}".as_bytes()
-    );
+    // UNKNOWN shows like CONTROL: only with `special` (the fork's attr_special).
+    assert_eq!(s.token_to_piece(0, 0, false).unwrap(), b"");
+    assert_eq!(s.token_to_piece(0, 0, true).unwrap(), b"<unk>");
     assert_eq!(s.token_to_piece(13, 0, false).unwrap(), b"\n");
 }
 
@@ -555,4 +554,47 @@ fn vocab_is_shareable_across_threads() {
             s.spawn(|| assert_eq!(v.tokenize("Hello threads 123", false, false).unwrap(), want));
         }
     });
+}
+
+#[test]
+fn token_list_fixups() {
+    use bitnet::gguf::Array;
+    let rename = |k: &mut Vec<(String, Value)>, id: usize, text: &str| {
+        let slot = k
+            .iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.tokens")
+            .unwrap();
+        let Value::Array(Array::String(v)) = &mut slot.1 else {
+            panic!()
+        };
+        v[id] = text.to_string();
+    };
+    // Duplicate texts: the reference asserts; we say which.
+    expect_err(
+        edited("llama-spm", |k| rename(k, 500, "<s>")),
+        ErrorKind::Metadata,
+        "appears twice (ids 1 and 500)",
+    );
+    // An empty text is named [EMPTY_<id>], as the reference does.
+    if let Some(r) = edited("llama-spm", |k| rename(k, 500, "")) {
+        let v = r.unwrap();
+        assert_eq!(v.token_text(500).unwrap(), "[EMPTY_500]");
+    }
+    // FIM and end-of-turn tokens are found by text and become CONTROL.
+    if let Some(r) = edited("llama-spm", |k| {
+        rename(k, 500, "<PRE>");
+        rename(k, 501, "<|fim_pad|>");
+        rename(k, 502, "<|im_end|>");
+    }) {
+        let v = r.unwrap();
+        let s = v.special_tokens();
+        assert_eq!(
+            (s.fim_pre, s.fim_pad, s.eot),
+            (Some(500), Some(501), Some(502))
+        );
+        assert!(v.is_control(500) && v.is_control(501) && v.is_control(502));
+        assert!(v.is_eog(501) && v.is_eog(502) && v.is_eog(2) && !v.is_eog(500));
+        assert_eq!(v.tokenize("a<PRE>", false, true).unwrap(), [263, 500]);
+        assert_eq!(v.token_to_piece(500, 0, false).unwrap(), b"");
+    }
 }

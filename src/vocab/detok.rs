@@ -4,12 +4,12 @@
 use super::{attr, bpe, Token, TokenData, Vocab, VocabType};
 use crate::error::Result;
 
-/// What an UNKNOWN token shows as in SPM vocabs ("▅").
-const UNKNOWN_PIECE: &str = "\u{2585}";
+/// Tokens whose text shows only when `special` is asked for (the fork's `attr_special`).
+const HIDDEN: u32 = attr::CONTROL | attr::UNKNOWN;
 
 impl Vocab {
-    /// The bytes of one token. `special`: show CONTROL tokens' text (otherwise they are
-    /// empty). `lstrip`: drop up to that many leading spaces. The bytes may be part of a
+    /// The bytes of one token. `special`: show CONTROL and UNKNOWN tokens' text (otherwise
+    /// they are empty). `lstrip`: drop up to that many leading spaces. The bytes may be part of a
     /// UTF-8 sequence: concatenate pieces before decoding.
     pub fn token_to_piece(&self, token: Token, lstrip: usize, special: bool) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -25,7 +25,7 @@ impl Vocab {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let d = self.data(token)?;
-        if !special && d.attr & attr::CONTROL != 0 {
+        if !special && d.attr & HIDDEN != 0 {
             return Ok(());
         }
         let piece = &self.pieces[token as usize];
@@ -85,7 +85,7 @@ impl Vocab {
     }
 }
 
-/// The bytes a token stands for, CONTROL text included.
+/// The bytes a token stands for, CONTROL and UNKNOWN text included.
 fn render_piece(kind: VocabType, d: &TokenData) -> Vec<u8> {
     let a = d.attr;
     let text = d.text.as_str();
@@ -93,18 +93,16 @@ fn render_piece(kind: VocabType, d: &TokenData) -> Vec<u8> {
     // Attribute tests in the reference's order; UNUSED and UNDEFINED tokens show nothing.
     match kind {
         VocabType::Spm => {
-            if a & (attr::CONTROL | attr::USER_DEFINED) != 0 {
+            if a & (HIDDEN | attr::USER_DEFINED) != 0 {
                 out.extend_from_slice(text.as_bytes());
             } else if a & attr::NORMAL != 0 {
                 out.extend_from_slice(text.replace('\u{2581}', " ").as_bytes());
             } else if a & attr::BYTE != 0 {
                 out.push(spm_byte_value(text));
-            } else if a & attr::UNKNOWN != 0 {
-                out.extend_from_slice(UNKNOWN_PIECE.as_bytes());
             }
         }
         VocabType::Bpe => {
-            if a & (attr::CONTROL | attr::USER_DEFINED) != 0 {
+            if a & (HIDDEN | attr::USER_DEFINED) != 0 {
                 out.extend_from_slice(text.as_bytes());
             } else if a & attr::NORMAL != 0 {
                 bpe_decode_text(text, &mut out);

@@ -11,11 +11,10 @@
 //!
 //! Known differences from the reference, all where it is unspecified or would crash:
 //! special tokens of equal length are tried in id order (llama.cpp's `std::sort` leaves the
-//! order open); when several end-of-turn texts exist, the first in the reference's list is
-//! the EOT id (llama.cpp takes whichever its hash map yields first); an out-of-range special
-//! token id in the file is an error (llama.cpp warns and keeps the default); a byte with no
-//! token in an SPM vocab without UNK is an error (llama.cpp throws). FIM token detection is
-//! not implemented (no FIM tokens in the supported models).
+//! order open); when several texts qualify as, say, the EOT token, the first in the
+//! reference's list wins (llama.cpp takes whichever its hash map yields first); an
+//! out-of-range special token id in the file is an error (llama.cpp warns and keeps the
+//! default); a byte with no token in an SPM vocab without UNK is an error (llama.cpp throws).
 
 mod bpe;
 mod detok;
@@ -138,6 +137,13 @@ pub struct SpecialTokens {
     pub pad: Option<Token>,
     pub cls: Option<Token>,
     pub mask: Option<Token>,
+    /// Fill-in-the-middle: prefix, suffix, middle, pad, repo, file separator.
+    pub fim_pre: Option<Token>,
+    pub fim_suf: Option<Token>,
+    pub fim_mid: Option<Token>,
+    pub fim_pad: Option<Token>,
+    pub fim_rep: Option<Token>,
+    pub fim_sep: Option<Token>,
     /// The newline token.
     pub nl: Option<Token>,
 }

@@ -69,6 +69,14 @@ pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,
 }
 
+/// `n` zeroed f16 values, or `None` if the allocation fails.
+fn zeroed(n: usize) -> Option<Vec<f16>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, f16::ZERO);
+    Some(v)
+}
+
 /// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end".
 fn range(p0: Pos, p1: Pos) -> (Pos, Pos) {
     (p0.max(0), if p1 < 0 { Pos::MAX } else { p1 })
@@ -76,23 +84,40 @@ fn range(p0: Pos, p1: Pos) -> (Pos, Pos) {
 
 impl KvCache {
     /// An empty cache of `size` cells for `n_layer` layers of width `n_embd_kv`, zero-filled
-    /// (llama.cpp clears the buffer; padded cells must hold finite values).
-    pub fn new(size: usize, n_layer: usize, n_embd_kv: usize) -> KvCache {
-        let layers = (0..n_layer)
-            .map(|_| LayerKv {
-                k: vec![f16::ZERO; size * n_embd_kv],
-                v: vec![f16::ZERO; size * n_embd_kv],
-            })
-            .collect();
-        KvCache {
+    /// (llama.cpp clears the buffer; padded cells must hold finite values). Fails with a clear
+    /// error, instead of aborting, when the memory cannot be had.
+    pub fn new(size: usize, n_layer: usize, n_embd_kv: usize) -> Result<KvCache> {
+        let bytes = size
+            .checked_mul(n_embd_kv)
+            .and_then(|n| n.checked_mul(4 * n_layer));
+        let oom = || {
+            Error::invalid_argument(format!(
+                "KV cache of {size} cells x {n_layer} layers x {n_embd_kv} (F16 K and V{}) \
+                 cannot be allocated",
+                bytes.map_or(String::new(), |b| format!(", {} MiB", b >> 20))
+            ))
+        };
+        let n = size.checked_mul(n_embd_kv).ok_or_else(oom)?;
+        let mut layers = Vec::new();
+        layers.try_reserve_exact(n_layer).map_err(|_| oom())?;
+        for _ in 0..n_layer {
+            layers.push(LayerKv {
+                k: zeroed(n).ok_or_else(oom)?,
+                v: zeroed(n).ok_or_else(oom)?,
+            });
+        }
+        let mut cells = Vec::new();
+        cells.try_reserve_exact(size).map_err(|_| oom())?;
+        cells.resize(size, KvCell::EMPTY);
+        Ok(KvCache {
             size,
             n_embd_kv,
             head: 0,
             used: 0,
             has_shift: false,
-            cells: vec![KvCell::EMPTY; size],
+            cells,
             layers,
-        }
+        })
     }
 
     /// Number of cells (the context size).
@@ -398,7 +423,7 @@ mod tests {
     use super::*;
 
     fn filled(n: usize) -> KvCache {
-        let mut kv = KvCache::new(64, 1, 4);
+        let mut kv = KvCache::new(64, 1, 4).unwrap();
         let at = kv.find_slot(n).unwrap();
         for i in 0..n {
             kv.occupy(at + i, i as Pos, &[0]);
@@ -442,7 +467,7 @@ mod tests {
 
     #[test]
     fn mask_is_causal_per_sequence() {
-        let mut kv = KvCache::new(32, 1, 4);
+        let mut kv = KvCache::new(32, 1, 4).unwrap();
         kv.occupy(0, 0, &[0]);
         kv.occupy(1, 0, &[1]);
         kv.occupy(2, 1, &[0]);

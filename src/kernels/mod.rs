@@ -13,6 +13,8 @@
 
 mod act;
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use crate::tensor::blocks::BlockQ8K;
 pub use act::{nearest_int, quantize_row_i8, quantize_row_q8_0, quantize_row_q8k};
@@ -141,6 +143,13 @@ pub fn table(kind: Kind) -> Option<&'static KernelTable> {
     match kind {
         Kind::Scalar => Some(&scalar::TABLE),
         Kind::C => None,
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx2 => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(x86::avx2::detected)
+                .then_some(&x86::avx2::TABLE)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
         Kind::Avx2 => None,
     }
 }

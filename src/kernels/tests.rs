@@ -506,3 +506,252 @@ fn active_table_is_available() {
     assert!(available().iter().any(|t| t.name() == name), "{name}");
     assert_eq!(Kind::from_name(name).map(|k| k.name()), Some(name));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every variant against scalar
+
+/// Random weight bytes for `m` rows of `k`: codes/quants random (I2_S codes 0..2, or 0..3 with
+/// `code3`), block scales random finite f16, I2_S tail with a random scale.
+fn random_weights(ty: GgmlType, k: usize, m: usize, rng: &mut Rng, code3: bool) -> Aligned {
+    let mut bytes: Vec<u8> = (0..ty.tensor_bytes(&[k, m]).unwrap())
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    let f16_at = |bytes: &mut [u8], off: usize, rng: &mut Rng| {
+        let v = f16::from_f32(rng.f32() * 0.1).to_bits().to_le_bytes();
+        bytes[off..off + 2].copy_from_slice(&v);
+    };
+    match ty {
+        GgmlType::I2_S => {
+            let n4 = k * m / 4;
+            for b in &mut bytes[..n4] {
+                let mut v = 0u8;
+                for g in 0..4 {
+                    let c = (rng.next_u64() % if code3 { 4 } else { 3 }) as u8;
+                    v |= c << (2 * g);
+                }
+                *b = v;
+            }
+            bytes[n4..n4 + 4].copy_from_slice(&(0.5 + rng.f32().abs()).to_le_bytes());
+        }
+        GgmlType::F32 => {
+            for c in bytes.chunks_exact_mut(4) {
+                c.copy_from_slice(&rng.f32().to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for off in (0..bytes.len()).step_by(2) {
+                f16_at(&mut bytes, off, rng);
+            }
+        }
+        _ => {
+            // Block types: the f16 scale is the last 2 bytes of each block.
+            let bb = ty.block_bytes();
+            for off in (bb - 2..bytes.len()).step_by(bb) {
+                f16_at(&mut bytes, off, rng);
+            }
+        }
+    }
+    Aligned::new(&bytes)
+}
+
+/// Activations with a spread of magnitudes and some exact .5 ties after scaling.
+fn random_x(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n)
+        .map(|i| match rng.next_u64() % 16 {
+            0 => 0.0,
+            1 => (i % 7) as f32 * 0.5 - 1.5,
+            2 => rng.f32() * 100.0,
+            _ => rng.f32(),
+        })
+        .collect()
+}
+
+fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], code3: bool) {
+    let mut rng = Rng::new(ty.id() as u64 * 31 + shapes.len() as u64);
+    let variants: Vec<_> = available()
+        .into_iter()
+        .filter(|t| t.kind != Kind::Scalar)
+        .collect();
+    if variants.is_empty() {
+        eprintln!("SKIPPED: no kernel variant besides scalar on this machine");
+        return;
+    }
+    for &(k, m) in shapes {
+        let wb = random_weights(ty, k, m, &mut rng, code3);
+        let w = Weights {
+            ty,
+            data: wb.bytes(),
+            rows: m,
+            cols: k,
+        };
+        for &n in toks {
+            let x = random_x(n * k, &mut rng);
+            let want = run(scalar(), &w, &x, n);
+            for kt in &variants {
+                let got = run(kt, &w, &x, n);
+                if bits(&got) != bits(&want) {
+                    let i = (0..want.len())
+                        .find(|&i| got[i].to_bits() != want[i].to_bits())
+                        .unwrap();
+                    panic!(
+                        "{} {ty} k={k} m={m} n={n}: y[{i}] = {} but scalar gives {}",
+                        kt.name(),
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The 2B-4T shapes: (K, M) for q/o, k/v, gate/up, down.
+const MODEL_SHAPES: [(usize, usize); 4] = [(2560, 2560), (2560, 640), (2560, 6912), (6912, 2560)];
+
+#[test]
+fn variants_match_scalar_i2s() {
+    let small = [
+        (128, 1),
+        (128, 2),
+        (256, 3),
+        (384, 5),
+        (512, 17),
+        (1024, 33),
+    ];
+    compare_variants(GgmlType::I2_S, &small, &[1, 2, 3, 4, 5, 6, 7, 8, 9], false);
+    compare_variants(GgmlType::I2_S, &small[..4], &[1, 5], true);
+    compare_variants(GgmlType::I2_S, &MODEL_SHAPES, &[1, 5], false);
+}
+
+#[test]
+fn variants_match_scalar_q8k_types() {
+    let small = [(256, 1), (256, 2), (512, 3), (768, 5), (1280, 9)];
+    for ty in [GgmlType::TQ2_0, GgmlType::TQ1_0, GgmlType::Q6_K] {
+        compare_variants(ty, &small, &[1, 2, 3, 4, 5, 7], false);
+        compare_variants(ty, &[(2560, 640), (6912, 64)], &[1, 3], false);
+    }
+}
+
+#[test]
+fn variants_match_scalar_q8_0() {
+    compare_variants(
+        GgmlType::Q8_0,
+        &[(32, 1), (64, 3), (96, 5), (2560, 40)],
+        &[1, 2, 5],
+        false,
+    );
+}
+
+#[test]
+fn variants_match_scalar_float_types() {
+    let shapes: Vec<(usize, usize)> = [1usize, 7, 8, 16, 31, 32, 33, 63, 64, 100, 256, 2560]
+        .iter()
+        .flat_map(|&k| [(k, 1), (k, 3), (k, 6)])
+        .collect();
+    for ty in [GgmlType::F32, GgmlType::F16] {
+        compare_variants(ty, &shapes, &[1, 2, 3, 5], false);
+        compare_variants(ty, &[(2560, 2560)], &[1, 2], false);
+    }
+}
+
+#[test]
+fn variants_match_scalar_f16_head() {
+    // The 2B-4T tied lm_head: 128256 x 2560 F16, one token (x rounded to f16, ggml vec_dot).
+    if std::env::var("BITNET_SKIP_BIG_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: BITNET_SKIP_BIG_TESTS=1");
+        return;
+    }
+    compare_variants(GgmlType::F16, &[(2560, 128256)], &[1], false);
+}
+
+#[test]
+fn variant_dots_match_scalar() {
+    let mut rng = Rng::new(99);
+    let s = scalar();
+    for kt in available() {
+        for n in (0..70).chain([127, 128, 129, 2560]) {
+            let a = random_x(n, &mut rng);
+            let b = random_x(n, &mut rng);
+            let ah: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+            let bh: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
+            let name = kt.name();
+            assert_eq!(
+                (kt.dot_f32_ggml)(&a, &b).to_bits(),
+                (s.dot_f32_ggml)(&a, &b).to_bits(),
+                "{name} f32 ggml n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f16_ggml)(&ah, &bh).to_bits(),
+                (s.dot_f16_ggml)(&ah, &bh).to_bits(),
+                "{name} f16 ggml n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f32_tinyblas)(&a, &b).to_bits(),
+                (s.dot_f32_tinyblas)(&a, &b).to_bits(),
+                "{name} f32 tinyblas n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f16_f32_tinyblas)(&ah, &b).to_bits(),
+                (s.dot_f16_f32_tinyblas)(&ah, &b).to_bits(),
+                "{name} f16xf32 tinyblas n={n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn variant_activation_quantizers_match_scalar() {
+    let mut rng = Rng::new(1234);
+    let mut rows: Vec<Vec<f32>> = vec![
+        vec![],
+        vec![0.0; 40],
+        vec![1e-7; 33],
+        vec![f32::NAN, 1.0, 2.0],
+        vec![1.0, f32::INFINITY, -2.0],
+        // Exact ties: max 127 -> s = 1, x*s = k + 0.5.
+        (0..64)
+            .map(|i| if i == 0 { 127.0 } else { (i % 9) as f32 - 4.5 })
+            .collect(),
+    ];
+    for n in [1usize, 7, 31, 32, 33, 100, 256, 2560, 6912] {
+        rows.push(random_x(n, &mut rng));
+    }
+    for kt in available() {
+        for x in &rows {
+            let mut q1 = vec![0i8; x.len()];
+            let mut q2 = vec![0i8; x.len()];
+            let a = (kt.quantize_i8)(x, &mut q1);
+            let b = act::quantize_row_i8(x, &mut q2);
+            assert_eq!(
+                (a.0.to_bits(), a.1),
+                (b.0.to_bits(), b.1),
+                "{} i8 n={}",
+                kt.name(),
+                x.len()
+            );
+            assert_eq!(q1, q2, "{} i8 n={}", kt.name(), x.len());
+        }
+        let mut blocks: Vec<Vec<f32>> = (0..6).map(|_| random_x(512, &mut rng)).collect();
+        let mut ties = vec![0f32; 256];
+        ties[5] = -3.0;
+        ties[9] = 3.0; // same |x| later: the first (negative) one wins
+        ties[200] = 3.0 / 127.0 * 2.5; // scales to an exact-ish tie
+        blocks.push(ties);
+        blocks.push(vec![0.0; 256]);
+        let mut nan = random_x(256, &mut rng);
+        nan[17] = f32::NAN;
+        blocks.push(nan);
+        for x in &blocks {
+            let nb = x.len() / 256;
+            let mut y1 = vec![Q8K_ZERO; nb];
+            let mut y2 = vec![Q8K_ZERO; nb];
+            (kt.quantize_q8k)(x, &mut y1);
+            act::quantize_row_q8k(x, &mut y2);
+            for (a, b) in y1.iter().zip(&y2) {
+                assert_eq!(a.d.to_bits(), b.d.to_bits(), "{} q8k d", kt.name());
+                assert_eq!(a.qs, b.qs, "{} q8k qs", kt.name());
+                assert_eq!(a.bsums, b.bsums, "{} q8k bsums", kt.name());
+            }
+        }
+    }
+}

@@ -209,6 +209,29 @@ impl Context {
         Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
     }
 
+    /// The last decode's output map and logits (for saving state).
+    pub(crate) fn output_state(&self) -> (&[i32], &[f32]) {
+        (&self.output_ids, self.logits())
+    }
+
+    /// Installs saved outputs (for restoring state).
+    pub(crate) fn restore_outputs(
+        &mut self,
+        ids: Vec<i32>,
+        logits: impl Iterator<Item = f32>,
+        n_out: usize,
+    ) {
+        let n = n_out * self.model.config().n_vocab;
+        if self.logits.len() < n {
+            self.logits.resize(n, 0.0);
+        }
+        for (dst, v) in self.logits[..n].iter_mut().zip(logits) {
+            *dst = v;
+        }
+        self.output_ids = ids;
+        self.n_outputs = n_out;
+    }
+
     /// Evaluates a batch: stores its tokens in the KV cache and computes the logits of the
     /// tokens that ask for them. A batch larger than n_ubatch is evaluated in consecutive
     /// ubatches. Errors: InvalidArgument (empty or malformed batch, more than n_batch tokens,

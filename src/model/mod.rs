@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::tensor::blocks::cast_slice;
+use crate::vocab::Vocab;
 use std::path::Path;
 
 /// A model ready to run: owns the file, so every tensor view borrows from it.
@@ -21,6 +22,7 @@ pub struct Model {
     gguf: GgufFile,
     config: Config,
     weights: ModelWeights,
+    vocab: Vocab,
 }
 
 impl std::fmt::Debug for Model {
@@ -45,13 +47,26 @@ impl Model {
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
         let config = Config::from_gguf(&gguf)?;
         let weights = ModelWeights::bind(&gguf, &config)?;
+        let vocab = Vocab::from_gguf(&gguf)?;
+        if vocab.n_tokens() != config.n_vocab {
+            return Err(crate::Error::metadata(format!(
+                "the tokenizer has {} tokens but the model's vocabulary is {}",
+                vocab.n_tokens(),
+                config.n_vocab
+            )));
+        }
         Ok(Model {
             gguf,
             config,
             weights,
+            vocab,
         })
     }
 
+    /// The tokenizer read from the same file.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
+pub mod log;
 pub mod modelgen;
 pub mod tensor;
 

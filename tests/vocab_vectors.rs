@@ -1,0 +1,484 @@
+//! Tokenizer test vectors (llama.cpp's and the reference's extra ones) for the four vocabs,
+//! round trips, random text, and bad input.
+//!
+//! Round-trip rule (llama.cpp's test-tokenizer-0 only compares ids; we also check text):
+//! `detokenize(ids)` must equal the input after the reference's documented lossy steps:
+//! - BPE vocabs: bytes without a byte token are dropped (falcon lacks 14 control bytes), then
+//!   `clean_spaces` (space before `? ! . ,` and `'s 'm 're 've` removed, `" ' "` -> `"'"`);
+//! - SPM: a literal `▁` in the input comes back as a space.
+//!
+//! In special mode (BOS added, special texts parsed), ids are detokenized with
+//! `remove_special = true, unparse_special = true`; that gives the input back for the BPE
+//! vocabs. SPM adds a space prefix after every special token, so there only inputs without
+//! special-token text are compared (with that one leading space).
+
+use bitnet::gguf::{GgufFile, GgufWriter, Value};
+use bitnet::vocab::{clean_spaces, Token, VocabType};
+use bitnet::{ErrorKind, Vocab};
+use std::path::Path;
+
+const VOCABS: [&str; 4] = ["llama-bpe", "llama-spm", "gpt-2", "falcon"];
+const SEPARATOR: &[u8] = b"\n__ggml_vocab_test__\n";
+
+fn load(name: &str) -> Option<Vocab> {
+    let p = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
+    let f = GgufFile::open(&p).unwrap();
+    Some(Vocab::from_gguf(&f).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+/// Tests in an `.inp` file: each string is followed by the separator.
+fn read_inputs(p: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(p).unwrap();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(pos) = data[start..]
+        .windows(SEPARATOR.len())
+        .position(|w| w == SEPARATOR)
+    {
+        out.push(data[start..start + pos].to_vec());
+        start += pos + SEPARATOR.len();
+    }
+    assert_eq!(
+        start,
+        data.len(),
+        "{}: trailing bytes after the last separator",
+        p.display()
+    );
+    out
+}
+
+fn read_outputs(p: &Path) -> Vec<Vec<Token>> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect()
+}
+
+/// The bytes a BPE vocab cannot represent (no token for their byte-level char).
+fn missing_bytes(v: &Vocab) -> Vec<u8> {
+    if v.vocab_type() != VocabType::Bpe {
+        return Vec::new();
+    }
+    (0..=255u8)
+        .filter(|&b| {
+            let printable = matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
+            let cp = if printable {
+                b as u32
+            } else {
+                0x100
+                    + (0..b)
+                        .filter(|&x| !matches!(x, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF))
+                        .count() as u32
+            };
+            v.token_id(&char::from_u32(cp).unwrap().to_string())
+                .is_none()
+        })
+        .collect()
+}
+
+/// What `detokenize(tokenize(input))` must give under the rules in the module doc.
+fn expected_round_trip(v: &Vocab, input: &[u8], missing: &[u8]) -> Vec<u8> {
+    match v.vocab_type() {
+        VocabType::Bpe => {
+            let kept: Vec<u8> = input
+                .iter()
+                .copied()
+                .filter(|b| !missing.contains(b))
+                .collect();
+            clean_spaces(&kept)
+        }
+        VocabType::Spm => String::from_utf8_lossy(input)
+            .replace('\u{2581}', " ")
+            .into_bytes(),
+    }
+}
+
+struct FileResult {
+    name: String,
+    tests: usize,
+    ids_ok: usize,
+    text_checked: usize,
+    text_ok: usize,
+}
+
+fn run_file(v: &Vocab, inp: &Path, out: &Path, special: bool) -> FileResult {
+    let inputs = read_inputs(inp);
+    let expected = read_outputs(out);
+    assert_eq!(
+        inputs.len(),
+        expected.len(),
+        "{}: test count",
+        inp.display()
+    );
+    let missing = missing_bytes(v);
+    let special_texts: Vec<String> = (0..v.n_tokens() as Token)
+        .filter(|&t| {
+            v.token_attr(t).unwrap() & (bitnet::vocab::attr::CONTROL | bitnet::vocab::attr::UNKNOWN)
+                != 0
+        })
+        .map(|t| v.token_text(t).unwrap().to_string())
+        .collect();
+    let mut r = FileResult {
+        name: out.file_name().unwrap().to_string_lossy().into_owned(),
+        tests: inputs.len(),
+        ids_ok: 0,
+        text_checked: 0,
+        text_ok: 0,
+    };
+    let mut shown = 0;
+    for (input, want) in inputs.iter().zip(&expected) {
+        let got = v.tokenize(input, special, special).unwrap();
+        if &got == want {
+            r.ids_ok += 1;
+        } else if shown < 5 {
+            shown += 1;
+            eprintln!(
+                "{}: {:?}\n  want {:?}\n  got  {:?}",
+                r.name,
+                String::from_utf8_lossy(input),
+                want,
+                got
+            );
+        }
+        // Round trip, from the expected ids.
+        let text = v.detokenize(want, special, special).unwrap();
+        let mut wanted_text = expected_round_trip(v, input, &missing);
+        if special && v.vocab_type() == VocabType::Spm {
+            let s = String::from_utf8_lossy(input);
+            if special_texts.iter().any(|t| s.contains(t.as_str())) || input.is_empty() {
+                continue;
+            }
+            wanted_text.insert(0, b' ');
+        }
+        r.text_checked += 1;
+        if text == wanted_text {
+            r.text_ok += 1;
+        } else if shown < 5 {
+            shown += 1;
+            eprintln!(
+                "{} round trip: {:?}\n  want {:?}\n  got  {:?}",
+                r.name,
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(&wanted_text),
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
+    r
+}
+
+#[test]
+fn all_vectors_all_vocabs() {
+    let mut results = Vec::new();
+    for name in VOCABS {
+        let Some(v) = load(name) else { return };
+        let sets = [
+            (
+                format!("vocab/ggml-vocab-{name}.gguf.inp"),
+                format!("vocab/ggml-vocab-{name}.gguf.out"),
+                false,
+            ),
+            (
+                format!("vocab/extra/ggml-vocab-{name}.inp"),
+                format!("vocab/extra/ggml-vocab-{name}.out"),
+                false,
+            ),
+            (
+                format!("vocab/extra/ggml-vocab-{name}.special.inp"),
+                format!("vocab/extra/ggml-vocab-{name}.special.out"),
+                true,
+            ),
+        ];
+        for (inp, out, special) in sets {
+            let (Some(inp), Some(out)) =
+                (bitnet::testdata::path(&inp), bitnet::testdata::path(&out))
+            else {
+                return;
+            };
+            results.push(run_file(&v, &inp, &out, special));
+        }
+    }
+    let mut failed = false;
+    for r in &results {
+        println!(
+            "{:40} ids {:3}/{:3}  round trip {:3}/{:3}",
+            r.name, r.ids_ok, r.tests, r.text_ok, r.text_checked
+        );
+        failed |= r.ids_ok != r.tests || r.text_ok != r.text_checked;
+    }
+    assert!(!failed, "some vectors failed (see above)");
+}
+
+/// A small deterministic PRNG (xorshift64*), so no crate is needed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn random_text(rng: &mut Rng) -> String {
+    const POOLS: [&str; 9] = [
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "0123456789½²٣",
+        "  \t\n\r\u{a0}\u{3000}\u{2009}\u{85}",
+        ".,!?'\"()[]{}<>/\\|`~@#$%^&*-_=+;:",
+        "😀👍🏽👨‍👩‍👧🇯🇵#️⃣❤️",
+        "中文字符日本語한국어ひらがなカタカナ𠀀𠜎",
+        "e\u{301}a\u{308}\u{200b}\u{200d}\u{feff}▁",
+        "\u{1}\u{2}\u{3}\u{1b}\u{7f}\u{80}\u{9f}\u{b}\u{c}",
+        "'s 're 've 'm 'll 'd 't <s></s><|endoftext|><|eot_id|>",
+    ];
+    let len = rng.below(40);
+    let mut s = String::new();
+    for _ in 0..len {
+        match rng.below(12) {
+            // Any scalar value, astral planes included.
+            0 => {
+                let cp = rng.below(0x110000) as u32;
+                if let Some(c) = char::from_u32(cp) {
+                    s.push(c);
+                }
+            }
+            k => {
+                let pool: Vec<char> = POOLS[k % POOLS.len()].chars().collect();
+                s.push(pool[rng.below(pool.len())]);
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn random_text_round_trips() {
+    for name in VOCABS {
+        let Some(v) = load(name) else { return };
+        let missing = missing_bytes(&v);
+        let mut rng = Rng(0x9E3779B97F4A7C15 ^ name.len() as u64);
+        for _ in 0..400 {
+            let s = random_text(&mut rng);
+            let ids = v.tokenize(&s, false, false).unwrap();
+            assert!(ids.iter().all(|&t| t >= 0 && (t as usize) < v.n_tokens()));
+            let back = v.detokenize(&ids, false, false).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&back),
+                String::from_utf8_lossy(&expected_round_trip(&v, s.as_bytes(), &missing)),
+                "{name}: {s:?}"
+            );
+            // With specials parsed and added: no panic, ids in range.
+            let ids = v.tokenize(&s, true, true).unwrap();
+            assert!(ids.iter().all(|&t| t >= 0 && (t as usize) < v.n_tokens()));
+            v.detokenize(&ids, true, true).unwrap();
+        }
+        // Invalid UTF-8 is read as U+FFFD per bad byte, never a panic.
+        let ids = v
+            .tokenize(b"ab\xff\xfe\xc3(\xe2\x82", false, false)
+            .unwrap();
+        assert!(!ids.is_empty());
+    }
+}
+
+#[test]
+fn special_tokens_and_accessors() {
+    let Some(v) = load("llama-bpe") else { return };
+    assert_eq!(v.vocab_type(), VocabType::Bpe);
+    assert_eq!(v.n_tokens(), 128256);
+    assert_eq!(
+        (v.bos(), v.eos(), v.eot()),
+        (Some(128000), Some(128001), Some(128009))
+    );
+    assert!(v.add_bos() && !v.add_eos());
+    assert!(v.is_eog(128001) && v.is_eog(128009) && !v.is_eog(128000));
+    assert!(v.is_control(128000) && !v.is_control(9906));
+    assert_eq!(
+        v.nl(),
+        v.tokenize("\u{010A}", false, false)
+            .unwrap()
+            .first()
+            .copied()
+    );
+    assert_eq!(v.tokenize("Hello", true, false).unwrap(), [128000, 9906]);
+    assert_eq!(
+        v.tokenize("<|eot_id|>", false, true).unwrap(),
+        [128009],
+        "control text is one token when parse_special"
+    );
+    assert_ne!(v.tokenize("<|eot_id|>", false, false).unwrap(), [128009]);
+    // Control tokens show only when asked.
+    assert_eq!(v.token_to_piece(128009, 0, false).unwrap(), b"");
+    assert_eq!(v.token_to_piece(128009, 0, true).unwrap(), b"<|eot_id|>");
+    assert_eq!(v.token_to_piece(220, 0, false).unwrap(), b" ");
+    assert_eq!(v.token_to_piece(220, 1, false).unwrap(), b"");
+
+    let Some(s) = load("llama-spm") else { return };
+    assert_eq!(s.vocab_type(), VocabType::Spm);
+    assert_eq!((s.bos(), s.eos(), s.unk()), (Some(1), Some(2), Some(0)));
+    assert_eq!(s.nl(), Some(13)); // <0x0A>
+    assert_eq!(s.tokenize(" ", true, false).unwrap(), [1, 259]);
+    assert_eq!(s.detokenize(&[1, 15043], true, false).unwrap(), b" Hello");
+    assert_eq!(s.detokenize(&[15043], true, false).unwrap(), b"Hello");
+    assert_eq!(
+        s.token_to_piece(0, 0, false).unwrap(),
+        "\u{2585}".as_bytes()
+    );
+    assert_eq!(s.token_to_piece(13, 0, false).unwrap(), b"\n");
+}
+
+#[test]
+fn invalid_tokens_are_errors() {
+    for name in ["llama-bpe", "llama-spm"] {
+        let Some(v) = load(name) else { return };
+        let n = v.n_tokens() as Token;
+        for bad in [-1, n, i32::MAX, i32::MIN] {
+            assert_eq!(
+                v.token_to_piece(bad, 0, true).unwrap_err().kind(),
+                ErrorKind::InvalidToken
+            );
+            let e = v.detokenize(&[1, bad], false, false).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidToken);
+            assert!(e.message().contains(&bad.to_string()), "{}", e.message());
+            assert_eq!(
+                v.token_text(bad).unwrap_err().kind(),
+                ErrorKind::InvalidToken
+            );
+            assert!(!v.is_control(bad) && !v.is_eog(bad));
+        }
+    }
+}
+
+/// A copy of a real vocab file's metadata with `edit` applied, loaded from memory.
+fn edited(
+    name: &str,
+    edit: impl FnOnce(&mut Vec<(String, Value)>),
+) -> Option<bitnet::Result<Vocab>> {
+    let p = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
+    let f = GgufFile::open(&p).unwrap();
+    let mut kvs: Vec<(String, Value)> = f.metadata().to_vec();
+    edit(&mut kvs);
+    let mut w = GgufWriter::new();
+    for (k, v) in kvs {
+        w.set(k, v);
+    }
+    let bytes = w.to_bytes().unwrap();
+    Some(Vocab::from_gguf(&GgufFile::from_bytes(&bytes).unwrap()))
+}
+
+fn remove(kvs: &mut Vec<(String, Value)>, key: &str) {
+    kvs.retain(|(k, _)| k != key);
+}
+
+fn set(kvs: &mut [(String, Value)], key: &str, v: Value) {
+    kvs.iter_mut().find(|(k, _)| k == key).unwrap().1 = v;
+}
+
+fn expect_err(r: Option<bitnet::Result<Vocab>>, kind: ErrorKind, needle: &str) {
+    let Some(r) = r else { return };
+    let e = r
+        .err()
+        .unwrap_or_else(|| panic!("expected an error mentioning {needle}"));
+    assert_eq!(e.kind(), kind, "{}", e.message());
+    assert!(
+        e.message().contains(needle),
+        "message {:?} should name {needle}",
+        e.message()
+    );
+}
+
+#[test]
+fn bad_vocab_metadata() {
+    use bitnet::gguf::Array;
+    // The unedited copy loads.
+    if let Some(r) = edited("llama-spm", |_| {}) {
+        r.unwrap();
+    }
+    expect_err(
+        edited("llama-spm", |k| remove(k, "tokenizer.ggml.tokens")),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.tokens",
+    );
+    expect_err(
+        edited("llama-spm", |k| remove(k, "tokenizer.ggml.model")),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.model",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(k, "tokenizer.ggml.model", Value::String("bert".into()))
+        }),
+        ErrorKind::Unsupported,
+        "bert",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(
+                k,
+                "tokenizer.ggml.token_type",
+                Value::Array(Array::I32(vec![1; 100])),
+            )
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.token_type",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(
+                k,
+                "tokenizer.ggml.scores",
+                Value::Array(Array::F32(vec![0.0; 5])),
+            )
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.scores",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(k, "tokenizer.ggml.bos_token_id", Value::U32(32000))
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.bos_token_id",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(
+                k,
+                "tokenizer.ggml.tokens",
+                Value::Array(Array::U32(vec![1, 2])),
+            )
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.tokens",
+    );
+    expect_err(
+        edited("llama-spm", |k| {
+            set(k, "tokenizer.ggml.add_bos_token", Value::U32(1))
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.add_bos_token",
+    );
+    expect_err(
+        edited("gpt-2", |k| remove(k, "tokenizer.ggml.merges")),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.merges",
+    );
+    expect_err(
+        edited("gpt-2", |k| {
+            set(k, "tokenizer.ggml.pre", Value::String("qwen2".into()))
+        }),
+        ErrorKind::Unsupported,
+        "qwen2",
+    );
+    expect_err(
+        edited("gpt-2", |k| {
+            set(k, "tokenizer.ggml.eos_token_id", Value::U32(u32::MAX))
+        }),
+        ErrorKind::Metadata,
+        "tokenizer.ggml.eos_token_id",
+    );
+}

@@ -8,8 +8,10 @@
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod kernels;
+pub mod log;
 pub mod model;
 pub mod modelgen;
 pub mod sampling;

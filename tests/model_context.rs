@@ -199,6 +199,7 @@ fn full_cache_is_a_context_full_error() {
     let e = ctx.decode(&Batch::get_one(&long)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ContextFull);
     assert_eq!(ctx.kv().used(), 0);
+    assert_eq!(ctx.perf().n_p_eval, 0, "failed decodes are not counted");
     // Token by token: 32 fit, the 33rd does not.
     ctx.decode(&Batch::get_one(&long[..20])).unwrap();
     for &t in &long[20..32] {
@@ -206,6 +207,9 @@ fn full_cache_is_a_context_full_error() {
     }
     assert_eq!(ctx.kv().used(), 32);
     assert_eq!(ctx.kv().seq_pos_max(0), 31);
+    let perf = ctx.perf();
+    assert_eq!((perf.n_p_eval, perf.n_eval), (20, 12));
+    assert!(perf.t_p_eval_ms > 0.0 && perf.t_eval_ms > 0.0);
     let e = ctx.decode(&Batch::get_one(&[5])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ContextFull);
     assert!(e.message().contains("KV cache full"), "{e}");

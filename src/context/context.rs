@@ -78,6 +78,20 @@ pub struct Context {
     next_pos: Vec<Pos>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
+    perf: Perf,
+}
+
+/// Timing of successful `decode` calls since creation or [`Context::perf_reset`], counted like
+/// llama.cpp's `llama_perf_context`: a batch of 2+ tokens is prompt evaluation, a single token
+/// is one generated-token evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Perf {
+    /// Milliseconds spent in multi-token batches, and their tokens.
+    pub t_p_eval_ms: f64,
+    pub n_p_eval: u64,
+    /// Milliseconds spent in single-token batches, and their count.
+    pub t_eval_ms: f64,
+    pub n_eval: u64,
 }
 
 impl std::fmt::Debug for Context {
@@ -144,6 +158,7 @@ impl Context {
             mask: vec![0.0; n_ubatch * n_ctx],
             next_pos: vec![0; MAX_SEQ],
             stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
+            perf: Perf::default(),
             params: p,
             model,
         })
@@ -238,7 +253,27 @@ impl Context {
     /// bad sequence id), InvalidToken (id outside the vocabulary), ContextFull (no room in the
     /// cache; the cache is left as before the call).
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
-        self.decode_impl(batch, None)
+        let start = std::time::Instant::now();
+        self.decode_impl(batch, None)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        if batch.len() > 1 {
+            self.perf.t_p_eval_ms += ms;
+            self.perf.n_p_eval += batch.len() as u64;
+        } else {
+            self.perf.t_eval_ms += ms;
+            self.perf.n_eval += 1;
+        }
+        Ok(())
+    }
+
+    /// Decode timings (`llama_perf_context`).
+    pub fn perf(&self) -> Perf {
+        self.perf
+    }
+
+    /// Zeroes the decode timings (`llama_perf_context_reset`).
+    pub fn perf_reset(&mut self) {
+        self.perf = Perf::default();
     }
 
     /// [`Context::decode`] that also reports every intermediate tensor (oracle names) to `tap`.

@@ -8,5 +8,5 @@ pub mod kv_cache;
 mod state;
 
 pub use batch::{Batch, Pos, SeqId, Token};
-pub use context::{argmax, top_k, Context, ContextParams};
+pub use context::{argmax, top_k, Context, ContextParams, Perf};
 pub use kv_cache::{KvCache, KvCell};

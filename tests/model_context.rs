@@ -467,3 +467,97 @@ fn bitnet_arch_uses_silu_and_scales() {
     assert_ne!(relu2, silu);
     assert!(silu.iter().all(|v| v.is_finite()));
 }
+
+/// Random sequences of decodes and KV operations (seeded, reproducible): no panic, only the
+/// documented error kinds, and the cache's bookkeeping stays consistent.
+#[test]
+fn random_kv_operations_keep_the_cache_consistent() {
+    let Some(model) = small_model() else {
+        return;
+    };
+    let params = ContextParams {
+        n_ctx: 64,
+        n_batch: 16,
+        n_ubatch: 8,
+        n_seq_max: 3,
+        ..common::tracer_params()
+    };
+    let mut ctx = Context::new(model.clone(), params).unwrap();
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut saved: Option<Vec<u8>> = None;
+    for step in 0..400 {
+        let op = rnd(10);
+        let seq = rnd(3) as i32;
+        let result = match op {
+            0..=3 => {
+                let n = 1 + rnd(12) as usize;
+                let mut b = Batch::new(n);
+                let start = ctx.kv().seq_pos_max(seq) + 1;
+                for i in 0..n {
+                    b.push(1 + rnd(1000) as i32, start + i as i32, &[seq], rnd(2) == 0);
+                }
+                ctx.decode(&b)
+            }
+            4 => ctx.decode(&Batch::get_one(&[1 + rnd(1000) as i32])),
+            5 => {
+                let p0 = rnd(40) as i32 - 5;
+                ctx.kv_mut().seq_rm(seq, p0, p0 + rnd(20) as i32 - 3);
+                Ok(())
+            }
+            6 => {
+                ctx.kv_mut().seq_cp(seq, rnd(3) as i32, -1, -1);
+                Ok(())
+            }
+            7 => {
+                ctx.kv_mut()
+                    .seq_add(seq, rnd(10) as i32, -1, rnd(9) as i32 - 4);
+                Ok(())
+            }
+            8 => {
+                if rnd(4) == 0 {
+                    ctx.kv_mut().seq_keep(seq);
+                } else {
+                    ctx.kv_mut().seq_div(seq, 0, -1, 2);
+                }
+                Ok(())
+            }
+            _ => match saved.take() {
+                Some(s) => ctx.state_load(&s).map(|_| ()),
+                None => {
+                    saved = Some(ctx.state_save());
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = result {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::ContextFull | ErrorKind::InvalidArgument
+                ),
+                "step {step}: unexpected error {e}"
+            );
+        }
+        let cells = ctx.kv().cells();
+        let used = cells.iter().filter(|c| !c.is_empty()).count();
+        assert_eq!(ctx.kv().used(), used, "step {step}: used count");
+        for s in 0..3 {
+            let max = ctx.kv().seq_pos_max(s);
+            assert!(max >= -1);
+            assert_eq!(
+                max == -1,
+                !cells.iter().any(|c| c.has_seq(s)),
+                "step {step}"
+            );
+        }
+        if ctx.n_outputs() > 0 {
+            assert!(ctx.logits().iter().all(|v| v.is_finite()), "step {step}");
+        }
+    }
+}

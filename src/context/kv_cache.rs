@@ -147,8 +147,11 @@ impl KvCache {
         }
     }
 
+    /// Empties cell `i`. It counted as used if it still has a position or a sequence: callers
+    /// clear one of the two (seq_rm the sequences, seq_add the position) before freeing.
     fn free_cell(&mut self, i: usize, new_head: &mut usize) {
-        if !self.cells[i].is_empty() {
+        let c = self.cells[i];
+        if c.pos >= 0 || c.seqs != 0 {
             self.used -= 1;
         }
         self.cells[i] = KvCell::EMPTY;
@@ -693,6 +696,15 @@ mod tests {
         kv.seq_keep(3);
         assert_eq!(kv.used(), 0);
         assert_eq!(kv.n_kv(), 32);
+    }
+
+    #[test]
+    fn seq_add_below_zero_frees_cells() {
+        let mut kv = filled(10);
+        kv.seq_add(0, 0, -1, -4);
+        assert_eq!(kv.used(), 6);
+        assert_eq!((kv.seq_pos_min(0), kv.seq_pos_max(0)), (0, 5));
+        assert_eq!(kv.cells().iter().filter(|c| !c.is_empty()).count(), 6);
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl KvCache {
 
     /// Shifts the positions of `seq`'s cells in `[p0, p1)` by `delta` (`llama_kv_cache_seq_add`).
     /// Cells pushed below position 0 are freed. The cached K of the moved cells is re-rotated
-    /// by the next `decode` (the K-shift, [`KvCache::apply_k_shift`]).
+    /// by the next `decode` (the K-shift).
     pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) {
         if delta == 0 {
             return;

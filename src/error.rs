@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-/// What went wrong, with a stable numeric code (the C API's return value).
+/// What went wrong, with a stable numeric code (the C API's return value). The numbers follow
+/// `bitnet_status` of `spec/CAPI.md`: 0 is success, negative values are errors, and the two
+/// positive values keep `llama_decode`'s meanings (1 = no KV slot, 2 = aborted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum ErrorKind {
@@ -15,18 +17,22 @@ pub enum ErrorKind {
     Format = -3,
     /// Well-formed, but uses something this library does not implement (type, arch, version).
     Unsupported = -4,
+    /// An allocation failed.
+    OutOfMemory = -5,
     /// A metadata key is missing or has the wrong type or value.
-    Metadata = -5,
+    Metadata = -6,
     /// A token id outside the vocabulary.
-    InvalidToken = -6,
+    InvalidToken = -7,
     /// A caller's buffer is too small for the result.
-    BufferTooSmall = -7,
-    /// The context (KV cache) has no room for the batch.
-    ContextFull = -8,
+    BufferTooSmall = -8,
     /// An internal invariant failed: a bug in this library.
     Internal = -9,
     /// A panic was caught at the C boundary: a bug in this library.
     Panic = -10,
+    /// The context (KV cache) has no room for the batch (`llama_decode`'s 1).
+    ContextFull = 1,
+    /// The computation was aborted by the caller's abort callback (`llama_decode`'s 2).
+    Aborted = 2,
 }
 
 impl ErrorKind {
@@ -42,12 +48,14 @@ impl ErrorKind {
             ErrorKind::Io => "i/o error",
             ErrorKind::Format => "malformed file",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::OutOfMemory => "out of memory",
             ErrorKind::Metadata => "metadata error",
             ErrorKind::InvalidToken => "invalid token",
             ErrorKind::BufferTooSmall => "buffer too small",
             ErrorKind::ContextFull => "context full",
             ErrorKind::Internal => "internal error",
             ErrorKind::Panic => "panic",
+            ErrorKind::Aborted => "aborted",
         }
     }
 }

@@ -5,12 +5,22 @@
 //! model → context/KV → sampling, with vocab beside them and the C API (`ffi`) and the CLI on
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
+pub mod cli;
+pub mod context;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
+pub mod kernels;
+pub mod log;
+pub mod model;
+pub mod modelgen;
+pub mod sampling;
 pub mod tensor;
 pub mod vocab;
 
+pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
+pub use model::Model;
 pub use vocab::Vocab;
 
 #[doc(hidden)]

@@ -5,7 +5,7 @@ pub mod blocks;
 mod dequant;
 mod quant;
 
-pub use dequant::{dequantize_row, dequantize_tensor};
+pub use dequant::{dequantize_row, dequantize_tensor, q6k_values, tq1_0_trits};
 pub use quant::{quantize_i2_s, quantize_q6_k, quantize_q8_0, quantize_tq1_0, quantize_tq2_0};
 
 use crate::error::{Error, Result};

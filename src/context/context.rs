@@ -1,0 +1,462 @@
+//! A context: one KV cache, the thread pools and every buffer `decode` needs, sized at creation
+//! so that decoding allocates nothing (except when a batch asks for more logits rows than any
+//! before it).
+
+use super::batch::{Batch, Pos, SeqId, Token};
+use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
+use crate::error::{Error, Result};
+use crate::model::forward::{self, Step, Tap};
+use crate::model::{ops, Model};
+use std::sync::Arc;
+
+/// Context options, llama.cpp's `llama_context_params` subset with its defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextParams {
+    /// KV cache size in tokens; 0 = the model's training context. Rounded up to a multiple of 32.
+    pub n_ctx: u32,
+    /// Most tokens one `decode` call accepts.
+    pub n_batch: u32,
+    /// Most tokens evaluated in one pass (a `decode` call is split into ubatches of this size);
+    /// 0 = n_batch.
+    pub n_ubatch: u32,
+    /// Number of distinct sequence ids (0..n_seq_max) batches may use (at most 64).
+    pub n_seq_max: u32,
+    /// Threads for single-token decoding; 0 or less = all available cores.
+    pub n_threads: i32,
+    /// Threads for multi-token batches (prompts); 0 or less = all available cores.
+    pub n_threads_batch: i32,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        ContextParams {
+            n_ctx: 512,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_seq_max: 1,
+            n_threads: 0,
+            n_threads_batch: 0,
+        }
+    }
+}
+
+fn threads(n: i32) -> usize {
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+fn pool(n: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("bitnet-{i}"))
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start a pool of {n} threads: {e}")))
+}
+
+/// Evaluation state over one model: KV cache, logits of the last `decode`, threads, buffers.
+pub struct Context {
+    model: Arc<Model>,
+    params: ContextParams,
+    kv: KvCache,
+    scratch: forward::Scratch,
+    pool_decode: rayon::ThreadPool,
+    /// `None` when prompts use the same thread count as decoding.
+    pool_batch: Option<rayon::ThreadPool>,
+    /// `n_outputs` rows of n_vocab logits, in batch order.
+    logits: Vec<f32>,
+    n_outputs: usize,
+    /// For each token of the last batch: its row in `logits`, or -1.
+    output_ids: Vec<i32>,
+    // Per-decode working lists, with capacity for n_batch tokens.
+    pos: Vec<Pos>,
+    seq: Vec<SeqId>,
+    outputs: Vec<usize>,
+    mask: Vec<f32>,
+    next_pos: Vec<Pos>,
+    /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
+    stored: Vec<(usize, usize)>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("params", &self.params)
+            .field("kv_used", &self.kv.used())
+            .finish()
+    }
+}
+
+impl Context {
+    /// Creates a context: resolves the parameters as llama.cpp does (n_ctx 0 = the model's,
+    /// padded to 32; n_batch at least 32; n_ubatch at most n_batch), allocates the F16 KV cache
+    /// and every buffer, and starts the thread pools.
+    pub fn new(model: Arc<Model>, params: ContextParams) -> Result<Context> {
+        let cfg = model.config();
+        let mut p = params;
+        if p.n_ctx == 0 {
+            p.n_ctx = u32::try_from(cfg.n_ctx_train).unwrap_or(u32::MAX);
+        }
+        p.n_ctx = p.n_ctx.div_ceil(KV_PAD as u32) * KV_PAD as u32;
+        p.n_batch = p.n_batch.max(32);
+        p.n_ubatch = if p.n_ubatch == 0 {
+            p.n_batch
+        } else {
+            p.n_ubatch.min(p.n_batch)
+        };
+        if p.n_seq_max == 0 || p.n_seq_max as usize > MAX_SEQ {
+            return Err(Error::invalid_argument(format!(
+                "n_seq_max {} must be in 1..={MAX_SEQ}",
+                p.n_seq_max
+            )));
+        }
+        let (n_ctx, n_batch, n_ubatch) =
+            (p.n_ctx as usize, p.n_batch as usize, p.n_ubatch as usize);
+        // The KV cache is the big allocation and fails cleanly (KvCache::new); refuse a mask
+        // that could not be addressed before allocating anything.
+        if n_ctx.checked_mul(n_ubatch).is_none_or(|v| v >= 1 << 34) {
+            return Err(Error::invalid_argument(format!(
+                "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
+            )));
+        }
+        let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
+        let pool_decode = pool(nt_decode)?;
+        let pool_batch = if nt_batch != nt_decode {
+            Some(pool(nt_batch)?)
+        } else {
+            None
+        };
+        let n_vocab = cfg.n_vocab;
+        let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
+        Ok(Context {
+            kv,
+            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx),
+            pool_decode,
+            pool_batch,
+            logits: vec![0.0; p.n_seq_max as usize * n_vocab],
+            n_outputs: 0,
+            output_ids: Vec::with_capacity(n_batch),
+            pos: Vec::with_capacity(n_batch),
+            seq: Vec::with_capacity(n_batch),
+            outputs: Vec::with_capacity(n_batch),
+            mask: vec![0.0; n_ubatch * n_ctx],
+            next_pos: vec![0; MAX_SEQ],
+            stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
+            params: p,
+            model,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    /// The parameters as resolved at creation.
+    pub fn params(&self) -> &ContextParams {
+        &self.params
+    }
+    pub fn n_ctx(&self) -> usize {
+        self.params.n_ctx as usize
+    }
+    pub fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+    /// The KV cache, for sequence operations (seq_rm, seq_cp, seq_add, clear, ...).
+    pub fn kv_mut(&mut self) -> &mut KvCache {
+        &mut self.kv
+    }
+
+    /// Logits of every output of the last `decode`, `n_outputs × n_vocab`, in batch order.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits[..self.n_outputs * self.model.config().n_vocab]
+    }
+
+    /// Number of logits rows the last `decode` produced.
+    pub fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+
+    /// Logits of token `i` of the last batch (`llama_get_logits_ith`): negative `i` counts
+    /// from the last output (-1 = the last one).
+    pub fn logits_ith(&self, i: i32) -> Result<&[f32]> {
+        let n_vocab = self.model.config().n_vocab;
+        let row = if i < 0 {
+            let j = self.n_outputs as i64 + i as i64;
+            if j < 0 {
+                return Err(Error::invalid_argument(format!(
+                    "logits index {i}: only {} outputs",
+                    self.n_outputs
+                )));
+            }
+            j as usize
+        } else {
+            match self.output_ids.get(i as usize) {
+                None => {
+                    return Err(Error::invalid_argument(format!(
+                        "logits index {i}: the last batch had {} tokens",
+                        self.output_ids.len()
+                    )))
+                }
+                Some(&r) if r < 0 => {
+                    return Err(Error::invalid_argument(format!(
+                        "logits index {i}: that token's logits were not requested"
+                    )))
+                }
+                Some(&r) => r as usize,
+            }
+        };
+        Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
+    }
+
+    /// The last decode's output map and logits (for saving state).
+    pub(crate) fn output_state(&self) -> (&[i32], &[f32]) {
+        (&self.output_ids, self.logits())
+    }
+
+    /// Installs saved outputs (for restoring state).
+    pub(crate) fn restore_outputs(
+        &mut self,
+        ids: Vec<i32>,
+        logits: impl Iterator<Item = f32>,
+        n_out: usize,
+    ) {
+        let n = n_out * self.model.config().n_vocab;
+        if self.logits.len() < n {
+            self.logits.resize(n, 0.0);
+        }
+        for (dst, v) in self.logits[..n].iter_mut().zip(logits) {
+            *dst = v;
+        }
+        self.output_ids = ids;
+        self.n_outputs = n_out;
+    }
+
+    /// Evaluates a batch: stores its tokens in the KV cache and computes the logits of the
+    /// tokens that ask for them. A batch larger than n_ubatch is evaluated in consecutive
+    /// ubatches. Errors: InvalidArgument (empty or malformed batch, more than n_batch tokens,
+    /// bad sequence id), InvalidToken (id outside the vocabulary), ContextFull (no room in the
+    /// cache; the cache is left as before the call).
+    pub fn decode(&mut self, batch: &Batch) -> Result<()> {
+        self.decode_impl(batch, None)
+    }
+
+    /// [`Context::decode`] that also reports every intermediate tensor (oracle names) to `tap`.
+    #[doc(hidden)]
+    pub fn decode_traced(&mut self, batch: &Batch, tap: Tap) -> Result<()> {
+        self.decode_impl(batch, Some(tap))
+    }
+
+    fn check_batch(&self, batch: &Batch) -> Result<()> {
+        let n = batch.len();
+        if n == 0 {
+            return Err(Error::invalid_argument("decode: the batch is empty"));
+        }
+        if n > self.params.n_batch as usize {
+            return Err(Error::invalid_argument(format!(
+                "decode: batch of {n} tokens exceeds n_batch {}",
+                self.params.n_batch
+            )));
+        }
+        let col = |name: &str, len: Option<usize>| match len {
+            Some(l) if l != n => Err(Error::invalid_argument(format!(
+                "decode: batch has {n} tokens but {l} {name}"
+            ))),
+            _ => Ok(()),
+        };
+        col("positions", batch.pos.as_ref().map(Vec::len))?;
+        col("sequence id lists", batch.seq_ids.as_ref().map(Vec::len))?;
+        col("logits flags", batch.logits.as_ref().map(Vec::len))?;
+        let n_vocab = self.model.config().n_vocab;
+        for (i, &t) in batch.tokens.iter().enumerate() {
+            if t < 0 || t as usize >= n_vocab {
+                return Err(Error::invalid_token(format!(
+                    "decode: token id {t} at batch index {i} is outside the vocabulary (0..{n_vocab})"
+                )));
+            }
+        }
+        if let Some(seqs) = &batch.seq_ids {
+            let max = self.params.n_seq_max as SeqId;
+            for (i, s) in seqs.iter().enumerate() {
+                if s.is_empty() {
+                    return Err(Error::invalid_argument(format!(
+                        "decode: token {i} has no sequence id"
+                    )));
+                }
+                if let Some(bad) = s.iter().find(|&&x| !(0..max).contains(&x)) {
+                    return Err(Error::invalid_argument(format!(
+                        "decode: sequence id {bad} of token {i} is outside 0..{max} (n_seq_max)"
+                    )));
+                }
+            }
+        }
+        if let Some(pos) = &batch.pos {
+            if let Some(i) = pos.iter().position(|&p| p < 0) {
+                return Err(Error::invalid_argument(format!(
+                    "decode: token {i} has negative position {}",
+                    pos[i]
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn undo_stored(&mut self) {
+        for &(c, l) in &self.stored {
+            self.kv.release(c, l);
+        }
+        self.stored.clear();
+    }
+
+    fn decode_impl(&mut self, batch: &Batch, mut tap: Option<Tap>) -> Result<()> {
+        self.check_batch(batch)?;
+        let n = batch.len();
+        let n_vocab = self.model.config().n_vocab;
+
+        // Resolve the optional columns: first sequence per token, positions, outputs.
+        self.seq.clear();
+        match &batch.seq_ids {
+            Some(s) => self.seq.extend(s.iter().map(|v| v[0])),
+            None => self.seq.resize(n, 0),
+        }
+        self.pos.clear();
+        match &batch.pos {
+            Some(p) => self.pos.extend_from_slice(p),
+            None => {
+                for s in 0..MAX_SEQ {
+                    self.next_pos[s] = -1;
+                }
+                for i in 0..n {
+                    let s = self.seq[i] as usize;
+                    if self.next_pos[s] < 0 {
+                        self.next_pos[s] = self.kv.seq_pos_max(s as SeqId) + 1;
+                    }
+                    self.pos.push(self.next_pos[s]);
+                    self.next_pos[s] += 1;
+                }
+            }
+        }
+        self.output_ids.clear();
+        let mut n_out = 0usize;
+        for i in 0..n {
+            if batch.wants_logits(i) {
+                self.output_ids.push(n_out as i32);
+                n_out += 1;
+            } else {
+                self.output_ids.push(-1);
+            }
+        }
+        if self.logits.len() < n_out * n_vocab {
+            self.logits.resize(n_out * n_vocab, 0.0);
+        }
+        self.n_outputs = 0;
+
+        // Re-rotate K of moved cells before anything attends to them.
+        if self.kv.has_shift() {
+            let cfg = self.model.config();
+            let theta_scale = ops::rope_theta_scale(cfg.rope_freq_base, cfg.n_rot);
+            let half = cfg.n_rot / 2;
+            let freqs = self.model.weights().rope_freqs.clone();
+            let mut cos = vec![0.0; half];
+            let mut sin = vec![0.0; half];
+            self.kv
+                .apply_k_shift(cfg.head_dim, &mut cos, &mut sin, |d, c, s| {
+                    ops::rope_angles(d, theta_scale, freqs.as_deref(), c, s)
+                });
+        }
+
+        let n_ubatch = self.params.n_ubatch as usize;
+        self.stored.clear();
+        let mut u0 = 0;
+        let mut out_row = 0;
+        while u0 < n {
+            let u1 = (u0 + n_ubatch).min(n);
+            let len = u1 - u0;
+            let first_cell = match self.kv.find_slot(len) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Leave the cache as it was before this call.
+                    self.undo_stored();
+                    self.output_ids.clear();
+                    return Err(e);
+                }
+            };
+            for i in u0..u1 {
+                let seqs: &[SeqId] = match &batch.seq_ids {
+                    Some(s) => &s[i],
+                    None => &[0],
+                };
+                self.kv.occupy(first_cell + i - u0, self.pos[i], seqs);
+            }
+            self.stored.push((first_cell, len));
+            let n_kv = self.kv.n_kv();
+            self.kv.build_mask(
+                &self.pos[u0..u1],
+                &self.seq[u0..u1],
+                n_kv,
+                &mut self.mask[..len * n_kv],
+            );
+            self.outputs.clear();
+            self.outputs.extend(
+                (u0..u1)
+                    .filter(|&i| self.output_ids[i] >= 0)
+                    .map(|i| i - u0),
+            );
+            let n_out_u = self.outputs.len();
+            let step = Step {
+                tokens: &batch.tokens[u0..u1],
+                pos: &self.pos[u0..u1],
+                first_cell,
+                mask: &self.mask[..len * n_kv],
+                n_kv,
+                outputs: &self.outputs,
+            };
+            let logits = &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab];
+            // llama.cpp: n_threads for a single token, n_threads_batch otherwise.
+            let pool = match (&self.pool_batch, len) {
+                (Some(p), l) if l > 1 => p,
+                _ => &self.pool_decode,
+            };
+            let (model, kv, scratch) = (&*self.model, &mut self.kv, &mut self.scratch);
+            let tap = tap
+                .as_mut()
+                .map(|t| &mut **t as &mut (dyn FnMut(&str, &[f32], usize) + Send));
+            let result = pool.install(|| forward::forward(model, kv, &step, scratch, logits, tap));
+            if let Err(e) = result {
+                self.undo_stored();
+                self.output_ids.clear();
+                return Err(e);
+            }
+            self.kv.advance_head(len);
+            out_row += n_out_u;
+            u0 = u1;
+        }
+        self.n_outputs = n_out;
+        Ok(())
+    }
+}
+
+/// Index of the largest logit (ties: the lowest index), as greedy sampling and the golden
+/// traces pick it.
+pub fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The `k` largest logits as `(id, logit)`, descending, ties to the lower id.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(Token, f32)> {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    let k = k.min(idx.len());
+    let cmp = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    if k < idx.len() && k > 0 {
+        idx.select_nth_unstable_by(k - 1, cmp);
+    }
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i as Token, logits[i])).collect()
+}

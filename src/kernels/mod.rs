@@ -1,0 +1,491 @@
+//! The hot loop: matrix x activations for every weight type, behind one table of function
+//! pointers chosen once at run time.
+//!
+//! - [`matmul`] is what the model calls; it validates shapes, quantizes the activations the way
+//!   the reference does for the weight type (`spec/I2_S.md` §4, §6a; `spec/FORWARD.md` §5, §8),
+//!   then splits the *output rows* across the current rayon pool. Every output element is computed
+//!   by one kernel call in one fixed order, so results are the same bits for any thread count.
+//! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, [`scalar`]) always exists;
+//!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-512
+//!   VNNI, NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
+//! - The active table is picked once ([`active`]) by CPU detection, overridable with the
+//!   environment variable `BITNET_KERNEL=scalar|c|avx2`.
+
+mod act;
+mod c;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use crate::tensor::blocks::BlockQ8K;
+pub use act::{nearest_int, quantize_row_i8, quantize_row_q8_0, quantize_row_q8k};
+
+use crate::error::{Error, Result};
+use crate::gguf::TensorView;
+use crate::tensor::blocks::{
+    cast_slice, BlockQ6K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, Pod, QK8_0, QK_K,
+};
+use crate::tensor::GgmlType;
+use half::f16;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// A weight matrix as stored in the file: `rows` outputs (ne1) of `cols` inputs (ne0) each.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    pub ty: GgmlType,
+    /// The whole tensor's bytes, including the I2_S tail that holds the per-tensor scale.
+    pub data: &'a [u8],
+    /// M = ne1: number of outputs.
+    pub rows: usize,
+    /// K = ne0: number of inputs (the contiguous dimension).
+    pub cols: usize,
+}
+
+impl<'a> Weights<'a> {
+    /// The weights of a 2-D GGUF tensor (`[ne0 = cols, ne1 = rows]`).
+    pub fn from_view(t: &TensorView<'a>) -> Result<Weights<'a>> {
+        if t.dims.len() != 2 && !(t.dims.len() > 2 && t.dims[2..].iter().all(|&d| d == 1)) {
+            return Err(Error::format(format!(
+                "tensor {}: a weight matrix must be 2-D, has dims {:?}",
+                t.name, t.dims
+            )));
+        }
+        Ok(Weights {
+            ty: t.ty,
+            data: t.data,
+            rows: t.dims[1],
+            cols: t.dims[0],
+        })
+    }
+}
+
+/// Which kernel set a [`KernelTable`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Plain Rust straight from the spec: the reference for tests.
+    Scalar,
+    /// Portable C99 compiled by `cc` (no intrinsics): the fallback on CPUs without a SIMD variant.
+    C,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Scalar, Kind::C, Kind::Avx2];
+
+    /// The name used by `BITNET_KERNEL` and `system_info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Scalar => "scalar",
+            Kind::C => "c",
+            Kind::Avx2 => "avx2",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Shape of one kernel call: `rows` weight rows of `k` inputs against `n_tok` activation rows.
+/// Kernels write `out[r * n_tok + t]` (row-major by weight row, so row chunks are contiguous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatDims {
+    pub k: usize,
+    pub rows: usize,
+    pub n_tok: usize,
+}
+
+/// int8-quantized activation rows for I2_S (I2_S.md §4): `q` is `n_tok * k` values, one act
+/// scale and one sum of q per token.
+#[derive(Debug, Clone, Copy)]
+pub struct I8Rows<'a> {
+    pub q: &'a [i8],
+    pub scale: &'a [f32],
+    pub sum: &'a [i32],
+}
+
+/// One kernel variant. Matrix entries take `d.rows` weight rows (exactly `d.rows * row length`
+/// elements/blocks/bytes) and `d.n_tok` prepared activation rows and fill `out[..d.rows*d.n_tok]`.
+/// Callers ([`matmul`]) guarantee those lengths; kernels may index-panic on violations but never
+/// read out of bounds.
+pub struct KernelTable {
+    pub kind: Kind,
+    /// I2_S packed codes (`k/4` bytes a row) x int8 rows; the f32 is the per-tensor weight scale.
+    pub i2s: fn(&[u8], f32, &I8Rows, MatDims, &mut [f32]),
+    pub tq2_0: fn(&[BlockTQ2_0], &[BlockQ8K], MatDims, &mut [f32]),
+    pub tq1_0: fn(&[BlockTQ1_0], &[BlockQ8K], MatDims, &mut [f32]),
+    pub q6_k: fn(&[BlockQ6K], &[BlockQ8K], MatDims, &mut [f32]),
+    pub q8_0: fn(&[BlockQ8_0], &[BlockQ8_0], MatDims, &mut [f32]),
+    /// F16 weights x f16 activations in `ggml_vec_dot_f16` order.
+    pub f16_ggml: fn(&[f16], &[f16], MatDims, &mut [f32]),
+    /// F16 weights x f32 activations in tinyBLAS order.
+    pub f16_tinyblas: fn(&[f16], &[f32], MatDims, &mut [f32]),
+    pub f32_ggml: fn(&[f32], &[f32], MatDims, &mut [f32]),
+    pub f32_tinyblas: fn(&[f32], &[f32], MatDims, &mut [f32]),
+    pub dot_f32_ggml: fn(&[f32], &[f32]) -> f32,
+    pub dot_f16_ggml: fn(&[f16], &[f16]) -> f32,
+    pub dot_f32_tinyblas: fn(&[f32], &[f32]) -> f32,
+    pub dot_f16_f32_tinyblas: fn(&[f16], &[f32]) -> f32,
+    pub quantize_i8: fn(&[f32], &mut [i8]) -> (f32, i32),
+    pub quantize_q8k: fn(&[f32], &mut [BlockQ8K]),
+}
+
+impl KernelTable {
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+/// The table of a given variant, or `None` when it is not built for this target or this CPU lacks
+/// the instructions it needs.
+pub fn table(kind: Kind) -> Option<&'static KernelTable> {
+    match kind {
+        Kind::Scalar => Some(&scalar::TABLE),
+        Kind::C => Some(&c::TABLE),
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx2 => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(x86::avx2::detected)
+                .then_some(&x86::avx2::TABLE)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Kind::Avx2 => None,
+    }
+}
+
+/// Every variant usable on this machine, fastest last (tests iterate over these).
+pub fn available() -> Vec<&'static KernelTable> {
+    Kind::ALL.into_iter().filter_map(table).collect()
+}
+
+/// The table every call without an explicit table uses: `BITNET_KERNEL` if set and usable here,
+/// else the fastest available variant. Chosen once per process.
+pub fn active() -> &'static KernelTable {
+    static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
+    ACTIVE.get_or_init(|| {
+        let best = || {
+            [Kind::Avx2, Kind::C, Kind::Scalar]
+                .into_iter()
+                .find_map(table)
+                .unwrap_or(&scalar::TABLE)
+        };
+        match std::env::var("BITNET_KERNEL") {
+            Ok(name) if !name.is_empty() => match Kind::from_name(&name).and_then(table) {
+                Some(t) => t,
+                None => {
+                    let t = best();
+                    eprintln!(
+                        "bitnet: BITNET_KERNEL={name} is not available here (choose from: {}); using {}",
+                        available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+                        t.name()
+                    );
+                    t
+                }
+            },
+            _ => best(),
+        }
+    })
+}
+
+/// The active kernel set's name ("avx2", "c", "scalar"), for `system_info`.
+pub fn active_name() -> &'static str {
+    active().name()
+}
+
+/// `ggml_vec_dot_f32` order (FORWARD.md §8). Lengths must match (the shorter one wins otherwise).
+pub fn dot_f32_ggml(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (active().dot_f32_ggml)(a, b)
+}
+
+/// `ggml_vec_dot_f16` order, operands converted to f32 exactly (FORWARD.md §8).
+pub fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (active().dot_f16_ggml)(a, b)
+}
+
+/// tinyBLAS 8-lane order (FORWARD.md §8).
+pub fn dot_f32_tinyblas(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (active().dot_f32_tinyblas)(a, b)
+}
+
+/// tinyBLAS 8-lane order with f16 `a` converted exactly.
+pub fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (active().dot_f16_f32_tinyblas)(a, b)
+}
+
+/// Reusable buffers for prepared activations and the row-major output of multi-token calls.
+/// Owned by the context and grown on demand, so a warmed-up decode step does not allocate.
+#[derive(Default)]
+pub struct Scratch {
+    i8_q: Vec<i8>,
+    i8_scale: Vec<f32>,
+    i8_sum: Vec<i32>,
+    q8k: Vec<BlockQ8K>,
+    q8_0: Vec<BlockQ8_0>,
+    x_f16: Vec<f16>,
+    /// `[row][token]` results of a multi-token call before they are transposed into `y`.
+    out_rt: Vec<f32>,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Grows `v` to at least `n` elements (never shrinks, so steady state does not allocate) and
+/// returns the first `n`.
+fn grow<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, fill);
+    }
+    &mut v[..n]
+}
+
+const Q8K_ZERO: BlockQ8K = BlockQ8K {
+    d: 0.0,
+    qs: [0; QK_K],
+    bsums: [0; QK_K / 16],
+};
+
+/// `y[t*rows + r] = W[r,:] . x[t*cols .. (t+1)*cols]` for `t in 0..n_tokens`, computed exactly as
+/// the reference does for this weight type and number of tokens:
+/// - I2_S: each activation row quantized to int8 (I2_S.md §4), integer dot with the 2-bit codes,
+///   epilogue `((float)dot - (float)sum) / s * scale` (§5).
+/// - TQ1_0 / TQ2_0 / Q6_K: x quantized to Q8_K blocks, lane-ordered float accumulation (§6a).
+/// - F16: 1 token: x rounded to f16, `ggml_vec_dot_f16` order; 2+ tokens and K % 8 == 0: tinyBLAS
+///   with f32 x (FORWARD.md §8); 2+ tokens and K % 8 != 0: like 1 token (sgemm refuses, ggml falls
+///   back to the f16 vec_dot for each row).
+/// - F32: 1 token, or K % 8 != 0: `ggml_vec_dot_f32` order; otherwise tinyBLAS.
+/// - Q8_0: x quantized like ggml's AVX2 `quantize_row_q8_0`, ggml's AVX2 Q8_0 dot ([`act`]).
+///   Not validated against golden data (there is no Q8_0 model).
+///
+/// Runs on the current rayon pool (wrap in `pool.install`), split by output rows only.
+/// Errors on shape mismatches: `x.len() != n_tokens*cols`, `y` shorter than `n_tokens*rows`,
+/// `data` too short, `cols` not whole blocks; and on BF16 / Q8_K weights.
+pub fn matmul(
+    w: &Weights,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    matmul_with(active(), w, x, n_tokens, y, scratch)
+}
+
+/// [`matmul`] with an explicit kernel table (tests and benchmarks).
+pub fn matmul_with(
+    kt: &KernelTable,
+    w: &Weights,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let (rows, k, ty) = (w.rows, w.cols, w.ty);
+    let bad = |m: String| Error::invalid_argument(format!("matmul ({ty} {k}x{rows}): {m}"));
+    if k == 0 {
+        return Err(bad("weights have no columns".into()));
+    }
+    if Some(x.len()) != n_tokens.checked_mul(k) {
+        return Err(bad(format!(
+            "x has {} values, expected {n_tokens} tokens x {k}",
+            x.len()
+        )));
+    }
+    let n_out = rows
+        .checked_mul(n_tokens)
+        .ok_or_else(|| bad("output size overflows".into()))?;
+    if y.len() < n_out {
+        return Err(bad(format!(
+            "y has room for {} values, needs {n_tokens} x {rows}",
+            y.len()
+        )));
+    }
+    let row_bytes = ty.row_bytes(k).ok_or_else(|| {
+        bad(format!(
+            "{k} columns are not whole {ty} blocks of {}",
+            ty.block_size()
+        ))
+    })?;
+    let code_bytes = rows
+        .checked_mul(row_bytes)
+        .ok_or_else(|| bad("weight size overflows".into()))?;
+    // I2_S keeps its f32 scale right after the codes (I2_S.md §2).
+    let need = code_bytes + if ty == GgmlType::I2_S { 4 } else { 0 };
+    if w.data.len() < need {
+        return Err(Error::format(format!(
+            "matmul ({ty} {k}x{rows}): weight data has {} bytes, needs {need}",
+            w.data.len()
+        )));
+    }
+    if n_out == 0 {
+        return Ok(());
+    }
+    let wdata = &w.data[..code_bytes];
+    let d = MatDims {
+        k,
+        rows,
+        n_tok: n_tokens,
+    };
+
+    let Scratch {
+        i8_q,
+        i8_scale,
+        i8_sum,
+        q8k,
+        q8_0,
+        x_f16,
+        out_rt,
+    } = scratch;
+    // One token: the [row][token] layout is y itself. More: compute into out_rt, transpose after.
+    let out: &mut [f32] = if n_tokens == 1 {
+        &mut y[..rows]
+    } else {
+        grow(out_rt, n_out, 0.0)
+    };
+
+    match ty {
+        GgmlType::I2_S => {
+            let scale = crate::tensor::i2s_scale(w.data, rows * k)
+                .ok_or_else(|| Error::internal("I2_S scale checked above"))?;
+            let q = grow(i8_q, n_tokens * k, 0);
+            let s = grow(i8_scale, n_tokens, 0.0);
+            let sum = grow(i8_sum, n_tokens, 0);
+            for t in 0..n_tokens {
+                (s[t], sum[t]) =
+                    (kt.quantize_i8)(&x[t * k..(t + 1) * k], &mut q[t * k..(t + 1) * k]);
+            }
+            let act = I8Rows { q, scale: s, sum };
+            split_rows(wdata, row_bytes, d, out, |w, d, o| {
+                (kt.i2s)(w, scale, &act, d, o)
+            });
+        }
+        GgmlType::TQ2_0 | GgmlType::TQ1_0 | GgmlType::Q6_K => {
+            let nb = k / QK_K;
+            let a = grow(q8k, n_tokens * nb, Q8K_ZERO);
+            for t in 0..n_tokens {
+                (kt.quantize_q8k)(&x[t * k..(t + 1) * k], &mut a[t * nb..(t + 1) * nb]);
+            }
+            let a: &[BlockQ8K] = a;
+            match ty {
+                GgmlType::TQ2_0 => {
+                    let wb: &[BlockTQ2_0] = typed(wdata, ty)?;
+                    split_rows(wb, nb, d, out, |w, d, o| (kt.tq2_0)(w, a, d, o));
+                }
+                GgmlType::TQ1_0 => {
+                    let wb: &[BlockTQ1_0] = typed(wdata, ty)?;
+                    split_rows(wb, nb, d, out, |w, d, o| (kt.tq1_0)(w, a, d, o));
+                }
+                _ => {
+                    let wb: &[BlockQ6K] = typed(wdata, ty)?;
+                    split_rows(wb, nb, d, out, |w, d, o| (kt.q6_k)(w, a, d, o));
+                }
+            }
+        }
+        GgmlType::Q8_0 => {
+            let nb = k / QK8_0;
+            let a = grow(q8_0, n_tokens * nb, BlockQ8_0 { d: 0, qs: [0; 32] });
+            quantize_row_q8_0(x, a);
+            let a: &[BlockQ8_0] = a;
+            let wb: &[BlockQ8_0] = typed(wdata, ty)?;
+            split_rows(wb, nb, d, out, |w, d, o| (kt.q8_0)(w, a, d, o));
+        }
+        GgmlType::F16 => {
+            let wf: &[f16] = typed(wdata, ty)?;
+            if n_tokens >= 2 && k % 8 == 0 {
+                split_rows(wf, k, d, out, |w, d, o| (kt.f16_tinyblas)(w, x, d, o));
+            } else {
+                let xh = grow(x_f16, n_tokens * k, f16::ZERO);
+                for (h, &v) in xh.iter_mut().zip(x) {
+                    *h = f16::from_f32(v);
+                }
+                let xh: &[f16] = xh;
+                split_rows(wf, k, d, out, |w, d, o| (kt.f16_ggml)(w, xh, d, o));
+            }
+        }
+        GgmlType::F32 => {
+            let wf: &[f32] = typed(wdata, ty)?;
+            if n_tokens >= 2 && k % 8 == 0 {
+                split_rows(wf, k, d, out, |w, d, o| (kt.f32_tinyblas)(w, x, d, o));
+            } else {
+                split_rows(wf, k, d, out, |w, d, o| (kt.f32_ggml)(w, x, d, o));
+            }
+        }
+        GgmlType::BF16 | GgmlType::Q8_K => {
+            return Err(Error::unsupported(format!(
+                "matmul: {ty} weights are not supported"
+            )));
+        }
+    }
+
+    if n_tokens > 1 {
+        transpose_into(&out_rt[..n_out], rows, n_tokens, y);
+    }
+    Ok(())
+}
+
+/// `y[t*rows + r] = rt[r*n + t]`, in bands of rows so the reads of a band stay in L1 and the
+/// writes run contiguously (a plain row-by-row scatter costs one cache miss per value).
+fn transpose_into(rt: &[f32], rows: usize, n: usize, y: &mut [f32]) {
+    const BAND: usize = 64;
+    for r0 in (0..rows).step_by(BAND) {
+        let r1 = (r0 + BAND).min(rows);
+        for t in 0..n {
+            let dst = &mut y[t * rows + r0..t * rows + r1];
+            for (i, v) in dst.iter_mut().enumerate() {
+                *v = rt[(r0 + i) * n + t];
+            }
+        }
+    }
+}
+
+/// Views the weight bytes as `T`s, or says the data is misaligned (GGUF data is 32-aligned, so
+/// this only trips on hand-made buffers).
+fn typed<T: Pod>(data: &[u8], ty: GgmlType) -> Result<&[T]> {
+    cast_slice(data).ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "matmul: {ty} weight data is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        ))
+    })
+}
+
+/// Below this many multiply-adds a call runs on the calling thread: a rayon fork/join costs a few
+/// microseconds, more than the whole product of a small matrix.
+const MIN_PARALLEL_WORK: usize = 1 << 16;
+
+/// Runs `f` over chunks of whole output rows, in parallel on the current rayon pool when the
+/// work is big enough. `w` holds `per_row` items per row. Each output is produced by exactly one
+/// kernel call whatever the chunking, so the split never changes a bit.
+fn split_rows<W: Sync>(
+    w: &[W],
+    per_row: usize,
+    d: MatDims,
+    out: &mut [f32],
+    f: impl Fn(&[W], MatDims, &mut [f32]) + Sync,
+) {
+    let threads = rayon::current_num_threads();
+    let work = d.rows * d.k * d.n_tok;
+    if threads <= 1 || d.rows < 2 || work < MIN_PARALLEL_WORK {
+        f(w, d, out);
+        return;
+    }
+    // A few chunks per thread for balance, in multiples of 4 rows so SIMD row tiles stay whole.
+    let target = threads * 4;
+    let chunk_rows = (d.rows.div_ceil(target)).next_multiple_of(4).max(4);
+    out.par_chunks_mut(chunk_rows * d.n_tok)
+        .zip(w.par_chunks(chunk_rows * per_row))
+        .for_each(|(o, wc)| {
+            let rows = o.len() / d.n_tok;
+            f(wc, MatDims { rows, ..d }, o)
+        });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,757 @@
+//! Kernel tests: hand-computed cases, the scalar kernels against independent integer/dequantized
+//! computations on the shared models' real tensors, every variant against scalar, error paths.
+
+use super::*;
+use crate::gguf::GgufFile;
+use crate::tensor::blocks::as_bytes;
+use crate::tensor::{
+    dequantize_tensor, quantize_i2_s, quantize_q6_k, quantize_tq1_0, quantize_tq2_0,
+};
+use crate::testdata;
+
+/// xorshift64*: deterministic test data without a dependency.
+pub(super) struct Rng(u64);
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+fn scalar() -> &'static KernelTable {
+    table(Kind::Scalar).unwrap()
+}
+
+fn run(kt: &KernelTable, w: &Weights, x: &[f32], n: usize) -> Vec<f32> {
+    let mut y = vec![f32::NAN; n * w.rows];
+    matmul_with(kt, w, x, n, &mut y, &mut Scratch::new()).unwrap();
+    y
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Owned copy of a byte buffer with 32-byte alignment (like GGUF data), so typed views work.
+pub(super) struct Aligned {
+    buf: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+impl Aligned {
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut buf = vec![0u8; bytes.len() + 32];
+        let off = buf.as_ptr().align_offset(32);
+        buf[off..off + bytes.len()].copy_from_slice(bytes);
+        Aligned {
+            buf,
+            off,
+            len: bytes.len(),
+        }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hand-computed cases
+
+#[test]
+fn i2s_by_hand() {
+    // Row 0 all +1, row 1: +1 at even k, -1 at odd k, 0 for k >= 64.
+    let k = 128;
+    let mut wf = vec![1.0f32; 2 * k];
+    for j in 0..k {
+        wf[k + j] = if j >= 64 {
+            0.0
+        } else if j % 2 == 0 {
+            1.0
+        } else {
+            -1.0
+        };
+    }
+    let mut data = quantize_i2_s(&wf);
+    // Scale 0.5 instead of the quantizer's 1.0.
+    data[2 * k / 4..2 * k / 4 + 4].copy_from_slice(&0.5f32.to_le_bytes());
+    let w = Weights {
+        ty: GgmlType::I2_S,
+        data: &data,
+        rows: 2,
+        cols: k,
+    };
+    // x = 1 everywhere: s = 127, q = 127. Row 0: dot - sum = 127*128, / 127 * 0.5 = 64.
+    // Row 1: 32 (+1) and 32 (-1) cancel: 0.
+    let x = vec![1.0f32; k];
+    let y = run(scalar(), &w, &x, 1);
+    assert_eq!(y, vec![64.0, 0.0]);
+    // Two tokens, second is x = 2 at even k, 0 elsewhere: s = 63.5, q = 127 at even k.
+    // Row 0: 64*127/63.5*0.5 = 64; row 1: 32 even k < 64 -> 32*127/63.5*0.5 = 32.
+    let mut x2 = x.clone();
+    x2.extend((0..k).map(|j| if j % 2 == 0 { 2.0 } else { 0.0 }));
+    let y = run(scalar(), &w, &x2, 2);
+    assert_eq!(y, vec![64.0, 0.0, 64.0, 32.0]);
+}
+
+#[test]
+fn ggml_f32_order_by_hand() {
+    // Lane 0 of accumulators 0, 2 and 1: 1e8, -1e8, 1. ggml sums (acc0+acc2)+(acc1+acc3) -> 1;
+    // a left-to-right sum would lose the 1 (1e8 + 1 == 1e8 in f32).
+    let mut a = vec![0f32; 32];
+    a[0] = 1e8;
+    a[16] = -1e8;
+    a[8] = 1.0;
+    let b = vec![1f32; 32];
+    assert_eq!(scalar::dot_f32_ggml(&a, &b), 1.0);
+    // Lanes l and l+4 are paired first: 1e8 (lane 0) + -1e8 (lane 4) + 1 (lane 1) -> 1.
+    let mut a = vec![0f32; 32];
+    a[0] = 1e8;
+    a[4] = -1e8;
+    a[1] = 1.0;
+    assert_eq!(scalar::dot_f32_ggml(&a, &b), 1.0);
+    // Leftovers (n % 32) come after the horizontal sum, in float: 1e8 (chunk) + 1 (tail) - 1e8
+    // (tail) = 0, which shows the tail is added sequentially after the reduction.
+    let mut a = vec![0f32; 34];
+    a[0] = 1e8;
+    a[32] = 1.0;
+    a[33] = -1e8;
+    let b = vec![1f32; 34];
+    assert_eq!(scalar::dot_f32_ggml(&a, &b), 0.0);
+    // Short vectors are all tail.
+    assert_eq!(scalar::dot_f32_ggml(&[2.0, 3.0], &[4.0, 5.0]), 23.0);
+    assert_eq!(scalar::dot_f32_ggml(&[], &[]), 0.0);
+}
+
+#[test]
+fn ggml_f16_tail_is_summed_in_double() {
+    // Chunk total 2^24, tail +1 then -2^24: in double the +1 survives (result 1); a float tail
+    // would round 2^24 + 1 back to 2^24 and give 0.
+    let h = f16::from_f32;
+    let mut a = vec![h(0.0); 34];
+    let mut b = vec![h(0.0); 34];
+    a[0] = h(4096.0);
+    b[0] = h(4096.0); // 2^24 in the chunk
+    a[32] = h(1.0);
+    b[32] = h(1.0);
+    a[33] = h(-4096.0);
+    b[33] = h(4096.0);
+    assert_eq!(scalar::dot_f16_ggml(&a, &b), 1.0);
+    // Same values in f32 ggml order (fma tail in float): 2^24 + 1 rounds back to 2^24.
+    let af: Vec<f32> = a.iter().map(|v| v.to_f32()).collect();
+    let bf: Vec<f32> = b.iter().map(|v| v.to_f32()).collect();
+    assert_eq!(scalar::dot_f32_ggml(&af, &bf), 0.0);
+}
+
+#[test]
+fn tinyblas_order_by_hand() {
+    // t[l] = acc[l+4] + acc[l]; (t0+t2) + (t1+t3). 1e8 at lane 0, -1e8 at lane 2, 1 at lane 1.
+    let mut a = vec![0f32; 16];
+    a[0] = 1e8;
+    a[2] = -1e8;
+    a[1] = 1.0;
+    let b = vec![1f32; 16];
+    assert_eq!(scalar::dot_f32_tinyblas(&a, &b), 1.0);
+    // 1e8 at lane 0 and lane 1 = 1, lane 4 = -1e8: paired first -> 1.
+    let mut a = vec![0f32; 16];
+    a[0] = 1e8;
+    a[4] = -1e8;
+    a[9] = 1.0;
+    assert_eq!(scalar::dot_f32_tinyblas(&a, &b), 1.0);
+    // f16 weights are converted exactly, then the same order.
+    let mut rng = Rng::new(1);
+    let hw: Vec<f16> = rng.vec(24).iter().map(|&v| f16::from_f32(v)).collect();
+    let af: Vec<f32> = hw.iter().map(|v| v.to_f32()).collect();
+    let x = rng.vec(24);
+    assert_eq!(
+        scalar::dot_f16_f32_tinyblas(&hw, &x).to_bits(),
+        scalar::dot_f32_tinyblas(&af, &x).to_bits()
+    );
+}
+
+#[test]
+fn tq2_0_by_hand() {
+    // One block, weights all +1 with d = 1: y = sum_k x_k rebuilt from Q8_K: q = -127 * x / m.
+    let k = 256;
+    let wf = vec![1.0f32; k];
+    let blocks = quantize_tq2_0(&wf);
+    let data = Aligned::new(as_bytes(&blocks));
+    let w = Weights {
+        ty: GgmlType::TQ2_0,
+        data: data.bytes(),
+        rows: 1,
+        cols: k,
+    };
+    // x: 1.0 at element 0 only. m = 1, iscale = -127, q0 = -127, d = -1/127.
+    // lanes: lane 0 = code(2)*(-127) - (-127) = -127; D = (-1/127) * 1.
+    let mut x = vec![0f32; k];
+    x[0] = 1.0;
+    let y = run(scalar(), &w, &x, 1);
+    assert_eq!(y[0], -127.0f32 * (1.0f32 / -127.0f32));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error paths
+
+#[test]
+fn shape_errors_are_errors() {
+    let data = quantize_i2_s(&vec![1.0; 256]);
+    let w = Weights {
+        ty: GgmlType::I2_S,
+        data: &data,
+        rows: 2,
+        cols: 128,
+    };
+    let mut s = Scratch::new();
+    let mut y = vec![0f32; 4];
+    let e = matmul(&w, &[0.0; 127], 1, &mut y, &mut s).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.message().contains("x has 127"), "{e}");
+    let e = matmul(&w, &[0.0; 256], 2, &mut y[..3], &mut s).unwrap_err();
+    assert!(e.message().contains("y has room for 3"), "{e}");
+    let short = Weights {
+        data: &data[..64],
+        ..w
+    };
+    let e = matmul(&short, &[0.0; 128], 1, &mut y, &mut s).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Format, "{e}");
+    // Codes present but the scale missing.
+    let no_scale = Weights {
+        data: &data[..64 + 2],
+        ..w
+    };
+    assert!(matmul(&no_scale, &[0.0; 128], 1, &mut y, &mut s).is_err());
+    let odd = Weights {
+        cols: 64,
+        rows: 4,
+        ..w
+    };
+    let e = matmul(&odd, &[0.0; 64], 1, &mut y, &mut s).unwrap_err();
+    assert!(e.message().contains("not whole"), "{e}");
+    let bf = Weights {
+        ty: GgmlType::BF16,
+        data: &data,
+        rows: 1,
+        cols: 8,
+    };
+    let e = matmul(&bf, &[0.0; 8], 1, &mut y, &mut s).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Unsupported, "{e}");
+    let zero = Weights { cols: 0, ..w };
+    assert!(matmul(&zero, &[], 1, &mut y, &mut s).is_err());
+    // Zero tokens and zero rows are fine and write nothing.
+    matmul(&w, &[], 0, &mut [], &mut s).unwrap();
+    let none = Weights { rows: 0, ..w };
+    matmul(&none, &[0.0; 128], 1, &mut [], &mut s).unwrap();
+    // Misaligned typed weights are an error, not UB.
+    let f = Aligned::new(&[0u8; 64]);
+    let mis = Weights {
+        ty: GgmlType::F32,
+        data: &f.bytes()[1..41],
+        rows: 1,
+        cols: 8,
+    };
+    let e = matmul(&mis, &[0.0; 8], 1, &mut y, &mut s).unwrap_err();
+    assert!(e.message().contains("aligned"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar kernels against independent computations on real tensors
+
+fn open(model: &str) -> Option<GgufFile> {
+    let p = testdata::path(&format!("models/{model}.gguf"))?;
+    Some(GgufFile::open(p).unwrap())
+}
+
+/// I2_S through matmul equals: codes recovered from the (independent) dequantizer, exact integer
+/// dot with the int8 activations, the §5 epilogue.
+#[test]
+fn i2s_matches_dequantized_integer_dot_on_real_tensor() {
+    let Some(f) = open("tiny-spm-i2_s") else {
+        return;
+    };
+    for name in [
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.ffn_down.weight",
+    ] {
+        let t = f.tensor(name).unwrap();
+        let w = Weights::from_view(&t).unwrap();
+        let (k, m) = (w.cols, w.rows);
+        let scale = crate::tensor::i2s_scale(t.data, k * m).unwrap();
+        let deq = dequantize_tensor(GgmlType::I2_S, t.data, k, k * m).unwrap();
+        let codes: Vec<i32> = deq
+            .iter()
+            .map(|&v| (v / scale).round() as i32 + 1)
+            .collect();
+        assert!(codes.iter().all(|&c| (0..=2).contains(&c)));
+        let n = 3;
+        let x = Rng::new(7).vec(n * k);
+        let y = run(scalar(), &w, &x, n);
+        for t in 0..n {
+            let mut q = vec![0i8; k];
+            let (s, sum) = quantize_row_i8(&x[t * k..(t + 1) * k], &mut q);
+            for r in 0..m {
+                let dot: i32 = (0..k).map(|j| codes[r * k + j] * q[j] as i32).sum();
+                let want = ((dot as f32 - sum as f32) / s) * scale;
+                assert_eq!(y[t * m + r].to_bits(), want.to_bits(), "{name} t{t} r{r}");
+            }
+        }
+        // Each token alone gives the same bits (the rule is per row).
+        let y1 = run(scalar(), &w, &x[k..2 * k], 1);
+        assert_eq!(bits(&y1), bits(&y[m..2 * m]), "{name}");
+    }
+}
+
+/// The TQ1_0 and TQ2_0 tiny models hold the same ternary matrices: bit-identical results.
+#[test]
+fn tq1_0_equals_tq2_0_on_real_tensors() {
+    let (Some(f1), Some(f2)) = (open("tiny-spm-tq1_0-q6k"), open("tiny-spm-tq2_0-q6k")) else {
+        return;
+    };
+    let mut rng = Rng::new(11);
+    for name in [
+        "blk.0.attn_q.weight",
+        "blk.0.attn_v.weight",
+        "blk.0.ffn_up.weight",
+        "blk.0.ffn_down.weight",
+    ] {
+        let w1 = Weights::from_view(&f1.tensor(name).unwrap()).unwrap();
+        let w2 = Weights::from_view(&f2.tensor(name).unwrap()).unwrap();
+        assert_eq!((w1.ty, w2.ty), (GgmlType::TQ1_0, GgmlType::TQ2_0));
+        for n in [1, 4] {
+            let x = rng.vec(n * w1.cols);
+            let y1 = run(scalar(), &w1, &x, n);
+            let y2 = run(scalar(), &w2, &x, n);
+            assert_eq!(bits(&y1), bits(&y2), "{name} n={n}");
+            // And close to the plain float product (sanity: the int path is not garbage).
+            check_close_to_dequantized(&w2, &x, n, &y2, 2e-2);
+        }
+    }
+}
+
+/// |y - W.x| <= tol * sum|W||x| per output, W dequantized, f64 sums: catches layout mistakes
+/// (wrong element order gives errors of order 1), not rounding questions.
+fn check_close_to_dequantized(w: &Weights, x: &[f32], n: usize, y: &[f32], tol: f64) {
+    let (k, m) = (w.cols, w.rows);
+    let deq = dequantize_tensor(w.ty, w.data, k, k * m).unwrap();
+    for t in 0..n {
+        for r in 0..m {
+            let (mut s, mut a) = (0f64, 0f64);
+            for j in 0..k {
+                let p = deq[r * k + j] as f64 * x[t * k + j] as f64;
+                s += p;
+                a += p.abs();
+            }
+            let got = y[t * m + r] as f64;
+            assert!(
+                (got - s).abs() <= tol * a + 1e-6,
+                "{} r{r} t{t}: {got} vs {s} (scale {a})",
+                w.ty
+            );
+        }
+    }
+}
+
+#[test]
+fn q6k_head_matches_dequantized_and_is_per_token() {
+    let Some(f) = open("tiny-spm-tq2_0-q6k") else {
+        return;
+    };
+    let t = f.tensor("token_embd.weight").unwrap();
+    let full = Weights::from_view(&t).unwrap();
+    assert_eq!(full.ty, GgmlType::Q6_K);
+    // The first 512 rows are plenty.
+    let rb = full.ty.row_bytes(full.cols).unwrap();
+    let w = Weights {
+        rows: 512,
+        data: &full.data[..512 * rb],
+        ..full
+    };
+    let x = Rng::new(3).vec(2 * w.cols);
+    let y = run(scalar(), &w, &x, 2);
+    check_close_to_dequantized(&w, &x, 2, &y, 1e-2);
+    let y1 = run(scalar(), &w, &x[w.cols..], 1);
+    assert_eq!(bits(&y1), bits(&y[w.rows..]));
+}
+
+#[test]
+fn float_types_follow_the_token_count_rule() {
+    let mut rng = Rng::new(5);
+    for k in [8usize, 40, 64, 100, 256] {
+        let m = 3;
+        let wf = rng.vec(m * k);
+        let x = rng.vec(2 * k);
+        let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
+        let f32w = Aligned::new(as_bytes(&wf));
+        let f16w = Aligned::new(as_bytes(&wh));
+        let w32 = Weights {
+            ty: GgmlType::F32,
+            data: f32w.bytes(),
+            rows: m,
+            cols: k,
+        };
+        let w16 = Weights {
+            ty: GgmlType::F16,
+            data: f16w.bytes(),
+            rows: m,
+            cols: k,
+        };
+        let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+        let y1 = run(scalar(), &w32, &x[..k], 1);
+        let y2 = run(scalar(), &w32, &x, 2);
+        let h1 = run(scalar(), &w16, &x[..k], 1);
+        let h2 = run(scalar(), &w16, &x, 2);
+        for t in 0..2 {
+            for r in 0..m {
+                let wr = &wf[r * k..(r + 1) * k];
+                let hr = &wh[r * k..(r + 1) * k];
+                let xt = &x[t * k..(t + 1) * k];
+                let xht = &xh[t * k..(t + 1) * k];
+                let (e32, e16) = if k % 8 == 0 {
+                    (
+                        scalar::dot_f32_tinyblas(wr, xt),
+                        scalar::dot_f16_f32_tinyblas(hr, xt),
+                    )
+                } else {
+                    (scalar::dot_f32_ggml(wr, xt), scalar::dot_f16_ggml(hr, xht))
+                };
+                assert_eq!(y2[t * m + r].to_bits(), e32.to_bits(), "f32 k{k} t{t} r{r}");
+                assert_eq!(h2[t * m + r].to_bits(), e16.to_bits(), "f16 k{k} t{t} r{r}");
+                if t == 0 {
+                    assert_eq!(y1[r].to_bits(), scalar::dot_f32_ggml(wr, xt).to_bits());
+                    assert_eq!(h1[r].to_bits(), scalar::dot_f16_ggml(hr, xht).to_bits());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q8_0_matches_dequantized() {
+    let mut rng = Rng::new(9);
+    let (k, m) = (96, 5);
+    let wf = rng.vec(m * k);
+    let blocks = crate::tensor::quantize_q8_0(&wf);
+    let data = Aligned::new(as_bytes(&blocks));
+    let w = Weights {
+        ty: GgmlType::Q8_0,
+        data: data.bytes(),
+        rows: m,
+        cols: k,
+    };
+    let x = rng.vec(3 * k);
+    let y = run(scalar(), &w, &x, 3);
+    check_close_to_dequantized(&w, &x, 3, &y, 2e-2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threading: the split never changes a bit
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let mut rng = Rng::new(21);
+    let (k, m) = (512, 300);
+    let wf = rng.vec(m * k);
+    let i2s = quantize_i2_s(&wf);
+    let tq2 = Aligned::new(as_bytes(&quantize_tq2_0(&wf)));
+    let tq1 = Aligned::new(as_bytes(&quantize_tq1_0(&wf)));
+    let q6 = Aligned::new(as_bytes(&quantize_q6_k(&wf)));
+    let f32w = Aligned::new(as_bytes(&wf));
+    let cases = [
+        (GgmlType::I2_S, &i2s[..]),
+        (GgmlType::TQ2_0, tq2.bytes()),
+        (GgmlType::TQ1_0, tq1.bytes()),
+        (GgmlType::Q6_K, q6.bytes()),
+        (GgmlType::F32, f32w.bytes()),
+    ];
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (p1, p3) = (pool(1), pool(3));
+    for kt in available() {
+        for (ty, data) in cases {
+            let w = Weights {
+                ty,
+                data,
+                rows: m,
+                cols: k,
+            };
+            for n in [1, 3] {
+                let x = rng.vec(n * k);
+                let a = p1.install(|| run(kt, &w, &x, n));
+                let b = p3.install(|| run(kt, &w, &x, n));
+                assert_eq!(bits(&a), bits(&b), "{} {ty} n={n}", kt.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn active_table_is_available() {
+    let name = active_name();
+    assert!(available().iter().any(|t| t.name() == name), "{name}");
+    assert_eq!(Kind::from_name(name).map(|k| k.name()), Some(name));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every variant against scalar
+
+/// Random weight bytes for `m` rows of `k`: codes/quants random (I2_S codes 0..2, or 0..3 with
+/// `code3`), block scales random finite f16, I2_S tail with a random scale.
+fn random_weights(ty: GgmlType, k: usize, m: usize, rng: &mut Rng, code3: bool) -> Aligned {
+    let mut bytes: Vec<u8> = (0..ty.tensor_bytes(&[k, m]).unwrap())
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    let f16_at = |bytes: &mut [u8], off: usize, rng: &mut Rng| {
+        let v = f16::from_f32(rng.f32() * 0.1).to_bits().to_le_bytes();
+        bytes[off..off + 2].copy_from_slice(&v);
+    };
+    match ty {
+        GgmlType::I2_S => {
+            let n4 = k * m / 4;
+            for b in &mut bytes[..n4] {
+                let mut v = 0u8;
+                for g in 0..4 {
+                    let c = (rng.next_u64() % if code3 { 4 } else { 3 }) as u8;
+                    v |= c << (2 * g);
+                }
+                *b = v;
+            }
+            bytes[n4..n4 + 4].copy_from_slice(&(0.5 + rng.f32().abs()).to_le_bytes());
+        }
+        GgmlType::F32 => {
+            for c in bytes.chunks_exact_mut(4) {
+                c.copy_from_slice(&rng.f32().to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for off in (0..bytes.len()).step_by(2) {
+                f16_at(&mut bytes, off, rng);
+            }
+        }
+        _ => {
+            // Block types: the f16 scale is the last 2 bytes of each block.
+            let bb = ty.block_bytes();
+            for off in (bb - 2..bytes.len()).step_by(bb) {
+                f16_at(&mut bytes, off, rng);
+            }
+        }
+    }
+    Aligned::new(&bytes)
+}
+
+/// Activations with a spread of magnitudes and some exact .5 ties after scaling.
+fn random_x(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n)
+        .map(|i| match rng.next_u64() % 16 {
+            0 => 0.0,
+            1 => (i % 7) as f32 * 0.5 - 1.5,
+            2 => rng.f32() * 100.0,
+            _ => rng.f32(),
+        })
+        .collect()
+}
+
+fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], code3: bool) {
+    let mut rng = Rng::new(ty.id() as u64 * 31 + shapes.len() as u64);
+    let variants: Vec<_> = available()
+        .into_iter()
+        .filter(|t| t.kind != Kind::Scalar)
+        .collect();
+    if variants.is_empty() {
+        eprintln!("SKIPPED: no kernel variant besides scalar on this machine");
+        return;
+    }
+    for &(k, m) in shapes {
+        let wb = random_weights(ty, k, m, &mut rng, code3);
+        let w = Weights {
+            ty,
+            data: wb.bytes(),
+            rows: m,
+            cols: k,
+        };
+        for &n in toks {
+            let x = random_x(n * k, &mut rng);
+            let want = run(scalar(), &w, &x, n);
+            for kt in &variants {
+                let got = run(kt, &w, &x, n);
+                if bits(&got) != bits(&want) {
+                    let i = (0..want.len())
+                        .find(|&i| got[i].to_bits() != want[i].to_bits())
+                        .unwrap();
+                    panic!(
+                        "{} {ty} k={k} m={m} n={n}: y[{i}] = {} but scalar gives {}",
+                        kt.name(),
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The 2B-4T shapes: (K, M) for q/o, k/v, gate/up, down.
+const MODEL_SHAPES: [(usize, usize); 4] = [(2560, 2560), (2560, 640), (2560, 6912), (6912, 2560)];
+
+#[test]
+fn variants_match_scalar_i2s() {
+    let small = [
+        (128, 1),
+        (128, 2),
+        (256, 3),
+        (384, 5),
+        (512, 17),
+        (1024, 33),
+    ];
+    compare_variants(GgmlType::I2_S, &small, &[1, 2, 3, 4, 5, 6, 7, 8, 9], false);
+    compare_variants(GgmlType::I2_S, &small[..4], &[1, 5], true);
+    compare_variants(GgmlType::I2_S, &MODEL_SHAPES, &[1, 5], false);
+}
+
+#[test]
+fn variants_match_scalar_q8k_types() {
+    let small = [(256, 1), (256, 2), (512, 3), (768, 5), (1280, 9)];
+    for ty in [GgmlType::TQ2_0, GgmlType::TQ1_0, GgmlType::Q6_K] {
+        compare_variants(ty, &small, &[1, 2, 3, 4, 5, 7], false);
+        compare_variants(ty, &[(2560, 640), (6912, 64)], &[1, 3], false);
+    }
+}
+
+#[test]
+fn variants_match_scalar_q8_0() {
+    compare_variants(
+        GgmlType::Q8_0,
+        &[(32, 1), (64, 3), (96, 5), (2560, 40)],
+        &[1, 2, 5],
+        false,
+    );
+}
+
+#[test]
+fn variants_match_scalar_float_types() {
+    let shapes: Vec<(usize, usize)> = [1usize, 7, 8, 16, 31, 32, 33, 63, 64, 100, 256, 2560]
+        .iter()
+        .flat_map(|&k| [(k, 1), (k, 3), (k, 6)])
+        .collect();
+    for ty in [GgmlType::F32, GgmlType::F16] {
+        compare_variants(ty, &shapes, &[1, 2, 3, 5], false);
+        compare_variants(ty, &[(2560, 2560)], &[1, 2], false);
+    }
+}
+
+#[test]
+fn variants_match_scalar_f16_head() {
+    // The 2B-4T tied lm_head: 128256 x 2560 F16, one token (x rounded to f16, ggml vec_dot).
+    if std::env::var("BITNET_SKIP_BIG_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: BITNET_SKIP_BIG_TESTS=1");
+        return;
+    }
+    compare_variants(GgmlType::F16, &[(2560, 128256)], &[1], false);
+}
+
+#[test]
+fn variant_dots_match_scalar() {
+    let mut rng = Rng::new(99);
+    let s = scalar();
+    for kt in available() {
+        for n in (0..70).chain([127, 128, 129, 2560]) {
+            let a = random_x(n, &mut rng);
+            let b = random_x(n, &mut rng);
+            let ah: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+            let bh: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
+            let name = kt.name();
+            assert_eq!(
+                (kt.dot_f32_ggml)(&a, &b).to_bits(),
+                (s.dot_f32_ggml)(&a, &b).to_bits(),
+                "{name} f32 ggml n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f16_ggml)(&ah, &bh).to_bits(),
+                (s.dot_f16_ggml)(&ah, &bh).to_bits(),
+                "{name} f16 ggml n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f32_tinyblas)(&a, &b).to_bits(),
+                (s.dot_f32_tinyblas)(&a, &b).to_bits(),
+                "{name} f32 tinyblas n={n}"
+            );
+            assert_eq!(
+                (kt.dot_f16_f32_tinyblas)(&ah, &b).to_bits(),
+                (s.dot_f16_f32_tinyblas)(&ah, &b).to_bits(),
+                "{name} f16xf32 tinyblas n={n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn variant_activation_quantizers_match_scalar() {
+    let mut rng = Rng::new(1234);
+    let mut rows: Vec<Vec<f32>> = vec![
+        vec![],
+        vec![0.0; 40],
+        vec![1e-7; 33],
+        vec![f32::NAN, 1.0, 2.0],
+        vec![1.0, f32::INFINITY, -2.0],
+        // Exact ties: max 127 -> s = 1, x*s = k + 0.5.
+        (0..64)
+            .map(|i| if i == 0 { 127.0 } else { (i % 9) as f32 - 4.5 })
+            .collect(),
+    ];
+    for n in [1usize, 7, 31, 32, 33, 100, 256, 2560, 6912] {
+        rows.push(random_x(n, &mut rng));
+    }
+    for kt in available() {
+        for x in &rows {
+            let mut q1 = vec![0i8; x.len()];
+            let mut q2 = vec![0i8; x.len()];
+            let a = (kt.quantize_i8)(x, &mut q1);
+            let b = act::quantize_row_i8(x, &mut q2);
+            assert_eq!(
+                (a.0.to_bits(), a.1),
+                (b.0.to_bits(), b.1),
+                "{} i8 n={}",
+                kt.name(),
+                x.len()
+            );
+            assert_eq!(q1, q2, "{} i8 n={}", kt.name(), x.len());
+        }
+        let mut blocks: Vec<Vec<f32>> = (0..6).map(|_| random_x(512, &mut rng)).collect();
+        let mut ties = vec![0f32; 256];
+        ties[5] = -3.0;
+        ties[9] = 3.0; // same |x| later: the first (negative) one wins
+        ties[200] = 3.0 / 127.0 * 2.5; // scales to an exact-ish tie
+        blocks.push(ties);
+        blocks.push(vec![0.0; 256]);
+        let mut nan = random_x(256, &mut rng);
+        nan[17] = f32::NAN;
+        blocks.push(nan);
+        for x in &blocks {
+            let nb = x.len() / 256;
+            let mut y1 = vec![Q8K_ZERO; nb];
+            let mut y2 = vec![Q8K_ZERO; nb];
+            (kt.quantize_q8k)(x, &mut y1);
+            act::quantize_row_q8k(x, &mut y2);
+            for (a, b) in y1.iter().zip(&y2) {
+                assert_eq!(a.d.to_bits(), b.d.to_bits(), "{} q8k d", kt.name());
+                assert_eq!(a.qs, b.qs, "{} q8k qs", kt.name());
+                assert_eq!(a.bsums, b.bsums, "{} q8k bsums", kt.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! The forward pass of one ubatch, written as one readable function (llama2.c style) with the
+//! reference's rounding steps where it has them (`spec/FORWARD.md` §4, §5, §8):
+//! activation quantization inside the matmuls (kernels), K/V rounded to F16 in the cache, Q
+//! rounded to F16 for Q·K, softmax with ggml's polynomial exp, P·V in F32 with tinyBLAS order for
+//! a multi-token ubatch and in F16 for a single token, and only the output rows kept in the last
+//! layer after Wo (which decides the matmul variant of the last FFN and the lm_head).
+//!
+//! The same graph serves `bitnet-b1.58`, `bitnet-25` and `bitnet`; they differ only in the FFN
+//! activation and `bitnet`'s optional per-tensor output scales (§7).
+
+use super::config::FfnActivation;
+use super::ops;
+use super::weights::Linear;
+use super::Model;
+use crate::context::batch::{Pos, Token};
+use crate::context::kv_cache::{KvCache, LayerKv};
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::tensor::{dequantize_row, i2s_scale, GgmlType};
+use half::f16;
+use rayon::prelude::*;
+
+/// One ubatch as the graph sees it. Its tokens occupy the consecutive cache cells
+/// `first_cell..first_cell + tokens.len()`.
+pub(crate) struct Step<'a> {
+    pub tokens: &'a [Token],
+    pub pos: &'a [Pos],
+    pub first_cell: usize,
+    /// `[tokens.len()][n_kv]`: 0 where a token may attend a cell, -inf elsewhere.
+    pub mask: &'a [f32],
+    pub n_kv: usize,
+    /// Indices (ascending) of the tokens whose logits are wanted.
+    pub outputs: &'a [usize],
+}
+
+/// Receives named intermediate tensors (`name`, rows of `width` values) for debugging against
+/// the numpy oracle (`tools/pyref`, `oracle.py dump` uses the same names).
+pub type Tap<'t> = &'t mut (dyn FnMut(&str, &[f32], usize) + Send);
+
+/// Buffers of the forward pass, sized once for a ubatch of `n_ubatch` tokens and a cache of
+/// `n_ctx` cells, so decoding allocates nothing.
+pub(crate) struct Scratch {
+    n_ubatch: usize,
+    x: Vec<f32>,
+    cur: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    q16: Vec<f16>,
+    attn_heads: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    p16: Vec<f16>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    kernel: kernels::Scratch,
+}
+
+impl Scratch {
+    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize) -> Scratch {
+        let c = model.config();
+        let (e, q, kv, ff) = (c.n_embd, c.n_embd_q(), c.n_embd_kv(), c.n_ff);
+        let half = c.n_rot / 2;
+        Scratch {
+            n_ubatch,
+            x: vec![0.0; n_ubatch * e],
+            cur: vec![0.0; n_ubatch * e.max(q).max(ff)],
+            q: vec![0.0; n_ubatch * q],
+            k: vec![0.0; n_ubatch * kv],
+            v: vec![0.0; n_ubatch * kv],
+            q16: vec![f16::ZERO; n_ubatch * q],
+            attn_heads: vec![0.0; n_ubatch * q],
+            attn: vec![0.0; n_ubatch * q],
+            o: vec![0.0; n_ubatch * e],
+            gate: vec![0.0; n_ubatch * ff],
+            up: vec![0.0; n_ubatch * ff],
+            scores: vec![0.0; c.n_head * n_ctx],
+            p16: vec![f16::ZERO; c.n_head * n_ctx],
+            cos: vec![0.0; n_ubatch * half],
+            sin: vec![0.0; n_ubatch * half],
+            kernel: kernels::Scratch::new(),
+        }
+    }
+}
+
+/// `y = W·x` for `n` rows of `x`, then the layer's optional extras. `scale_first`: the
+/// attention projections apply a `bitnet` scale before the bias, `llm_build_ffn` after it.
+fn linear(
+    model: &Model,
+    lin: &Linear,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    ks: &mut kernels::Scratch,
+    scale_first: bool,
+) -> Result<()> {
+    let w = &lin.weight;
+    let y = &mut y[..n * w.rows];
+    kernels::matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks)?;
+    let scale = |y: &mut [f32]| {
+        if let Some(s) = lin.scale {
+            y.iter_mut().for_each(|v| *v *= s);
+        }
+    };
+    let bias = |y: &mut [f32]| {
+        if let Some(b) = &lin.bias {
+            let b = model.f32_data(b);
+            for row in y.chunks_exact_mut(b.len()) {
+                row.iter_mut().zip(b).for_each(|(v, &bi)| *v += bi);
+            }
+        }
+    };
+    if scale_first {
+        scale(y);
+        bias(y);
+    } else {
+        bias(y);
+        scale(y);
+    }
+    Ok(())
+}
+
+fn rmsnorm_rows(dst: &mut [f32], src: &[f32], w: &[f32], n: usize, eps: f32) {
+    let width = w.len();
+    for (d, s) in dst[..n * width]
+        .chunks_exact_mut(width)
+        .zip(src.chunks_exact(width))
+    {
+        ops::rmsnorm_into(d, s, w, eps);
+    }
+}
+
+/// Keeps rows `keep` (ascending) of a row-major buffer, moved to the front.
+fn gather_rows(buf: &mut [f32], width: usize, keep: &[usize]) {
+    for (dst, &src) in keep.iter().enumerate() {
+        if dst != src {
+            buf.copy_within(src * width..(src + 1) * width, dst * width);
+        }
+    }
+}
+
+/// Evaluates one ubatch: stores its K/V in the cache and writes the logits of `step.outputs`
+/// (in that order) into `logits` (`outputs.len() * n_vocab` values).
+pub(crate) fn forward(
+    model: &Model,
+    kv: &mut KvCache,
+    step: &Step,
+    s: &mut Scratch,
+    logits: &mut [f32],
+    mut tap: Option<Tap>,
+) -> Result<()> {
+    let c = model.config();
+    let w = model.weights();
+    let nt = step.tokens.len();
+    let (e, nq, nkv, ff, hd) = (c.n_embd, c.n_embd_q(), c.n_embd_kv(), c.n_ff, c.head_dim);
+    let eps = c.rms_eps;
+    if nt == 0 || nt > s.n_ubatch || step.n_kv > kv.size() || step.first_cell + nt > kv.size() {
+        return Err(Error::internal(format!(
+            "forward: ubatch of {nt} tokens at cell {} (n_kv {}) does not fit the buffers",
+            step.first_cell, step.n_kv
+        )));
+    }
+    let mut show = |name: &dyn Fn() -> String, v: &[f32], width: usize| {
+        if let Some(t) = tap.as_mut() {
+            t(&name(), v, width);
+        }
+    };
+
+    // Embedding rows, dequantized exactly (get_rows).
+    let emb = &w.token_embd;
+    let emb_data = model.tensor_data(emb);
+    let row_bytes = emb.ty.row_bytes(e).unwrap_or(0);
+    let emb_scale = if emb.ty == GgmlType::I2_S {
+        i2s_scale(emb_data, emb.rows * emb.cols).unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    for (t, &id) in step.tokens.iter().enumerate() {
+        let at = usize::try_from(id).ok().filter(|&i| i < emb.rows);
+        let row = at
+            .and_then(|i| emb_data.get(i * row_bytes..(i + 1) * row_bytes))
+            .ok_or_else(|| {
+                Error::invalid_token(format!("token id {id} is not in the vocabulary"))
+            })?;
+        dequantize_row(emb.ty, row, &mut s.x[t * e..(t + 1) * e], emb_scale)?;
+    }
+    show(&|| "token_embd".into(), &s.x[..nt * e], e);
+
+    // RoPE angles per token, shared by every layer and by Q and K.
+    let half = c.n_rot / 2;
+    let theta_scale = ops::rope_theta_scale(c.rope_freq_base, c.n_rot);
+    for (t, &p) in step.pos.iter().enumerate() {
+        ops::rope_angles(
+            p,
+            theta_scale,
+            w.rope_freqs.as_deref(),
+            &mut s.cos[t * half..(t + 1) * half],
+            &mut s.sin[t * half..(t + 1) * half],
+        );
+    }
+
+    let kq_scale = 1.0f32 / (hd as f32).sqrt();
+    let size = kv.size();
+    let mut n = nt; // rows alive in x (all but in the last layer's FFN)
+    for (il, lw) in w.layers.iter().enumerate() {
+        let name = |what: &str| format!("blk.{il}.{what}");
+
+        // Attention block.
+        rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.attn_norm), nt, eps);
+        show(&|| name("attn_norm"), &s.cur[..nt * e], e);
+        linear(model, &lw.wq, &s.cur, nt, &mut s.q, &mut s.kernel, true)?;
+        linear(model, &lw.wk, &s.cur, nt, &mut s.k, &mut s.kernel, true)?;
+        linear(model, &lw.wv, &s.cur, nt, &mut s.v, &mut s.kernel, true)?;
+        show(&|| name("q"), &s.q[..nt * nq], nq);
+        show(&|| name("k"), &s.k[..nt * nkv], nkv);
+        show(&|| name("v"), &s.v[..nt * nkv], nkv);
+        for t in 0..nt {
+            let (cos, sin) = (
+                &s.cos[t * half..(t + 1) * half],
+                &s.sin[t * half..(t + 1) * half],
+            );
+            for head in s.q[t * nq..(t + 1) * nq].chunks_exact_mut(hd) {
+                ops::rope_neox(head, cos, sin);
+            }
+            for head in s.k[t * nkv..(t + 1) * nkv].chunks_exact_mut(hd) {
+                ops::rope_neox(head, cos, sin);
+            }
+        }
+        show(&|| name("q_rope"), &s.q[..nt * nq], nq);
+        show(&|| name("k_rope"), &s.k[..nt * nkv], nkv);
+
+        // Store K (row per cell) and V (transposed) in the F16 cache.
+        let layer_kv = &mut kv.layers[il];
+        for t in 0..nt {
+            let cell = step.first_cell + t;
+            let krow = &mut layer_kv.k[cell * nkv..(cell + 1) * nkv];
+            for (dst, &src) in krow.iter_mut().zip(&s.k[t * nkv..(t + 1) * nkv]) {
+                *dst = ops::to_f16(src);
+            }
+            for (d, &src) in s.v[t * nkv..(t + 1) * nkv].iter().enumerate() {
+                layer_kv.v[d * size + cell] = ops::to_f16(src);
+            }
+        }
+
+        let last = il + 1 == c.n_layer;
+        if last && step.outputs.is_empty() {
+            // Nothing downstream is observable: the cache is filled, stop here.
+            return Ok(());
+        }
+
+        for (d, &src) in s.q16[..nt * nq].iter_mut().zip(&s.q[..nt * nq]) {
+            *d = ops::to_f16(src);
+        }
+        attention(
+            c.n_head,
+            c.n_head / c.n_head_kv,
+            hd,
+            &kv.layers[il],
+            size,
+            &s.q16[..nt * nq],
+            step,
+            kq_scale,
+            &mut s.attn_heads,
+            &mut s.scores,
+            &mut s.p16,
+        );
+        // Heads were computed head-major; concatenate them per token.
+        for h in 0..c.n_head {
+            for t in 0..nt {
+                let src = &s.attn_heads[(h * nt + t) * hd..(h * nt + t + 1) * hd];
+                s.attn[t * nq + h * hd..t * nq + (h + 1) * hd].copy_from_slice(src);
+            }
+        }
+        show(&|| name("attn_out"), &s.attn[..nt * nq], nq);
+        rmsnorm_rows(
+            &mut s.cur,
+            &s.attn,
+            model.f32_data(&lw.attn_sub_norm),
+            nt,
+            eps,
+        );
+        show(&|| name("attn_sub_norm"), &s.cur[..nt * nq], nq);
+        linear(model, &lw.wo, &s.cur, nt, &mut s.o, &mut s.kernel, true)?;
+        show(&|| name("wo_out"), &s.o[..nt * e], e);
+
+        if last {
+            // Only the output rows go on (llama.cpp's inp_out_ids), after Wo.
+            gather_rows(&mut s.o, e, step.outputs);
+            gather_rows(&mut s.x, e, step.outputs);
+            n = step.outputs.len();
+        }
+        for (x, &o) in s.x[..n * e].iter_mut().zip(&s.o[..n * e]) {
+            *x += o; // float addition commutes: same bits as ggml_add(cur, inpSA)
+        }
+        show(&|| name("attn_resid"), &s.x[..n * e], e);
+
+        // FFN block.
+        rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.ffn_norm), n, eps);
+        show(&|| name("ffn_norm"), &s.cur[..n * e], e);
+        linear(
+            model,
+            &lw.ffn_gate,
+            &s.cur,
+            n,
+            &mut s.gate,
+            &mut s.kernel,
+            false,
+        )?;
+        linear(
+            model,
+            &lw.ffn_up,
+            &s.cur,
+            n,
+            &mut s.up,
+            &mut s.kernel,
+            false,
+        )?;
+        show(&|| name("ffn_gate"), &s.gate[..n * ff], ff);
+        show(&|| name("ffn_up"), &s.up[..n * ff], ff);
+        match c.ffn_activation {
+            FfnActivation::ReluSquared => ops::relu_squared_mul(&mut s.gate[..n * ff], &s.up),
+            FfnActivation::Silu => {
+                for (g, u) in s.gate[..n * ff]
+                    .chunks_exact_mut(ff)
+                    .zip(s.up.chunks_exact(ff))
+                {
+                    ops::silu_mul(g, u);
+                }
+            }
+        }
+        show(&|| name("ffn_act"), &s.gate[..n * ff], ff);
+        rmsnorm_rows(
+            &mut s.cur,
+            &s.gate,
+            model.f32_data(&lw.ffn_sub_norm),
+            n,
+            eps,
+        );
+        show(&|| name("ffn_sub_norm"), &s.cur[..n * ff], ff);
+        linear(
+            model,
+            &lw.ffn_down,
+            &s.cur,
+            n,
+            &mut s.o,
+            &mut s.kernel,
+            false,
+        )?;
+        show(&|| name("ffn_down"), &s.o[..n * e], e);
+        for (x, &d) in s.x[..n * e].iter_mut().zip(&s.o[..n * e]) {
+            *x += d;
+        }
+        show(&|| name("out"), &s.x[..n * e], e);
+    }
+
+    rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&w.output_norm), n, eps);
+    show(&|| "output_norm".into(), &s.cur[..n * e], e);
+    // lm_head: the tied embedding table (these archs never use output.weight).
+    let head = Linear {
+        weight: w.token_embd,
+        bias: None,
+        scale: None,
+    };
+    let n_vocab = c.n_vocab;
+    linear(
+        model,
+        &head,
+        &s.cur,
+        n,
+        &mut logits[..n * n_vocab],
+        &mut s.kernel,
+        true,
+    )?;
+    show(&|| "logits".into(), &logits[..n * n_vocab], n_vocab);
+    Ok(())
+}
+
+/// Causal GQA attention of the ubatch over the first `step.n_kv` cells, head-major output
+/// `out[h][t][hd]`. Heads run in parallel (each is independent, so the bits do not depend on
+/// the thread count); `scores`/`p16` give each head a row of `size` values.
+fn attention(
+    n_head: usize,
+    group: usize,
+    hd: usize,
+    layer: &LayerKv,
+    size: usize,
+    q16: &[f16],
+    step: &Step,
+    kq_scale: f32,
+    out: &mut [f32],
+    scores: &mut [f32],
+    p16: &mut [f16],
+) {
+    let nt = step.tokens.len();
+    let n_kv = step.n_kv;
+    let nq = n_head * hd;
+    let n_embd_kv = (n_head / group) * hd;
+    // A single-token ubatch rounds P to F16 for ggml_vec_dot_f16; with 2+ tokens llamafile's
+    // sgemm takes the F16 x F32 product and P stays F32 (FORWARD.md §5).
+    let prompt = nt >= 2;
+    out[..n_head * nt * hd]
+        .par_chunks_mut(nt * hd)
+        .zip(scores.par_chunks_mut(size))
+        .zip(p16.par_chunks_mut(size))
+        .enumerate()
+        .for_each(|(h, ((out_h, w), p16))| {
+            let kvh = h / group;
+            let w = &mut w[..n_kv];
+            for t in 0..nt {
+                let q = &q16[t * nq + h * hd..t * nq + (h + 1) * hd];
+                let mask = &step.mask[t * n_kv..(t + 1) * n_kv];
+                for (j, (wj, &m)) in w.iter_mut().zip(mask).enumerate() {
+                    *wj = if m == f32::NEG_INFINITY {
+                        f32::NEG_INFINITY
+                    } else {
+                        let k = &layer.k[j * n_embd_kv + kvh * hd..j * n_embd_kv + (kvh + 1) * hd];
+                        kernels::dot_f16_ggml(k, q) * kq_scale + m
+                    };
+                }
+                ops::softmax(w);
+                let o = &mut out_h[t * hd..(t + 1) * hd];
+                if prompt {
+                    for (d, od) in o.iter_mut().enumerate() {
+                        let vrow = &layer.v[(kvh * hd + d) * size..][..n_kv];
+                        *od = kernels::dot_f16_f32_tinyblas(vrow, w);
+                    }
+                } else {
+                    let p = &mut p16[..n_kv];
+                    for (pj, &wj) in p.iter_mut().zip(w.iter()) {
+                        *pj = ops::to_f16(wj);
+                    }
+                    for (d, od) in o.iter_mut().enumerate() {
+                        let vrow = &layer.v[(kvh * hd + d) * size..][..n_kv];
+                        *od = kernels::dot_f16_ggml(vrow, p);
+                    }
+                }
+            }
+        });
+}

@@ -1,0 +1,217 @@
+//! Every tensor of the graph bound to the file's bytes without copying: a [`TensorRef`] is the
+//! index of a tensor in the GGUF directory plus its checked type and shape; views are handed out
+//! on demand by [`super::Model`]. Shapes and types are checked against the [`Config`] at load
+//! time, so the forward pass never meets a tensor of the wrong size.
+
+use super::config::{Arch, Config};
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::tensor::blocks::cast_slice;
+use crate::tensor::GgmlType;
+
+/// A checked reference to one tensor in the file: 2-D weights have `cols` = ne0 (input dim) and
+/// `rows` = ne1; 1-D tensors have `rows` = 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorRef {
+    /// Index into `GgufFile::tensors()`.
+    pub(crate) index: usize,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Types a matmul (`kernels::matmul`) takes as weights.
+const MATMUL_TYPES: [GgmlType; 7] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::I2_S,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::Q6_K,
+    GgmlType::Q8_0,
+];
+
+/// A linear layer: the weight plus the optional extras some converters write.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear {
+    pub weight: TensorRef,
+    /// `<name>.bias`, [rows] F32, added to the output.
+    pub bias: Option<TensorRef>,
+    /// `<name>.scale`, [1] F32 (arch `bitnet` only), multiplies the output.
+    pub scale: Option<f32>,
+}
+
+/// One transformer block.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub attn_norm: TensorRef,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub attn_sub_norm: TensorRef,
+    pub wo: Linear,
+    pub ffn_norm: TensorRef,
+    pub ffn_gate: Linear,
+    pub ffn_up: Linear,
+    pub ffn_sub_norm: TensorRef,
+    pub ffn_down: Linear,
+}
+
+/// All tensors the graph uses.
+#[derive(Debug, Clone)]
+pub struct ModelWeights {
+    /// Embedding table [n_embd, n_vocab]; also the (tied) lm_head.
+    pub token_embd: TensorRef,
+    pub output_norm: TensorRef,
+    /// `output.weight` if the file has one. Checked, but NOT used by these archs' graphs (the
+    /// lm_head is `token_embd`, FORWARD.md §3).
+    pub output: Option<TensorRef>,
+    /// `rope_freqs.weight` [n_rot/2] (llama-3 rope factors): theta_i is divided by it.
+    pub rope_freqs: Option<Vec<f32>>,
+    pub layers: Vec<LayerWeights>,
+}
+
+fn show_dims(d: &[usize]) -> String {
+    let parts: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Binds tensors by name, checking shape and type.
+struct Binder<'a> {
+    gguf: &'a GgufFile,
+}
+
+impl Binder<'_> {
+    fn find(&self, name: &str) -> Option<usize> {
+        self.gguf.tensors().iter().position(|t| t.name == name)
+    }
+
+    /// Binds `name` if present, checking dims equal `want` (trailing 1s ignored) and the type is
+    /// one of `types`.
+    fn optional(
+        &self,
+        name: &str,
+        want: &[usize],
+        types: &[GgmlType],
+    ) -> Result<Option<TensorRef>> {
+        let Some(index) = self.find(name) else {
+            return Ok(None);
+        };
+        let info = &self.gguf.tensors()[index];
+        let mut dims: Vec<usize> = info.dims.clone();
+        while dims.len() > want.len() && dims.last() == Some(&1) {
+            dims.pop();
+        }
+        if dims != want {
+            return Err(Error::format(format!(
+                "tensor {name}: expected {}, file has {}",
+                show_dims(want),
+                show_dims(&info.dims)
+            )));
+        }
+        if !types.contains(&info.ty) {
+            let allowed: Vec<&str> = types.iter().map(|t| t.name()).collect();
+            return Err(Error::unsupported(format!(
+                "tensor {name}: type {} ({}) is not supported here (expected {})",
+                info.ty.id(),
+                info.ty.name(),
+                allowed.join(", ")
+            )));
+        }
+        if info.ty.row_bytes(want[0]).is_none() {
+            return Err(Error::format(format!(
+                "tensor {name}: {} rows of {} elements are not whole {}-element blocks",
+                info.ty.name(),
+                want[0],
+                info.ty.block_size()
+            )));
+        }
+        Ok(Some(TensorRef {
+            index,
+            ty: info.ty,
+            rows: want.get(1).copied().unwrap_or(1),
+            cols: want[0],
+        }))
+    }
+
+    fn required(&self, name: &str, want: &[usize], types: &[GgmlType]) -> Result<TensorRef> {
+        self.optional(name, want, types)?
+            .ok_or_else(|| Error::format(format!("tensor {name}: missing from the file")))
+    }
+
+    /// A 1-D F32 vector of length `n` (norm weights), checked to be readable as `&[f32]`.
+    fn vector(&self, name: &str, n: usize) -> Result<TensorRef> {
+        let t = self.required(name, &[n], &[GgmlType::F32])?;
+        self.f32s(name, t)?;
+        Ok(t)
+    }
+
+    fn f32s(&self, name: &str, t: TensorRef) -> Result<&[f32]> {
+        let data = self.gguf.view(&self.gguf.tensors()[t.index]).data;
+        cast_slice::<f32>(data)
+            .ok_or_else(|| Error::format(format!("tensor {name}: F32 data is not 4-byte aligned")))
+    }
+
+    fn linear(&self, arch: Arch, base: &str, n_in: usize, n_out: usize) -> Result<Linear> {
+        let weight = self.required(&format!("{base}.weight"), &[n_in, n_out], &MATMUL_TYPES)?;
+        let bias_name = format!("{base}.bias");
+        let bias = self.optional(&bias_name, &[n_out], &[GgmlType::F32])?;
+        if let Some(b) = bias {
+            self.f32s(&bias_name, b)?;
+        }
+        let scale = if arch == Arch::Bitnet {
+            let name = format!("{base}.scale");
+            match self.optional(&name, &[1], &[GgmlType::F32])? {
+                Some(t) => Some(self.f32s(&name, t)?[0]),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            scale,
+        })
+    }
+}
+
+impl ModelWeights {
+    /// Binds and checks every tensor the graph of `cfg.arch` uses.
+    pub fn bind(gguf: &GgufFile, cfg: &Config) -> Result<ModelWeights> {
+        let b = Binder { gguf };
+        let (e, q, kv, ff) = (cfg.n_embd, cfg.n_embd_q(), cfg.n_embd_kv(), cfg.n_ff);
+        let token_embd = b.required("token_embd.weight", &[e, cfg.n_vocab], &MATMUL_TYPES)?;
+        let output_norm = b.vector("output_norm.weight", e)?;
+        let output = b.optional("output.weight", &[e, cfg.n_vocab], &MATMUL_TYPES)?;
+        let rope_freqs =
+            match b.optional("rope_freqs.weight", &[cfg.n_rot / 2], &[GgmlType::F32])? {
+                Some(t) => Some(b.f32s("rope_freqs.weight", t)?.to_vec()),
+                None => None,
+            };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for il in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{il}.{s}");
+            layers.push(LayerWeights {
+                attn_norm: b.vector(&n("attn_norm.weight"), e)?,
+                wq: b.linear(cfg.arch, &n("attn_q"), e, q)?,
+                wk: b.linear(cfg.arch, &n("attn_k"), e, kv)?,
+                wv: b.linear(cfg.arch, &n("attn_v"), e, kv)?,
+                attn_sub_norm: b.vector(&n("attn_sub_norm.weight"), q)?,
+                wo: b.linear(cfg.arch, &n("attn_output"), q, e)?,
+                ffn_norm: b.vector(&n("ffn_norm.weight"), e)?,
+                ffn_gate: b.linear(cfg.arch, &n("ffn_gate"), e, ff)?,
+                ffn_up: b.linear(cfg.arch, &n("ffn_up"), e, ff)?,
+                ffn_sub_norm: b.vector(&n("ffn_sub_norm.weight"), ff)?,
+                ffn_down: b.linear(cfg.arch, &n("ffn_down"), ff, e)?,
+            });
+        }
+        Ok(ModelWeights {
+            token_embd,
+            output_norm,
+            output,
+            rope_freqs,
+            layers,
+        })
+    }
+}

@@ -598,3 +598,56 @@ fn token_list_fixups() {
         assert_eq!(v.token_to_piece(500, 0, false).unwrap(), b"");
     }
 }
+
+/// Every token's piece (special off with lstrip 0, special on with lstrip 1) and the special
+/// ids, against values taken from the reference build with `tools/vocab_diff/harness.cpp`:
+/// an FNV-1a 64 hash over its `P<id>.<special>:<hex>\n` lines for all tokens.
+#[test]
+fn pieces_and_special_ids_match_reference() {
+    let fnv = |h: &mut u64, bytes: &[u8]| {
+        for &b in bytes {
+            *h ^= b as u64;
+            *h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    let cases = [
+        (
+            "llama-bpe",
+            0xf4305cac0e0c6f1e_u64,
+            [128000, 128001, 128009, 128],
+            vec![128001, 128009],
+        ),
+        ("llama-spm", 0x83fcce2ec9c73180, [1, 2, -1, 13], vec![2]),
+        (
+            "gpt-2",
+            0x1afd3fe8a66fd8d4,
+            [50256, 50256, 50256, 128],
+            vec![50256],
+        ),
+        ("falcon", 0x9e4bd42e6f00db87, [11, 11, 11, 138], vec![11]),
+    ];
+    for (name, want_hash, [bos, eos, eot, nl], eog) in cases {
+        let Some(v) = load(name) else { return };
+        let mut h = 0xcbf29ce484222325_u64;
+        for t in 0..v.n_tokens() as Token {
+            for sp in [false, true] {
+                let piece = v.token_to_piece(t, sp as usize, sp).unwrap();
+                let mut line = format!("P{t}.{}:", sp as i32);
+                for b in piece {
+                    line.push_str(&format!("{b:02x}"));
+                }
+                line.push('\n');
+                fnv(&mut h, line.as_bytes());
+            }
+        }
+        assert_eq!(h, want_hash, "{name}: pieces differ from the reference");
+        let o = |x: Option<Token>| x.unwrap_or(-1);
+        assert_eq!(
+            [o(v.bos()), o(v.eos()), o(v.eot()), o(v.nl())],
+            [bos, eos, eot, nl],
+            "{name}"
+        );
+        assert_eq!(v.pad(), None);
+        assert_eq!(v.eog_tokens(), eog, "{name}");
+    }
+}

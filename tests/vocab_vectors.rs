@@ -791,7 +791,7 @@ fn write_diff_inputs() {
     std::fs::write(path, data).unwrap();
 }
 
-const DIFF_SEED: u64 = 0x5EED_0F_70C3;
+const DIFF_SEED: u64 = 0x005E_ED0F_70C3;
 const DIFF_COUNT: usize = 1500;
 
 /// Tokenize + detokenize of 1500 random strings in both modes, compared with the reference

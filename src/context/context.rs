@@ -4,6 +4,7 @@
 
 use super::batch::{Batch, Pos, SeqId, Token};
 use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
+use super::perf::{PerfContextData, PerfCounters};
 use crate::error::{Error, Result};
 use crate::model::forward::{self, Step, Tap};
 use crate::model::{ops, Model};
@@ -56,6 +57,21 @@ fn pool(n: usize) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::internal(format!("cannot start a pool of {n} threads: {e}")))
 }
 
+/// The decode pool and, when the counts differ, the batch pool; stores the resolved thread
+/// counts in `p`.
+fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::ThreadPool>)> {
+    let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
+    let pool_decode = pool(nt_decode)?;
+    let pool_batch = if nt_batch != nt_decode {
+        Some(pool(nt_batch)?)
+    } else {
+        None
+    };
+    p.n_threads = nt_decode as i32;
+    p.n_threads_batch = nt_batch as i32;
+    Ok((pool_decode, pool_batch))
+}
+
 /// Evaluation state over one model: KV cache, logits of the last `decode`, threads, buffers.
 pub struct Context {
     model: Arc<Model>,
@@ -78,6 +94,7 @@ pub struct Context {
     next_pos: Vec<Pos>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
+    perf: PerfCounters,
 }
 
 impl std::fmt::Debug for Context {
@@ -125,13 +142,7 @@ impl Context {
                 "n_ctx {n_ctx} / n_ubatch {n_ubatch} are too large for this model"
             )));
         }
-        let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
-        let pool_decode = pool(nt_decode)?;
-        let pool_batch = if nt_batch != nt_decode {
-            Some(pool(nt_batch)?)
-        } else {
-            None
-        };
+        let (pool_decode, pool_batch) = pools(&mut p)?;
         let n_vocab = cfg.n_vocab;
         Ok(Context {
             kv: KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv()),
@@ -148,14 +159,28 @@ impl Context {
             next_pos: vec![0; MAX_SEQ],
             stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
             params: p,
+            perf: PerfCounters::new(model.load_us()),
             model,
         })
+    }
+
+    /// Changes the thread counts for later decodes (`llama_set_n_threads`; 0 or less = all
+    /// cores). Results do not depend on them.
+    pub fn set_n_threads(&mut self, n_threads: i32, n_threads_batch: i32) -> Result<()> {
+        let mut p = self.params.clone();
+        p.n_threads = n_threads;
+        p.n_threads_batch = n_threads_batch;
+        let (pool_decode, pool_batch) = pools(&mut p)?;
+        self.pool_decode = pool_decode;
+        self.pool_batch = pool_batch;
+        self.params = p;
+        Ok(())
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
-    /// The parameters as resolved at creation.
+    /// The parameters as resolved at creation (thread counts: the real ones, never 0).
     pub fn params(&self) -> &ContextParams {
         &self.params
     }
@@ -218,7 +243,21 @@ impl Context {
     /// bad sequence id), InvalidToken (id outside the vocabulary), ContextFull (no room in the
     /// cache; the cache is left as before the call).
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
-        self.decode_impl(batch, None)
+        let start = std::time::Instant::now();
+        self.decode_impl(batch, None)?;
+        self.perf.record(batch.len(), start.elapsed());
+        Ok(())
+    }
+
+    /// Timing counters since creation or the last [`Context::perf_reset`]
+    /// (`llama_perf_context`).
+    pub fn perf(&self) -> PerfContextData {
+        self.perf.data()
+    }
+
+    /// `llama_perf_context_reset`.
+    pub fn perf_reset(&mut self) {
+        self.perf.reset();
     }
 
     /// [`Context::decode`] that also reports every intermediate tensor (oracle names) to `tap`.

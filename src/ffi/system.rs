@@ -19,20 +19,7 @@ pub extern "C" fn bitnet_backend_free() {}
 /// Monotonic time in microseconds (CLOCK_MONOTONIC, as ggml_time_us).
 #[no_mangle]
 pub extern "C" fn bitnet_time_us() -> i64 {
-    call(0, || Ok(crate::ffi::system::monotonic_us()))
-}
-
-pub(crate) fn monotonic_us() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on the supported OSes.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    // time_t and c_long are 32-bit on some targets, hence the casts.
-    #[allow(clippy::unnecessary_cast)]
-    let us = ts.tv_sec as i64 * 1_000_000 + ts.tv_nsec as i64 / 1_000;
-    us
+    call(0, || Ok(crate::context::perf::now_us()))
 }
 
 /// True: model files are memory-mapped (weights are never copied).

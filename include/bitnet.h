@@ -25,6 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Plain names for the value types, as llama.h typedefs them. */
+typedef struct bitnet_batch bitnet_batch;
+typedef struct bitnet_token_data bitnet_token_data;
+typedef struct bitnet_token_data_array bitnet_token_data_array;
+typedef struct bitnet_logit_bias bitnet_logit_bias;
+typedef struct bitnet_sampler_chain_params bitnet_sampler_chain_params;
+typedef struct bitnet_perf_context_data bitnet_perf_context_data;
+typedef struct bitnet_perf_sampler_data bitnet_perf_sampler_data;
+
 /**
  * Seed value that asks a random sampler for a random seed.
  */
@@ -39,7 +48,7 @@
  * Status codes: 0 success, negative errors, positive the two non-fatal outcomes of
  * `bitnet_decode`. The same numbers as the Rust `ErrorKind`.
  */
-typedef enum bitnet_status {
+enum bitnet_status {
   BITNET_OK = 0,
   /**
    * A NULL or out-of-range argument (handle, token, sequence id, length).
@@ -89,12 +98,12 @@ typedef enum bitnet_status {
    * Aborted by the abort callback (`bitnet_decode` returns 2).
    */
   BITNET_ERR_ABORTED = 2,
-} bitnet_status;
+};
 
 /**
  * Log levels, numbered as `ggml_log_level`.
  */
-typedef enum bitnet_log_level {
+enum bitnet_log_level {
   BITNET_LOG_LEVEL_NONE = 0,
   BITNET_LOG_LEVEL_DEBUG = 1,
   BITNET_LOG_LEVEL_INFO = 2,
@@ -104,12 +113,12 @@ typedef enum bitnet_log_level {
    * Continues the previous message (never emitted by bitnet; kept for llama.h parity).
    */
   BITNET_LOG_LEVEL_CONT = 5,
-} bitnet_log_level;
+};
 
 /**
  * Tokenizer kinds (llama_vocab_type).
  */
-typedef enum bitnet_vocab_type {
+enum bitnet_vocab_type {
   BITNET_VOCAB_TYPE_NONE = 0,
   /**
    * SentencePiece-style (tokenizer.ggml.model = "llama").
@@ -122,33 +131,33 @@ typedef enum bitnet_vocab_type {
   BITNET_VOCAB_TYPE_WPM = 3,
   BITNET_VOCAB_TYPE_UGM = 4,
   BITNET_VOCAB_TYPE_RWKV = 5,
-} bitnet_vocab_type;
+};
 
 /**
  * An evaluation context (opaque): KV cache, logits of the last decode, thread pools.
  */
-typedef struct bitnet_context bitnet_context;
+struct bitnet_context;
 
 /**
  * The KV cache of a context (opaque; a view into the context, not freed separately).
  */
-typedef struct bitnet_memory bitnet_memory;
+struct bitnet_memory;
 
 /**
  * A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
  */
-typedef struct bitnet_model bitnet_model;
+struct bitnet_model;
 
 /**
  * A sampler or a sampler chain (opaque). Free with bitnet_sampler_free, except a sampler
  * added to a chain: the chain owns it then.
  */
-typedef struct bitnet_sampler bitnet_sampler;
+struct bitnet_sampler;
 
 /**
  * The vocabulary of a model (opaque, owned by the model: never freed by the caller).
  */
-typedef struct bitnet_vocab bitnet_vocab;
+struct bitnet_vocab;
 
 /**
  * A token id.
@@ -171,7 +180,7 @@ typedef int32_t bitnet_seq_id;
  * seq_id/n_seq_id and logits may be NULL (bitnet_batch_get_one): positions then continue each
  * sequence, all tokens are in sequence 0 and only the last token's logits are computed.
  */
-typedef struct bitnet_batch {
+struct bitnet_batch {
   int32_t n_tokens;
   bitnet_token *token;
   /**
@@ -182,13 +191,13 @@ typedef struct bitnet_batch {
   int32_t *n_seq_id;
   bitnet_seq_id **seq_id;
   int8_t *logits;
-} bitnet_batch;
+};
 
 /**
  * Context options: the llama_context_params fields that mean something here, in llama.h's
  * order.
  */
-typedef struct bitnet_context_params {
+struct bitnet_context_params {
   /**
    * KV cache size in tokens; 0 = the model's training context. Rounded up to a multiple of 32.
    */
@@ -233,7 +242,7 @@ typedef struct bitnet_context_params {
    * Skip timing for bitnet_perf_context (counts are kept either way).
    */
   bool no_perf;
-} bitnet_context_params;
+};
 
 /**
  * Receives each log message: `text` is one NUL-terminated line ending in '\n', valid only
@@ -256,7 +265,7 @@ typedef bool (*bitnet_progress_callback)(float progress, void *user_data);
  * Model loading options: the llama_model_params fields that mean something on a CPU, in
  * llama.h's order.
  */
-typedef struct bitnet_model_params {
+struct bitnet_model_params {
   /**
    * Layers to offload to a GPU. bitnet is CPU only: values other than 0 are ignored.
    */
@@ -286,12 +295,12 @@ typedef struct bitnet_model_params {
    * Validate tensor data. Shapes, types and sizes are always checked; values are not.
    */
   bool check_tensors;
-} bitnet_model_params;
+};
 
 /**
  * Context timing counters (llama_perf_context_data).
  */
-typedef struct bitnet_perf_context_data {
+struct bitnet_perf_context_data {
   /**
    * Start of the counters (creation or last reset), ms on bitnet_time_us's clock.
    */
@@ -320,12 +329,12 @@ typedef struct bitnet_perf_context_data {
    * Tokens reused from a prompt cache (always 0).
    */
   int32_t n_reused;
-} bitnet_perf_context_data;
+};
 
 /**
  * Sampler-chain timing counters (llama_perf_sampler_data).
  */
-typedef struct bitnet_perf_sampler_data {
+struct bitnet_perf_sampler_data {
   /**
    * Time in the chain's apply/accept (0 when the chain was made with no_perf).
    */
@@ -334,45 +343,45 @@ typedef struct bitnet_perf_sampler_data {
    * Tokens accepted.
    */
   int32_t n_sample;
-} bitnet_perf_sampler_data;
+};
 
 /**
  * Chain options (llama_sampler_chain_params).
  */
-typedef struct bitnet_sampler_chain_params {
+struct bitnet_sampler_chain_params {
   /**
    * Skip timing (bitnet_perf_sampler then reports 0 ms; counts are kept).
    */
   bool no_perf;
-} bitnet_sampler_chain_params;
+};
 
 /**
  * A fixed bias added to one token's logit (llama_logit_bias).
  */
-typedef struct bitnet_logit_bias {
+struct bitnet_logit_bias {
   bitnet_token token;
   float bias;
-} bitnet_logit_bias;
+};
 
 /**
  * One candidate token (llama_token_data).
  */
-typedef struct bitnet_token_data {
+struct bitnet_token_data {
   bitnet_token id;
   float logit;
   float p;
-} bitnet_token_data;
+};
 
 /**
  * Candidates for bitnet_sampler_apply (llama_token_data_array): `size` entries at `data`;
  * `selected` is an index into data (-1: none); `sorted`: descending by logit.
  */
-typedef struct bitnet_token_data_array {
+struct bitnet_token_data_array {
   struct bitnet_token_data *data;
   size_t size;
   int64_t selected;
   bool sorted;
-} bitnet_token_data_array;
+};
 
 /**
  * Token attribute bit flags (llama_token_attr), returned by bitnet_vocab_get_attr.
@@ -910,6 +919,43 @@ uint32_t bitnet_sampler_get_seed(const struct bitnet_sampler *smpl);
  * is NULL.
  */
 const char *bitnet_sampler_name(const struct bitnet_sampler *smpl);
+
+/**
+ * Size in bytes of the context's state (for bitnet_state_get_data). 0 if ctx is NULL.
+ */
+size_t bitnet_state_get_size(struct bitnet_context *ctx);
+
+/**
+ * Copies the state into `dst` (`size` bytes). Returns the bytes written; 0 on error (NULL
+ * arguments, or size smaller than bitnet_state_get_size).
+ */
+size_t bitnet_state_get_data(struct bitnet_context *ctx, uint8_t *dst, size_t size);
+
+/**
+ * Restores a state written by bitnet_state_get_data (same model, n_ctx at least as large,
+ * same or larger n_seq_max). Returns the bytes read; 0 on error, leaving the context unchanged.
+ */
+size_t bitnet_state_set_data(struct bitnet_context *ctx, const uint8_t *src, size_t size);
+
+/**
+ * Saves the state and `n_token_count` tokens (the text the state was built from) to a file.
+ */
+bool bitnet_state_save_file(struct bitnet_context *ctx,
+                            const char *path_session,
+                            const bitnet_token *tokens,
+                            size_t n_token_count);
+
+/**
+ * Restores a file from bitnet_state_save_file: the state goes into ctx, its tokens into
+ * tokens_out (capacity n_token_capacity) and their count into *n_token_count_out. False on
+ * error (missing or malformed file, other model, too few tokens of capacity), leaving the
+ * context unchanged.
+ */
+bool bitnet_state_load_file(struct bitnet_context *ctx,
+                            const char *path_session,
+                            bitnet_token *tokens_out,
+                            size_t n_token_capacity,
+                            size_t *n_token_count_out);
 
 /**
  * Global initialisation. Optional: every other call works without it. Selects the kernel set

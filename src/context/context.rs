@@ -81,11 +81,12 @@ pub struct Context {
     pool_decode: rayon::ThreadPool,
     /// `None` when prompts use the same thread count as decoding.
     pool_batch: Option<rayon::ThreadPool>,
+    // pub(super): state.rs saves and restores the outputs.
     /// `n_outputs` rows of n_vocab logits, in batch order.
-    logits: Vec<f32>,
-    n_outputs: usize,
+    pub(super) logits: Vec<f32>,
+    pub(super) n_outputs: usize,
     /// For each token of the last batch: its row in `logits`, or -1.
-    output_ids: Vec<i32>,
+    pub(super) output_ids: Vec<i32>,
     // Per-decode working lists, with capacity for n_batch tokens.
     pos: Vec<Pos>,
     seq: Vec<SeqId>,

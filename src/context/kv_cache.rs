@@ -24,7 +24,7 @@ pub struct KvCell {
     /// Position shift accumulated since the last K-shift (seq_add / seq_div).
     pub delta: Pos,
     /// Bit s set = the cell belongs to sequence s.
-    seqs: u64,
+    pub(super) seqs: u64,
 }
 
 impl KvCell {
@@ -62,10 +62,11 @@ pub(crate) struct LayerKv {
 pub struct KvCache {
     size: usize,
     n_embd_kv: usize,
-    head: usize,
-    used: usize,
-    has_shift: bool,
-    cells: Vec<KvCell>,
+    // pub(super): state.rs saves and restores them.
+    pub(super) head: usize,
+    pub(super) used: usize,
+    pub(super) has_shift: bool,
+    pub(super) cells: Vec<KvCell>,
     pub(crate) layers: Vec<LayerKv>,
 }
 

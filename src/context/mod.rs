@@ -6,6 +6,7 @@ pub mod batch;
 pub mod context;
 pub mod kv_cache;
 pub mod perf;
+pub mod state;
 
 pub use batch::{Batch, Pos, SeqId, Token};
 pub use context::{argmax, top_k, Context, ContextParams};

@@ -65,17 +65,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time_runs(runs: usize, mut f: impl FnMut()) -> f64 {
+/// Median and minimum seconds of `runs` timed calls after one warm-up call.
+fn time_runs2(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
     f(); // warm-up
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    let v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    (median(v), min)
+}
+
+fn time_runs(runs: usize, f: impl FnMut()) -> f64 {
+    time_runs2(runs, f).0
 }
 
 /// GB/s of a read-only pass over `buf` (sum of u64s, 4 independent chains), split over the pool.
@@ -101,7 +106,14 @@ fn read_bandwidth(buf: &[u64], pool: &rayon::ThreadPool, runs: usize) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let quick = args.iter().any(|a| a == "quick");
+    // Any other argument filters the matmul table by substring of "kernel type label".
+    let filters: Vec<&String> = args.iter().filter(|a| *a != "quick").collect();
+    let wanted = |s: &str| filters.is_empty() || filters.iter().any(|f| s.contains(f.as_str()));
     let runs = if quick { 3 } else { 7 };
     let pools: Vec<(usize, rayon::ThreadPool)> = [1usize, 2]
         .into_iter()
@@ -118,14 +130,16 @@ fn main() {
     println!("active kernel set: {}", kernels::active_name());
 
     // Memory read bandwidth over 1 GiB.
-    let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
-    for (n, pool) in &pools {
-        println!(
-            "memory read bandwidth, 1 GiB, {n} thread(s): {:.1} GB/s",
-            read_bandwidth(&buf, pool, runs.min(5))
-        );
+    if filters.is_empty() {
+        let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
+        for (n, pool) in &pools {
+            println!(
+                "memory read bandwidth, 1 GiB, {n} thread(s): {:.1} GB/s",
+                read_bandwidth(&buf, pool, runs.min(5))
+            );
+        }
+        drop(buf);
     }
-    drop(buf);
 
     let mut rng = Rng(0x1234_5678_9abc_def1);
     // (type, K, M, tokens, label)
@@ -161,6 +175,9 @@ fn main() {
             if kind == Kind::Scalar && (n > 8 || ty == GgmlType::F16 || ty == GgmlType::Q6_K) {
                 continue;
             }
+            if !wanted(&format!("{} {} {label}", kind.name(), ty.name())) {
+                continue;
+            }
             let (wbuf, nbytes) = weights(ty, k, m, &mut rng);
             // SAFETY: the u64 buffer holds at least nbytes bytes.
             let data = unsafe { std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, nbytes) };
@@ -175,14 +192,14 @@ fn main() {
             let mut scratch = Scratch::new();
             for (threads, pool) in &pools {
                 let r = if kind == Kind::Scalar { 1 } else { runs };
-                let t = time_runs(r, || {
+                let (t, best) = time_runs2(r, || {
                     pool.install(|| {
                         kernels::matmul_with(kt, &w, &x, n, &mut y, &mut scratch).unwrap()
                     });
                     black_box(&y);
                 });
                 println!(
-                    "{:<7} {:<6} {:>6} {:>7} {:>4} {:>3} {:>8.3}ms {:>8.2} {:>8.2}   {label}",
+                    "{:<7} {:<6} {:>6} {:>7} {:>4} {:>3} {:>8.3}ms {:>8.2} {:>8.2}   (best {:.2} GB/s)  {label}",
                     kind.name(),
                     ty.name(),
                     k,
@@ -191,16 +208,21 @@ fn main() {
                     threads,
                     t * 1e3,
                     nbytes as f64 / t / 1e9,
-                    2.0 * (k * m * n) as f64 / t / 1e9
+                    2.0 * (k * m * n) as f64 / t / 1e9,
+                    nbytes as f64 / best / 1e9
                 );
             }
         }
     }
 
-    // Dispatch overhead: a tiny I2_S matvec (128 x 64) and one over the parallel threshold.
+    if !filters.is_empty() {
+        return;
+    }
+    // Dispatch overhead: per-call time of matvecs from tiny to a real one, with the loop inside
+    // one `install` (how a forward pass should call it) and with an `install` per call.
     println!();
     let kt = kernels::active();
-    for (k, m) in [(128usize, 64usize), (2560, 64)] {
+    for (k, m) in [(128usize, 64usize), (2560, 64), (2560, 640), (2560, 2560)] {
         let (wbuf, nbytes) = weights(GgmlType::I2_S, k, m, &mut rng);
         // SAFETY: as above.
         let data = unsafe { std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, nbytes) };
@@ -213,20 +235,46 @@ fn main() {
         let x: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
         let mut y = vec![0f32; m];
         let mut scratch = Scratch::new();
+        let reps = (20_000_000 / (k * m)).clamp(20, 5000);
         for (threads, pool) in &pools {
-            let reps = 2000;
-            let t = time_runs(5, || {
+            let inside = time_runs(3, || {
                 pool.install(|| {
                     for _ in 0..reps {
                         kernels::matmul_with(kt, &w, &x, 1, &mut y, &mut scratch).unwrap();
                     }
                 })
             }) / reps as f64;
+            let per_call = time_runs(3, || {
+                for _ in 0..reps {
+                    pool.install(|| {
+                        kernels::matmul_with(kt, &w, &x, 1, &mut y, &mut scratch).unwrap()
+                    });
+                }
+            }) / reps as f64;
             println!(
-                "per-call time, I2_S {k}x{m} matvec ({}), {threads} thread(s): {:.2} us",
+                "I2_S {k}x{m} matvec ({}), {threads} thread(s): {:.2} us/call in one install, {:.2} us/call with install per call",
                 kt.name(),
-                t * 1e6
+                inside * 1e6,
+                per_call * 1e6
             );
         }
+    }
+    // The bare cost of a rayon fork-join over 2 chunks of no work.
+    for (threads, pool) in &pools {
+        use rayon::prelude::*;
+        let mut v = [0u8; 2];
+        let reps = 20000;
+        let t = time_runs(3, || {
+            pool.install(|| {
+                for _ in 0..reps {
+                    v.par_chunks_mut(1)
+                        .for_each(|c| c[0] = c[0].wrapping_add(1));
+                }
+            })
+        }) / reps as f64;
+        println!(
+            "rayon par_chunks_mut over 2 empty chunks, {threads} thread(s): {:.2} us",
+            t * 1e6
+        );
     }
 }

@@ -933,7 +933,8 @@ size_t bitnet_state_get_data(struct bitnet_context *ctx, uint8_t *dst, size_t si
 
 /**
  * Restores a state written by bitnet_state_get_data (same model, n_ctx at least as large,
- * same or larger n_seq_max). Returns the bytes read; 0 on error, leaving the context unchanged.
+ * same or larger n_seq_max). Returns the bytes read; 0 on error (the context is then
+ * unchanged, unless the KV data itself was cut short).
  */
 size_t bitnet_state_set_data(struct bitnet_context *ctx, const uint8_t *src, size_t size);
 
@@ -948,14 +949,37 @@ bool bitnet_state_save_file(struct bitnet_context *ctx,
 /**
  * Restores a file from bitnet_state_save_file: the state goes into ctx, its tokens into
  * tokens_out (capacity n_token_capacity) and their count into *n_token_count_out. False on
- * error (missing or malformed file, other model, too few tokens of capacity), leaving the
- * context unchanged.
+ * error (missing or malformed file, other model, too few tokens of capacity); the context is
+ * then unchanged, unless the file's KV data itself was cut short.
  */
 bool bitnet_state_load_file(struct bitnet_context *ctx,
                             const char *path_session,
                             bitnet_token *tokens_out,
                             size_t n_token_capacity,
                             size_t *n_token_count_out);
+
+/**
+ * Size in bytes of sequence `seq_id`'s state (bitnet_state_seq_get_data). 0 on error.
+ */
+size_t bitnet_state_seq_get_size(struct bitnet_context *ctx, bitnet_seq_id seq_id);
+
+/**
+ * Copies sequence `seq_id`'s KV cells into `dst` (`size` bytes). Returns the bytes written;
+ * 0 on error (NULL arguments, bad seq_id, size too small).
+ */
+size_t bitnet_state_seq_get_data(struct bitnet_context *ctx,
+                                 uint8_t *dst,
+                                 size_t size,
+                                 bitnet_seq_id seq_id);
+
+/**
+ * Restores a sequence state from bitnet_state_seq_get_data as sequence `dest_seq_id`,
+ * replacing its cells. Returns the bytes read; 0 on error (bad data or id, no room).
+ */
+size_t bitnet_state_seq_set_data(struct bitnet_context *ctx,
+                                 const uint8_t *src,
+                                 size_t size,
+                                 bitnet_seq_id dest_seq_id);
 
 /**
  * Global initialisation. Optional: every other call works without it. Selects the kernel set

@@ -32,6 +32,12 @@ fn have(tool: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) {
+    // cargo test puts target/<profile> on LD_LIBRARY_PATH, which outranks the programs' RUNPATH
+    // and may hold an older libbitnet.so than the one installed into the prefix: only a path
+    // the test sets itself is kept.
+    if !cmd.get_envs().any(|(k, _)| k == "LD_LIBRARY_PATH") {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    }
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -112,6 +118,7 @@ fn c_programs_build_against_the_installed_package_and_pass() {
     let out = Command::new("ctest")
         .args(["--output-on-failure", "-j2"])
         .current_dir(&tests)
+        .env_remove("LD_LIBRARY_PATH") // as in run(): the installed library, not cargo's
         .output()
         .expect("ctest");
     let stdout = String::from_utf8_lossy(&out.stdout);

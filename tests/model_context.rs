@@ -385,3 +385,81 @@ fn model_and_context_are_send_and_sync() {
     send_sync::<Context>();
     send_sync::<Batch>();
 }
+
+/// Renames every `bitnet-b1.58.*` key of `src` to `<arch>.*`, optionally adding `.scale` tensors.
+fn as_arch(src: &GgufFile, arch: &str, scale: Option<f32>) -> GgufFile {
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata() {
+        if k == "general.architecture" {
+            w.set(k.clone(), Value::String(arch.into()));
+        } else if let Some(rest) = k.strip_prefix("bitnet-b1.58.") {
+            w.set(format!("{arch}.{rest}"), v.clone());
+        } else {
+            w.set(k.clone(), v.clone());
+        }
+    }
+    for t in src.tensors() {
+        w.add_tensor(&t.name, &t.dims, t.ty, src.view(t).data.to_vec())
+            .unwrap();
+        if let (Some(s), Some(base)) = (scale, t.name.strip_suffix(".weight")) {
+            let linear = [
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ];
+            if linear.iter().any(|l| base.ends_with(l)) {
+                w.add_tensor(
+                    &format!("{base}.scale"),
+                    &[1],
+                    GgmlType::F32,
+                    s.to_le_bytes().to_vec(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    GgufFile::from_bytes(&w.to_bytes().unwrap()).unwrap()
+}
+
+fn last_logits(model: Model, ids: &[i32]) -> Vec<f32> {
+    let model = Arc::new(model);
+    let mut ctx = common::context(&model);
+    ctx.decode(&Batch::get_one(ids)).unwrap();
+    ctx.logits_ith(-1).unwrap().to_vec()
+}
+
+/// llama.cpp's older `bitnet` arch: same skeleton, SiLU FFN, optional per-tensor `.scale`
+/// multipliers. (No reference output exists for it here; this checks the wiring.)
+#[test]
+fn bitnet_arch_uses_silu_and_scales() {
+    let Some(p) = bitnet::testdata::path("models/tiny-spm-f32.gguf") else {
+        return;
+    };
+    let src = GgufFile::open(p).unwrap();
+    let ids = [1, 450, 4996, 17354, 1701];
+    let plain = Model::from_gguf(as_arch(&src, "bitnet", None)).unwrap();
+    assert_eq!(plain.config().arch, Arch::Bitnet);
+    assert_eq!(
+        plain.config().ffn_activation,
+        bitnet::model::FfnActivation::Silu
+    );
+    let silu = last_logits(plain, &ids);
+    // Scales of exactly 1 change nothing.
+    let one = Model::from_gguf(as_arch(&src, "bitnet", Some(1.0))).unwrap();
+    assert_eq!(one.weights().layers[1].ffn_down.scale, Some(1.0));
+    assert_eq!(last_logits(one, &ids), silu);
+    // Other scales are applied.
+    let half = last_logits(
+        Model::from_gguf(as_arch(&src, "bitnet", Some(0.5))).unwrap(),
+        &ids,
+    );
+    assert_ne!(half, silu);
+    // And the FFN activation differs from bitnet-b1.58's squared ReLU.
+    let relu2 = last_logits(Model::from_gguf(src).unwrap(), &ids);
+    assert_ne!(relu2, silu);
+    assert!(silu.iter().all(|v| v.is_finite()));
+}

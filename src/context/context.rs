@@ -81,12 +81,11 @@ pub struct Context {
     pool_decode: rayon::ThreadPool,
     /// `None` when prompts use the same thread count as decoding.
     pool_batch: Option<rayon::ThreadPool>,
-    // pub(super): state.rs saves and restores the outputs.
     /// `n_outputs` rows of n_vocab logits, in batch order.
-    pub(super) logits: Vec<f32>,
-    pub(super) n_outputs: usize,
+    logits: Vec<f32>,
+    n_outputs: usize,
     /// For each token of the last batch: its row in `logits`, or -1.
-    pub(super) output_ids: Vec<i32>,
+    output_ids: Vec<i32>,
     // Per-decode working lists, with capacity for n_batch tokens.
     pos: Vec<Pos>,
     seq: Vec<SeqId>,
@@ -132,21 +131,18 @@ impl Context {
         }
         let (n_ctx, n_batch, n_ubatch) =
             (p.n_ctx as usize, p.n_batch as usize, p.n_ubatch as usize);
-        // Refuse sizes whose buffers could not be addressed, rather than abort on allocation.
-        let kv_elems = n_ctx
-            .checked_mul(cfg.n_embd_kv())
-            .and_then(|v| v.checked_mul(cfg.n_layer))
-            .filter(|&v| v < 1 << 40);
-        let mask_elems = n_ctx.checked_mul(n_ubatch).filter(|&v| v < 1 << 34);
-        if kv_elems.is_none() || mask_elems.is_none() {
+        // The KV cache is the big allocation and fails cleanly (KvCache::new); refuse a mask
+        // that could not be addressed before allocating anything.
+        if n_ctx.checked_mul(n_ubatch).is_none_or(|v| v >= 1 << 34) {
             return Err(Error::invalid_argument(format!(
-                "n_ctx {n_ctx} / n_ubatch {n_ubatch} are too large for this model"
+                "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
             )));
         }
         let (pool_decode, pool_batch) = pools(&mut p)?;
         let n_vocab = cfg.n_vocab;
+        let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
         Ok(Context {
-            kv: KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv()),
+            kv,
             scratch: forward::Scratch::new(&model, n_ubatch, n_ctx),
             pool_decode,
             pool_batch,
@@ -236,6 +232,29 @@ impl Context {
             }
         };
         Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
+    }
+
+    /// The last decode's output map and logits (for saving state).
+    pub(crate) fn output_state(&self) -> (&[i32], &[f32]) {
+        (&self.output_ids, self.logits())
+    }
+
+    /// Installs saved outputs (for restoring state).
+    pub(crate) fn restore_outputs(
+        &mut self,
+        ids: Vec<i32>,
+        logits: impl Iterator<Item = f32>,
+        n_out: usize,
+    ) {
+        let n = n_out * self.model.config().n_vocab;
+        if self.logits.len() < n {
+            self.logits.resize(n, 0.0);
+        }
+        for (dst, v) in self.logits[..n].iter_mut().zip(logits) {
+            *dst = v;
+        }
+        self.output_ids = ids;
+        self.n_outputs = n_out;
     }
 
     /// Evaluates a batch: stores its tokens in the KV cache and computes the logits of the

@@ -7,7 +7,6 @@ use super::{
 use crate::error::{Error, Result};
 use crate::log::log_warn;
 use crate::model::Model;
-use crate::vocab::Vocab;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Mutex};
 
@@ -78,10 +77,10 @@ pub extern "C" fn bitnet_model_load_from_file(
             Some(cb) => unsafe { cb(p, params.progress_callback_user_data) },
             None => true,
         })?;
-        let vocab = Vocab::from_gguf(model.gguf()).map_err(|e| e.context(path))?;
+        let model = Arc::new(model);
         Ok(into_handle(bitnet_model {
-            model: Arc::new(model),
-            vocab: bitnet_vocab::new(vocab),
+            vocab: bitnet_vocab::new(Arc::clone(&model)),
+            model,
             chat_templates: Mutex::new(Vec::new()),
         }))
     })

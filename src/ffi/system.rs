@@ -49,7 +49,7 @@ fn system_info() -> &'static CString {
         for (name, on) in cpu_features() {
             s.push_str(&format!(" {name} = {} |", on as u8));
         }
-        s.push_str(&format!(" kernels = {} |", active_kernels()));
+        s.push_str(&format!(" kernels = {} |", crate::kernels::active_name()));
         CString::new(s).unwrap_or_default()
     })
 }
@@ -75,12 +75,6 @@ fn cpu_features() -> Vec<(&'static str, bool)> {
     {
         Vec::new()
     }
-}
-
-/// The name of the kernel set in use.
-// PLACEHOLDER until the kernels module (kernels::active_name) is merged into main.
-fn active_kernels() -> &'static str {
-    "scalar"
 }
 
 #[cfg(test)]

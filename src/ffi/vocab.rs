@@ -2,13 +2,15 @@
 
 use super::{bitnet_token, borrow, call, error, slice, slice_mut, BITNET_TOKEN_NULL};
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::Model;
 use crate::vocab::{Vocab, VocabType};
 use std::ffi::c_char;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The vocabulary of a model (opaque, owned by the model: never freed by the caller).
 pub struct bitnet_vocab {
-    pub(crate) vocab: Vocab,
+    /// The model whose vocabulary this is ([`Model::vocab`]).
+    model: Arc<Model>,
     /// Every token's text, NUL-terminated, for bitnet_vocab_get_text (built on first use).
     texts: OnceLock<TextTable>,
 }
@@ -19,16 +21,21 @@ struct TextTable {
 }
 
 impl bitnet_vocab {
-    pub(crate) fn new(vocab: Vocab) -> bitnet_vocab {
+    pub(crate) fn new(model: Arc<Model>) -> bitnet_vocab {
         bitnet_vocab {
-            vocab,
+            model,
             texts: OnceLock::new(),
         }
     }
 
+    pub(crate) fn vocab(&self) -> &Vocab {
+        self.model.vocab()
+    }
+
     fn texts(&self) -> &TextTable {
         self.texts.get_or_init(|| {
-            let n = self.vocab.n_tokens();
+            let vocab = self.vocab();
+            let n = vocab.n_tokens();
             let mut t = TextTable {
                 bytes: Vec::new(),
                 starts: Vec::with_capacity(n),
@@ -36,7 +43,7 @@ impl bitnet_vocab {
             for id in 0..n as bitnet_token {
                 t.starts.push(t.bytes.len());
                 t.bytes
-                    .extend_from_slice(self.vocab.token_text(id).unwrap_or("").as_bytes());
+                    .extend_from_slice(vocab.token_text(id).unwrap_or("").as_bytes());
                 t.bytes.push(0);
             }
             t
@@ -77,7 +84,7 @@ pub enum bitnet_vocab_type {
 const ARG_ERROR: i32 = i32::MIN;
 
 fn vocab_ref<'a>(vocab: *const bitnet_vocab) -> Result<&'a Vocab> {
-    Ok(&borrow(vocab, "vocab")?.vocab)
+    Ok(borrow(vocab, "vocab")?.vocab())
 }
 
 /// Copies `items` into `out` (capacity `cap`) when it fits and returns the count; otherwise
@@ -248,7 +255,7 @@ pub extern "C" fn bitnet_vocab_get_text(
 ) -> *const c_char {
     call(std::ptr::null(), || {
         let v = borrow(vocab, "vocab")?;
-        v.vocab.token_text(token)?; // range check with the vocab's own message
+        v.vocab().token_text(token)?; // range check with the vocab's own message
         let t = v.texts();
         Ok(t.bytes[t.starts[token as usize]..]
             .as_ptr()

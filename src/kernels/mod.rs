@@ -12,6 +12,7 @@
 //!   environment variable `BITNET_KERNEL=scalar|c|avx2`.
 
 mod act;
+mod c;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -142,7 +143,7 @@ impl KernelTable {
 pub fn table(kind: Kind) -> Option<&'static KernelTable> {
     match kind {
         Kind::Scalar => Some(&scalar::TABLE),
-        Kind::C => None,
+        Kind::C => Some(&c::TABLE),
         #[cfg(target_arch = "x86_64")]
         Kind::Avx2 => {
             static OK: OnceLock<bool> = OnceLock::new();
@@ -175,7 +176,7 @@ pub fn active() -> &'static KernelTable {
                 Some(t) => t,
                 None => {
                     let t = best();
-                    eprintln!(
+                    crate::log::log_warn!(
                         "bitnet: BITNET_KERNEL={name} is not available here (choose from: {}); using {}",
                         available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
                         t.name()
@@ -424,13 +425,24 @@ pub fn matmul_with(
     }
 
     if n_tokens > 1 {
-        for (r, o) in out_rt[..n_out].chunks_exact(n_tokens).enumerate() {
-            for (t, &v) in o.iter().enumerate() {
-                y[t * rows + r] = v;
+        transpose_into(&out_rt[..n_out], rows, n_tokens, y);
+    }
+    Ok(())
+}
+
+/// `y[t*rows + r] = rt[r*n + t]`, in bands of rows so the reads of a band stay in L1 and the
+/// writes run contiguously (a plain row-by-row scatter costs one cache miss per value).
+fn transpose_into(rt: &[f32], rows: usize, n: usize, y: &mut [f32]) {
+    const BAND: usize = 64;
+    for r0 in (0..rows).step_by(BAND) {
+        let r1 = (r0 + BAND).min(rows);
+        for t in 0..n {
+            let dst = &mut y[t * rows + r0..t * rows + r1];
+            for (i, v) in dst.iter_mut().enumerate() {
+                *v = rt[(r0 + i) * n + t];
             }
         }
     }
-    Ok(())
 }
 
 /// Views the weight bytes as `T`s, or says the data is misaligned (GGUF data is 32-aligned, so

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::tensor::blocks::cast_slice;
+use crate::vocab::Vocab;
 use std::path::Path;
 
 /// A model ready to run: owns the file, so every tensor view borrows from it.
@@ -22,6 +23,7 @@ pub struct Model {
     gguf: GgufFile,
     config: Config,
     weights: ModelWeights,
+    vocab: Vocab,
     /// Microseconds `load` took (0 for `from_gguf`); reported by the context perf counters.
     load_us: i64,
 }
@@ -51,12 +53,26 @@ impl Model {
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
         let config = Config::from_gguf(&gguf)?;
         let weights = ModelWeights::bind(&gguf, &config)?;
+        let vocab = Vocab::from_gguf(&gguf)?;
+        if vocab.n_tokens() != config.n_vocab {
+            return Err(crate::Error::metadata(format!(
+                "the tokenizer has {} tokens but the model's vocabulary is {}",
+                vocab.n_tokens(),
+                config.n_vocab
+            )));
+        }
         Ok(Model {
             gguf,
             config,
             weights,
+            vocab,
             load_us: 0,
         })
+    }
+
+    /// The tokenizer read from the same file.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
     }
 
     /// Microseconds [`Model::load`] took (0 when made with [`Model::from_gguf`]).

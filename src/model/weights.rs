@@ -21,13 +21,14 @@ pub struct TensorRef {
 }
 
 /// Types a matmul (`kernels::matmul`) takes as weights.
-const MATMUL_TYPES: [GgmlType; 6] = [
+const MATMUL_TYPES: [GgmlType; 7] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::I2_S,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::Q6_K,
+    GgmlType::Q8_0,
 ];
 
 /// A linear layer: the weight plus the optional extras some converters write.

@@ -211,6 +211,21 @@ int main(int argc, char **argv) {
   bitnet_memory_seq_keep(mem, 0);
   CHECK(bitnet_memory_seq_pos_max(mem, 1) == -1);
 
+  /* per-sequence state: sequence 0 restored as sequence 1 */
+  const size_t seq_size = bitnet_state_seq_get_size(ctx, 0);
+  uint8_t *seq_state = malloc(seq_size);
+  CHECK(seq_size > 0 && bitnet_state_seq_get_data(ctx, seq_state, seq_size, 0) == seq_size);
+  CHECK(bitnet_state_seq_get_data(ctx, seq_state, seq_size - 1, 0) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_BUFFER_TOO_SMALL);
+  CHECK(bitnet_state_seq_get_size(ctx, 2) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  CHECK(bitnet_state_seq_set_data(ctx, seq_state, seq_size, 1) == seq_size);
+  CHECK(bitnet_memory_seq_pos_min(mem, 1) == 0 && bitnet_memory_seq_pos_max(mem, 1) == n_tok - 1);
+  CHECK(bitnet_state_seq_set_data(ctx, seq_state, seq_size, 5) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  bitnet_memory_seq_keep(mem, 0);
+  free(seq_state);
+
   /* ---- state: restore, then the next decode gives the same logits bit for bit */
   const size_t state_size = bitnet_state_get_size(ctx);
   CHECK(state_size > 0);

@@ -95,21 +95,33 @@ unsafe fn i2s_row_dots<const NT: usize>(row: *const u8, k: usize, q: [*const i8;
     let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_si256(); NT];
-    for b in 0..k / 128 {
-        let v = load_i(row.add(32 * b));
-        let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
-        let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-        let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), mask);
-        let c3 = _mm256_and_si256(v, mask);
-        for t in 0..NT {
-            let qp = q[t].add(128 * b) as *const u8;
-            let s0 = _mm256_maddubs_epi16(c0, load_i(qp));
-            let s1 = _mm256_maddubs_epi16(c1, load_i(qp.add(32)));
-            let s2 = _mm256_maddubs_epi16(c2, load_i(qp.add(64)));
-            let s3 = _mm256_maddubs_epi16(c3, load_i(qp.add(96)));
-            let s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
-            acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, ones));
+    let nb = k / 128;
+    let mut b0 = 0;
+    while b0 < nb {
+        // int16 partial sums over up to 8 blocks (each block adds at most 4*2*3*128 = 3072 in
+        // magnitude even for the never-written code 3: 8 blocks stay below 32767), then widen.
+        let b1 = (b0 + 8).min(nb);
+        let mut s16 = [_mm256_setzero_si256(); NT];
+        for b in b0..b1 {
+            let v = load_i(row.add(32 * b));
+            let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
+            let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+            let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), mask);
+            let c3 = _mm256_and_si256(v, mask);
+            for t in 0..NT {
+                let qp = q[t].add(128 * b) as *const u8;
+                let s0 = _mm256_maddubs_epi16(c0, load_i(qp));
+                let s1 = _mm256_maddubs_epi16(c1, load_i(qp.add(32)));
+                let s2 = _mm256_maddubs_epi16(c2, load_i(qp.add(64)));
+                let s3 = _mm256_maddubs_epi16(c3, load_i(qp.add(96)));
+                let s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
+                s16[t] = _mm256_add_epi16(s16[t], s);
+            }
         }
+        for t in 0..NT {
+            acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s16[t], ones));
+        }
+        b0 = b1;
     }
     let mut out = [0i32; NT];
     for t in 0..NT {
@@ -125,38 +137,48 @@ unsafe fn i2s_two_rows(r0: *const u8, r1: *const u8, k: usize, q: *const i8) -> 
     let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-    for b in 0..k / 128 {
-        let qp = q.add(128 * b) as *const u8;
-        let (q0, q1, q2, q3) = (
-            load_i(qp),
-            load_i(qp.add(32)),
-            load_i(qp.add(64)),
-            load_i(qp.add(96)),
-        );
-        let v = load_i(r0.add(32 * b));
-        let w = load_i(r1.add(32 * b));
-        let s = _mm256_add_epi16(
-            _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<6>(v), mask), q0),
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<4>(v), mask), q1),
-            ),
-            _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<2>(v), mask), q2),
-                _mm256_maddubs_epi16(_mm256_and_si256(v, mask), q3),
-            ),
-        );
-        let t = _mm256_add_epi16(
-            _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<6>(w), mask), q0),
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<4>(w), mask), q1),
-            ),
-            _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<2>(w), mask), q2),
-                _mm256_maddubs_epi16(_mm256_and_si256(w, mask), q3),
-            ),
-        );
-        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s, ones));
-        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(t, ones));
+    let nb = k / 128;
+    let mut b0 = 0;
+    while b0 < nb {
+        // int16 partial sums over up to 8 blocks, as in i2s_row_dots.
+        let b1 = (b0 + 8).min(nb);
+        let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for b in b0..b1 {
+            let qp = q.add(128 * b) as *const u8;
+            let (q0, q1, q2, q3) = (
+                load_i(qp),
+                load_i(qp.add(32)),
+                load_i(qp.add(64)),
+                load_i(qp.add(96)),
+            );
+            let v = load_i(r0.add(32 * b));
+            let w = load_i(r1.add(32 * b));
+            let s = _mm256_add_epi16(
+                _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<6>(v), mask), q0),
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<4>(v), mask), q1),
+                ),
+                _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<2>(v), mask), q2),
+                    _mm256_maddubs_epi16(_mm256_and_si256(v, mask), q3),
+                ),
+            );
+            let t = _mm256_add_epi16(
+                _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<6>(w), mask), q0),
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<4>(w), mask), q1),
+                ),
+                _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<2>(w), mask), q2),
+                    _mm256_maddubs_epi16(_mm256_and_si256(w, mask), q3),
+                ),
+            );
+            s0 = _mm256_add_epi16(s0, s);
+            s1 = _mm256_add_epi16(s1, t);
+        }
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s0, ones));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(s1, ones));
+        b0 = b1;
     }
     [hsum_i32(a0), hsum_i32(a1)]
 }
@@ -430,15 +452,18 @@ unsafe fn q6k_unsigned(b: &BlockQ6K) -> [__m256i; 8] {
 unsafe fn q6k_lanes(v: &[__m256i; 8], scales: &[i8; 16], xb: &BlockQ8K) -> __m256i {
     let m32 = _mm256_set1_epi8(32);
     let qs = xb.qs.as_ptr() as *const u8;
+    let sc = _mm_loadu_si128(scales.as_ptr() as *const __m128i);
     let mut sum = _mm256_setzero_si256();
     for i in 0..8 {
         let q = load_i(qs.add(32 * i));
         let p = _mm256_sub_epi16(_mm256_maddubs_epi16(v[i], q), _mm256_maddubs_epi16(m32, q));
-        let sc = _mm256_set_m128i(
-            _mm_set1_epi16(scales[2 * i + 1] as i16),
-            _mm_set1_epi16(scales[2 * i] as i16),
+        // [sc[2i] x 8 | sc[2i+1] x 8] as i16: byte shuffle, then sign-extend.
+        let pick = _mm_add_epi8(
+            _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm_set1_epi8(2 * i as i8),
         );
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
+        let sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc16));
     }
     sum
 }

@@ -1,0 +1,33 @@
+//! Builds the portable C kernels (`src/kernels/c/*.c`, the "c" kernel table) with `cc`.
+//! `-ffp-contract=off` is essential: the kernels must round exactly where the Rust reference
+//! rounds, so the compiler may not fuse a*b+c on its own.
+
+fn main() {
+    let dir = std::path::Path::new("src/kernels/c");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("src/kernels/c exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    files.sort();
+    let mut build = cc::Build::new();
+    build
+        .files(&files)
+        .include(dir)
+        .warnings(true)
+        .flag_if_supported("-std=c99")
+        .flag_if_supported("-ffp-contract=off")
+        // x87 (32-bit x86 without SSE) would otherwise keep extra precision between operations.
+        .flag_if_supported("-fexcess-precision=standard");
+    if build.get_compiler().is_like_msvc() {
+        // MSVC does not contract unless /fp:contract or /fp:fast; /fp:precise is its default.
+        build.flag("/fp:precise");
+    }
+    build.compile("bitnet_kernels_c");
+    println!("cargo:rerun-if-changed=src/kernels/c");
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    println!("cargo:rerun-if-changed=src/kernels/c/kernels.h");
+    println!("cargo:rerun-if-changed=build.rs");
+}

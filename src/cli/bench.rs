@@ -1,0 +1,165 @@
+//! `bitnet bench`: prompt-processing and generation speed, like llama-bench.
+
+use super::args::Args;
+use crate::context::{Batch, Context, ContextParams};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::modelgen::{Params, Shape};
+use crate::tensor::GgmlType;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const HELP: &str =
+    "usage: bitnet bench [-m MODEL[,MODEL...]] [--weights i2_s,tq2_0,tq1_0] [--embd f16,q6_k]
+                    [-t 1,2] [-p 128] [-n 64] [-r 5]
+
+Measures pp (one batch of -p tokens from an empty cache) and tg (-n tokens decoded one at a
+time from an empty cache) in tokens/s: the median and the range of -r runs after one warm-up,
+for each model and thread count, plus load time and peak RSS. Without -m it makes (once,
+cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape with random weights
+for each --weights x --embd combination (default: i2_s with f16). Prints a markdown table.";
+
+fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|_| Error::invalid_argument(format!("{what}: cannot parse {x:?}")))
+        })
+        .collect()
+}
+
+pub fn run(mut args: Args) -> Result<()> {
+    let models = args.value(&["-m", "--model"])?;
+    let weights = args.value(&["--weights"])?.unwrap_or_else(|| "i2_s".into());
+    let embds = args.value(&["--embd"])?.unwrap_or_else(|| "f16".into());
+    let threads: Vec<i32> = list(
+        &args
+            .value(&["-t", "--threads"])?
+            .unwrap_or_else(|| "1,2".into()),
+        "-t",
+    )?;
+    let n_prompt: usize = args.parse(&["-p", "--n-prompt"], 128)?;
+    let n_gen: usize = args.parse(&["-n", "--n-gen"], 64)?;
+    let reps: usize = args.parse(&["-r", "--repetitions"], 5)?;
+    super::no_positionals(&mut args)?;
+
+    let paths: Vec<PathBuf> = match models {
+        Some(m) => m.split(',').map(PathBuf::from).collect(),
+        None => {
+            let mut v = Vec::new();
+            for w in weights.split(',') {
+                for e in embds.split(',') {
+                    v.push(bench_model(
+                        super::make_model::parse_weight_type(w)?,
+                        super::make_model::parse_weight_type(e)?,
+                    )?);
+                }
+            }
+            v
+        }
+    };
+    println!(
+        "| model | size | threads | test | t/s (median) | min - max | load ms | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---|---:|---|---:|---:|");
+    for path in &paths {
+        let t = Instant::now();
+        let model = Arc::new(Model::load(path)?);
+        let load_ms = t.elapsed().as_secs_f64() * 1e3;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let n_vocab = model.vocab().n_tokens() as i32;
+        for &t in &threads {
+            let params = ContextParams {
+                n_ctx: (n_prompt.max(n_gen) + 32) as u32,
+                n_batch: n_prompt.max(1) as u32,
+                n_ubatch: n_prompt.max(1) as u32,
+                n_threads: t,
+                n_threads_batch: t,
+                ..Default::default()
+            };
+            let mut ctx = Context::new(model.clone(), params)?;
+            // Token ids spread over the vocabulary; the values do not matter for speed.
+            let tokens: Vec<i32> = (0..n_prompt.max(n_gen))
+                .map(|i| (i as i32 * 7919 + 13) % n_vocab)
+                .collect();
+            for (test, n) in [("pp", n_prompt), ("tg", n_gen)] {
+                if n == 0 {
+                    continue;
+                }
+                let mut rates = Vec::new();
+                for rep in 0..=reps {
+                    ctx.kv_mut().clear();
+                    let t0 = Instant::now();
+                    if test == "pp" {
+                        ctx.decode(&Batch::get_one(&tokens[..n]))?;
+                    } else {
+                        for tok in &tokens[..n] {
+                            ctx.decode(&Batch::get_one(&[*tok]))?;
+                        }
+                    }
+                    let s = t0.elapsed().as_secs_f64();
+                    if rep > 0 {
+                        rates.push(n as f64 / s);
+                    }
+                }
+                rates.sort_by(|a, b| a.total_cmp(b));
+                let median = rates[rates.len() / 2];
+                println!(
+                    "| {name} | {:.2} GB | {t} | {test}{n} | {median:.2} | {:.2} - {:.2} | {load_ms:.0} | {:.0} |",
+                    size as f64 / 1e9,
+                    rates[0],
+                    rates[rates.len() - 1],
+                    peak_rss_mib()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Peak resident set size of this process, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss as f64 / 1024.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The 2B-4T-shape benchmark model for a weight/embedding type pair, made once.
+fn bench_model(weights: GgmlType, embedding: GgmlType) -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let dir = exe
+        .parent()
+        .map(|d| d.join("models"))
+        .unwrap_or_else(|| PathBuf::from("models"));
+    let path = dir.join(format!(
+        "2b4t-{}-{}.gguf",
+        weights.name().to_lowercase(),
+        embedding.name().to_lowercase()
+    ));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    eprintln!("bitnet bench: making {} ...", path.display());
+    let p = Params {
+        shape: Shape::B2B4T,
+        weights,
+        embedding,
+        seed: 2025,
+        vocab: super::make_model::default_vocab(),
+    };
+    crate::modelgen::generate(&p, &path)?;
+    Ok(path)
+}

@@ -129,7 +129,8 @@ fn c_programs_build_against_the_installed_package_and_pass() {
     );
 
     // Count what ran: 2 model-free tests, and with data the API tests (2), the examples (3),
-    // every golden greedy trace and every golden sampler-chain trace.
+    // the memchecks (2, with valgrind), every golden greedy trace and every golden
+    // sampler-chain trace.
     let count = |dir: &Path| {
         std::fs::read_dir(dir).map_or(0, |d| {
             d.filter_map(|e| e.ok())
@@ -145,7 +146,8 @@ fn c_programs_build_against_the_installed_package_and_pass() {
             .sum();
         let chains = count(&golden.join("sampling"));
         assert_eq!((greedy, chains), (36, 32), "golden trace counts");
-        2 + 2 + 3 + greedy + chains
+        let memcheck = if have("valgrind") { 2 } else { 0 };
+        2 + 2 + 3 + memcheck + greedy + chains
     } else {
         2
     };

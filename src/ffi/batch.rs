@@ -1,6 +1,6 @@
 //! Batch group: the C batch struct, allocation, and its conversion to the Rust Batch.
 
-use super::{bitnet_pos, bitnet_seq_id, bitnet_token, call, slice};
+use super::{bitnet_pos, bitnet_seq_id, bitnet_token, call, call_void, slice};
 use crate::context::Batch;
 use crate::error::{Error, Result};
 use std::ffi::c_void;
@@ -36,11 +36,13 @@ const EMPTY: bitnet_batch = bitnet_batch {
 /// 0, positions continuing the sequence, logits for the last token.
 #[no_mangle]
 pub extern "C" fn bitnet_batch_get_one(tokens: *mut bitnet_token, n_tokens: i32) -> bitnet_batch {
-    bitnet_batch {
-        n_tokens,
-        token: tokens,
-        ..EMPTY
-    }
+    call(EMPTY, || {
+        Ok(bitnet_batch {
+            n_tokens,
+            token: tokens,
+            ..EMPTY
+        })
+    })
 }
 
 fn calloc<T>(n: usize) -> Result<*mut T> {
@@ -90,7 +92,7 @@ pub extern "C" fn bitnet_batch_init(n_tokens: i32, embd: i32, n_seq_max: i32) ->
             Ok(())
         })();
         if let Err(e) = result {
-            bitnet_batch_free(b);
+            free_batch(b);
             return Err(e);
         }
         Ok(b)
@@ -101,6 +103,13 @@ pub extern "C" fn bitnet_batch_init(n_tokens: i32, embd: i32, n_seq_max: i32) ->
 /// pointers are all NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_batch_free(batch: bitnet_batch) {
+    call_void(|| {
+        free_batch(batch);
+        Ok(())
+    })
+}
+
+fn free_batch(batch: bitnet_batch) {
     let free = |p: *mut c_void| {
         // SAFETY: every pointer was made by calloc in bitnet_batch_init (or is NULL).
         unsafe { libc::free(p) }

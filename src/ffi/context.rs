@@ -1,7 +1,7 @@
 //! Context group: params, create/free, sizes, threads, back-pointers.
 
 use super::model::{bitnet_model, model_ref};
-use super::{borrow, borrow_mut, call, call_void, free_handle, into_handle};
+use super::{borrow, borrow_mut, call, call_void, call_with, free_handle, into_handle};
 use crate::context::{Batch, Context, ContextParams};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -51,6 +51,10 @@ pub struct bitnet_context {
 /// cache.
 #[no_mangle]
 pub extern "C" fn bitnet_context_default_params() -> bitnet_context_params {
+    call_with(|_| default_params(), || Ok(default_params()))
+}
+
+fn default_params() -> bitnet_context_params {
     let d = ContextParams::default();
     bitnet_context_params {
         n_ctx: d.n_ctx,
@@ -111,7 +115,10 @@ pub extern "C" fn bitnet_init_from_model(
 /// Frees a context. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_free(ctx: *mut bitnet_context) {
-    free_handle(ctx)
+    call_void(|| {
+        free_handle(ctx);
+        Ok(())
+    })
 }
 
 pub(crate) fn ctx_ref<'a>(ctx: *const bitnet_context) -> Result<&'a bitnet_context> {

@@ -2,7 +2,8 @@
 
 use super::vocab::bitnet_vocab;
 use super::{
-    bitnet_token, borrow, c_str, call, free_handle, into_handle, write_c_string, BITNET_TOKEN_NULL,
+    bitnet_token, borrow, c_str, call, call_void, call_with, free_handle, into_handle,
+    write_c_string, BITNET_TOKEN_NULL,
 };
 use crate::error::{Error, Result};
 use crate::log::log_warn;
@@ -48,6 +49,10 @@ pub struct bitnet_model {
 /// The defaults: CPU, mmap on, no callback.
 #[no_mangle]
 pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
+    call_with(|_| default_params(), || Ok(default_params()))
+}
+
+fn default_params() -> bitnet_model_params {
     bitnet_model_params {
         n_gpu_layers: 0,
         progress_callback: None,
@@ -89,7 +94,10 @@ pub extern "C" fn bitnet_model_load_from_file(
 /// Frees a model. Contexts made from it must be freed first. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_model_free(model: *mut bitnet_model) {
-    free_handle(model)
+    call_void(|| {
+        free_handle(model);
+        Ok(())
+    })
 }
 
 /// The model's vocabulary, owned by the model (do not free). NULL if model is NULL.

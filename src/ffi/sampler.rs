@@ -56,7 +56,9 @@ impl Sampler for bitnet_sampler {
 }
 
 fn new_sampler(s: impl Sampler + 'static) -> *mut bitnet_sampler {
-    into_handle(bitnet_sampler { inner: Box::new(s) })
+    call(std::ptr::null_mut(), || {
+        Ok(into_handle(bitnet_sampler { inner: Box::new(s) }))
+    })
 }
 
 fn chain_ref<'a>(chain: *const bitnet_sampler) -> Result<&'a Chain> {
@@ -112,9 +114,10 @@ pub struct bitnet_logit_bias {
 /// The defaults: no_perf = true.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_chain_default_params() -> bitnet_sampler_chain_params {
-    bitnet_sampler_chain_params {
+    let params = || bitnet_sampler_chain_params {
         no_perf: ChainParams::default().no_perf,
-    }
+    };
+    call(params(), || Ok(params()))
 }
 
 /// An empty chain: samplers run in the order they are added.
@@ -444,7 +447,10 @@ pub extern "C" fn bitnet_sampler_clone(smpl: *const bitnet_sampler) -> *mut bitn
 /// no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_free(smpl: *mut bitnet_sampler) {
-    free_handle(smpl)
+    call_void(|| {
+        free_handle(smpl);
+        Ok(())
+    })
 }
 
 /// The seed in use (for a chain: that of its last seeded member); BITNET_DEFAULT_SEED for

@@ -1,6 +1,6 @@
 //! Backend and system queries: init/free, the clock, capabilities, system info.
 
-use super::call;
+use super::{call, call_void};
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
@@ -8,13 +8,18 @@ use std::sync::OnceLock;
 /// for this CPU now rather than on first use.
 #[no_mangle]
 pub extern "C" fn bitnet_backend_init() {
-    let _ = system_info();
+    call_void(|| {
+        let _ = system_info();
+        Ok(())
+    })
 }
 
 /// Global teardown. bitnet keeps no global resources beyond static tables, so this does
 /// nothing; it exists so llama.h-style programs port unchanged.
 #[no_mangle]
-pub extern "C" fn bitnet_backend_free() {}
+pub extern "C" fn bitnet_backend_free() {
+    call_void(|| Ok(()))
+}
 
 /// Monotonic time in microseconds (CLOCK_MONOTONIC, as ggml_time_us).
 #[no_mangle]
@@ -25,13 +30,13 @@ pub extern "C" fn bitnet_time_us() -> i64 {
 /// True: model files are memory-mapped (weights are never copied).
 #[no_mangle]
 pub extern "C" fn bitnet_supports_mmap() -> bool {
-    true
+    call(true, || Ok(true))
 }
 
 /// False: `use_mlock` is not implemented (the map stays pageable).
 #[no_mangle]
 pub extern "C" fn bitnet_supports_mlock() -> bool {
-    false
+    call(false, || Ok(false))
 }
 
 /// A static, NUL-terminated description of the CPU features bitnet detected and the kernel

@@ -114,7 +114,7 @@ pub extern "C" fn bitnet_vocab_n_tokens(vocab: *const bitnet_vocab) -> i32 {
 /// Tokenizes `text_len` bytes of UTF-8 `text` into `tokens` (capacity `n_tokens_max`).
 /// add_special: add BOS/EOS as the vocab says; parse_special: match control-token texts.
 /// Returns the number of tokens, or -(needed) when n_tokens_max is too small (nothing
-/// written), or INT32_MIN on a bad argument (NULL vocab, NULL text with text_len > 0,
+/// written; bitnet_last_status() then says BITNET_ERR_BUFFER_TOO_SMALL), or INT32_MIN on a bad argument (NULL vocab, NULL text with text_len > 0,
 /// negative text_len).
 #[no_mangle]
 pub extern "C" fn bitnet_tokenize(

@@ -25,16 +25,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Plain names for the value types, as llama.h typedefs them. */
+typedef struct bitnet_batch bitnet_batch;
+typedef struct bitnet_token_data bitnet_token_data;
+typedef struct bitnet_token_data_array bitnet_token_data_array;
+typedef struct bitnet_logit_bias bitnet_logit_bias;
+typedef struct bitnet_sampler_chain_params bitnet_sampler_chain_params;
+typedef struct bitnet_perf_context_data bitnet_perf_context_data;
+typedef struct bitnet_perf_sampler_data bitnet_perf_sampler_data;
+
 /**
  * Seed value that asks a random sampler for a random seed.
  */
 #define BITNET_DEFAULT_SEED 4294967295
 
 /**
+ * ggml type id of F16, the only KV cache type (type_k / type_v).
+ */
+#define BITNET_KV_TYPE_F16 1
+
+/**
  * Status codes: 0 success, negative errors, positive the two non-fatal outcomes of
  * `bitnet_decode`. The same numbers as the Rust `ErrorKind`.
  */
-typedef enum bitnet_status {
+enum bitnet_status {
   BITNET_OK = 0,
   /**
    * A NULL or out-of-range argument (handle, token, sequence id, length).
@@ -84,12 +98,12 @@ typedef enum bitnet_status {
    * Aborted by the abort callback (`bitnet_decode` returns 2).
    */
   BITNET_ERR_ABORTED = 2,
-} bitnet_status;
+};
 
 /**
  * Log levels, numbered as `ggml_log_level`.
  */
-typedef enum bitnet_log_level {
+enum bitnet_log_level {
   BITNET_LOG_LEVEL_NONE = 0,
   BITNET_LOG_LEVEL_DEBUG = 1,
   BITNET_LOG_LEVEL_INFO = 2,
@@ -99,13 +113,51 @@ typedef enum bitnet_log_level {
    * Continues the previous message (never emitted by bitnet; kept for llama.h parity).
    */
   BITNET_LOG_LEVEL_CONT = 5,
-} bitnet_log_level;
+};
 
 /**
- * Receives each log message: `text` is one NUL-terminated line ending in '\n', valid only
- * during the call. Called from whichever thread logs.
+ * Tokenizer kinds (llama_vocab_type).
  */
-typedef void (*bitnet_log_callback)(enum bitnet_log_level level, const char *text, void *user_data);
+enum bitnet_vocab_type {
+  BITNET_VOCAB_TYPE_NONE = 0,
+  /**
+   * SentencePiece-style (tokenizer.ggml.model = "llama").
+   */
+  BITNET_VOCAB_TYPE_SPM = 1,
+  /**
+   * Byte-level BPE (tokenizer.ggml.model = "gpt2").
+   */
+  BITNET_VOCAB_TYPE_BPE = 2,
+  BITNET_VOCAB_TYPE_WPM = 3,
+  BITNET_VOCAB_TYPE_UGM = 4,
+  BITNET_VOCAB_TYPE_RWKV = 5,
+};
+
+/**
+ * An evaluation context (opaque): KV cache, logits of the last decode, thread pools.
+ */
+struct bitnet_context;
+
+/**
+ * The KV cache of a context (opaque; a view into the context, not freed separately).
+ */
+struct bitnet_memory;
+
+/**
+ * A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
+ */
+struct bitnet_model;
+
+/**
+ * A sampler or a sampler chain (opaque). Free with bitnet_sampler_free, except a sampler
+ * added to a chain: the chain owns it then.
+ */
+struct bitnet_sampler;
+
+/**
+ * The vocabulary of a model (opaque, owned by the model: never freed by the caller).
+ */
+struct bitnet_vocab;
 
 /**
  * A token id.
@@ -123,13 +175,355 @@ typedef int32_t bitnet_pos;
 typedef int32_t bitnet_seq_id;
 
 /**
+ * Input of bitnet_decode (llama_batch). Per token i < n_tokens: token[i], pos[i],
+ * n_seq_id[i] sequence ids in seq_id[i][..], and logits[i] != 0 to get its logits. pos,
+ * seq_id/n_seq_id and logits may be NULL (bitnet_batch_get_one): positions then continue each
+ * sequence, all tokens are in sequence 0 and only the last token's logits are computed.
+ */
+struct bitnet_batch {
+  int32_t n_tokens;
+  bitnet_token *token;
+  /**
+   * Embeddings input: not supported (must be NULL).
+   */
+  float *embd;
+  bitnet_pos *pos;
+  int32_t *n_seq_id;
+  bitnet_seq_id **seq_id;
+  int8_t *logits;
+};
+
+/**
+ * Context options: the llama_context_params fields that mean something here, in llama.h's
+ * order.
+ */
+struct bitnet_context_params {
+  /**
+   * KV cache size in tokens; 0 = the model's training context. Rounded up to a multiple of 32.
+   */
+  uint32_t n_ctx;
+  /**
+   * Most tokens one bitnet_decode call accepts (at least 32).
+   */
+  uint32_t n_batch;
+  /**
+   * Most tokens evaluated in one pass; 0 = n_batch.
+   */
+  uint32_t n_ubatch;
+  /**
+   * Number of distinct sequence ids batches may use (ids 0..n_seq_max-1, at most 64).
+   */
+  uint32_t n_seq_max;
+  /**
+   * Threads for single-token decoding; 0 or less = all cores.
+   */
+  int32_t n_threads;
+  /**
+   * Threads for multi-token batches (prompts); 0 or less = all cores.
+   */
+  int32_t n_threads_batch;
+  /**
+   * KV cache K type (ggml type id); only F16 (1) is supported.
+   */
+  int32_t type_k;
+  /**
+   * KV cache V type (ggml type id); only F16 (1) is supported.
+   */
+  int32_t type_v;
+  /**
+   * Compute embeddings instead of logits: not supported (must be false).
+   */
+  bool embeddings;
+  /**
+   * Flash attention: not supported (must be false; it would change the logits' bits).
+   */
+  bool flash_attn;
+  /**
+   * Skip timing for bitnet_perf_context (counts are kept either way).
+   */
+  bool no_perf;
+};
+
+/**
+ * Receives each log message: `text` is one NUL-terminated line ending in '\n', valid only
+ * during the call. Called from whichever thread logs.
+ */
+typedef void (*bitnet_log_callback)(enum bitnet_log_level level, const char *text, void *user_data);
+
+/**
+ * Handle to a context's KV cache (llama_memory_t).
+ */
+typedef struct bitnet_memory *bitnet_memory_t;
+
+/**
+ * Called during loading with a progress in [0, 1]; return false to abort the load
+ * (bitnet_model_load_from_file then returns NULL).
+ */
+typedef bool (*bitnet_progress_callback)(float progress, void *user_data);
+
+/**
+ * Model loading options: the llama_model_params fields that mean something on a CPU, in
+ * llama.h's order.
+ */
+struct bitnet_model_params {
+  /**
+   * Layers to offload to a GPU. bitnet is CPU only: values other than 0 are ignored.
+   */
+  int32_t n_gpu_layers;
+  /**
+   * Optional load progress callback (NULL: none).
+   */
+  bitnet_progress_callback progress_callback;
+  /**
+   * Passed to progress_callback.
+   */
+  void *progress_callback_user_data;
+  /**
+   * Only the vocabulary is needed. The weights are memory-mapped either way, which costs
+   * no reads, so this changes nothing.
+   */
+  bool vocab_only;
+  /**
+   * Memory-map the file. bitnet always maps it (weights are never copied): ignored.
+   */
+  bool use_mmap;
+  /**
+   * Lock the map in RAM. Not implemented (see bitnet_supports_mlock): a warning is logged.
+   */
+  bool use_mlock;
+  /**
+   * Validate tensor data. Shapes, types and sizes are always checked; values are not.
+   */
+  bool check_tensors;
+};
+
+/**
+ * Context timing counters (llama_perf_context_data).
+ */
+struct bitnet_perf_context_data {
+  /**
+   * Start of the counters (creation or last reset), ms on bitnet_time_us's clock.
+   */
+  double t_start_ms;
+  /**
+   * Model load time.
+   */
+  double t_load_ms;
+  /**
+   * Time in multi-token decodes (prompts).
+   */
+  double t_p_eval_ms;
+  /**
+   * Time in single-token decodes.
+   */
+  double t_eval_ms;
+  /**
+   * Tokens evaluated in multi-token decodes.
+   */
+  int32_t n_p_eval;
+  /**
+   * Single-token decodes.
+   */
+  int32_t n_eval;
+  /**
+   * Tokens reused from a prompt cache (always 0).
+   */
+  int32_t n_reused;
+};
+
+/**
+ * Sampler-chain timing counters (llama_perf_sampler_data).
+ */
+struct bitnet_perf_sampler_data {
+  /**
+   * Time in the chain's apply/accept (0 when the chain was made with no_perf).
+   */
+  double t_sample_ms;
+  /**
+   * Tokens accepted.
+   */
+  int32_t n_sample;
+};
+
+/**
+ * Chain options (llama_sampler_chain_params).
+ */
+struct bitnet_sampler_chain_params {
+  /**
+   * Skip timing (bitnet_perf_sampler then reports 0 ms; counts are kept).
+   */
+  bool no_perf;
+};
+
+/**
+ * A fixed bias added to one token's logit (llama_logit_bias).
+ */
+struct bitnet_logit_bias {
+  bitnet_token token;
+  float bias;
+};
+
+/**
+ * One candidate token (llama_token_data).
+ */
+struct bitnet_token_data {
+  bitnet_token id;
+  float logit;
+  float p;
+};
+
+/**
+ * Candidates for bitnet_sampler_apply (llama_token_data_array): `size` entries at `data`;
+ * `selected` is an index into data (-1: none); `sorted`: descending by logit.
+ */
+struct bitnet_token_data_array {
+  struct bitnet_token_data *data;
+  size_t size;
+  int64_t selected;
+  bool sorted;
+};
+
+/**
+ * Token attribute bit flags (llama_token_attr), returned by bitnet_vocab_get_attr.
+ */
+typedef int32_t bitnet_token_attr;
+
+/**
  * "No token": returned by the special-token getters when the vocabulary has none.
  */
 #define BITNET_TOKEN_NULL -1
 
+#define BITNET_TOKEN_ATTR_UNDEFINED 0
+
+#define BITNET_TOKEN_ATTR_UNKNOWN (1 << 0)
+
+#define BITNET_TOKEN_ATTR_UNUSED (1 << 1)
+
+#define BITNET_TOKEN_ATTR_NORMAL (1 << 2)
+
+#define BITNET_TOKEN_ATTR_CONTROL (1 << 3)
+
+#define BITNET_TOKEN_ATTR_USER_DEFINED (1 << 4)
+
+#define BITNET_TOKEN_ATTR_BYTE (1 << 5)
+
+#define BITNET_TOKEN_ATTR_NORMALIZED (1 << 6)
+
+#define BITNET_TOKEN_ATTR_LSTRIP (1 << 7)
+
+#define BITNET_TOKEN_ATTR_RSTRIP (1 << 8)
+
+#define BITNET_TOKEN_ATTR_SINGLE_WORD (1 << 9)
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * A view batch over `tokens` (not copied, not owned: do not bitnet_batch_free it): sequence
+ * 0, positions continuing the sequence, logits for the last token.
+ */
+struct bitnet_batch bitnet_batch_get_one(bitnet_token *tokens, int32_t n_tokens);
+
+/**
+ * Allocates a batch for up to `n_tokens` tokens, each in up to `n_seq_max` sequences, with
+ * n_tokens set to 0 (fill it, then set n_tokens). `embd` must be 0 (token input only). On
+ * failure (bad sizes, embd != 0, no memory) every pointer is NULL. Free with bitnet_batch_free.
+ */
+struct bitnet_batch bitnet_batch_init(int32_t n_tokens, int32_t embd, int32_t n_seq_max);
+
+/**
+ * Frees a batch made by bitnet_batch_init (not one from bitnet_batch_get_one). A batch whose
+ * pointers are all NULL is a no-op.
+ */
+void bitnet_batch_free(struct bitnet_batch batch);
+
+/**
+ * llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16
+ * cache.
+ */
+struct bitnet_context_params bitnet_context_default_params(void);
+
+/**
+ * Creates a context for `model` (which must outlive it). NULL on failure: NULL model,
+ * unsupported options, n_seq_max outside 1..64, sizes too large for memory.
+ */
+struct bitnet_context *bitnet_init_from_model(struct bitnet_model *model,
+                                              struct bitnet_context_params params);
+
+/**
+ * Frees a context. NULL is a no-op.
+ */
+void bitnet_free(struct bitnet_context *ctx);
+
+/**
+ * KV cache size in tokens, as resolved at creation. 0 if ctx is NULL (as the three below).
+ */
+uint32_t bitnet_n_ctx(const struct bitnet_context *ctx);
+
+/**
+ * Most tokens per bitnet_decode call.
+ */
+uint32_t bitnet_n_batch(const struct bitnet_context *ctx);
+
+/**
+ * Most tokens per forward pass.
+ */
+uint32_t bitnet_n_ubatch(const struct bitnet_context *ctx);
+
+/**
+ * Number of sequence ids.
+ */
+uint32_t bitnet_n_seq_max(const struct bitnet_context *ctx);
+
+/**
+ * Threads used for single-token decoding. -1 if ctx is NULL.
+ */
+int32_t bitnet_n_threads(struct bitnet_context *ctx);
+
+/**
+ * Threads used for multi-token batches. -1 if ctx is NULL.
+ */
+int32_t bitnet_n_threads_batch(struct bitnet_context *ctx);
+
+/**
+ * Changes the thread counts (0 or less = all cores) for later decodes. Results do not depend
+ * on the thread count.
+ */
+void bitnet_set_n_threads(struct bitnet_context *ctx, int32_t n_threads, int32_t n_threads_batch);
+
+/**
+ * The model the context was made from. NULL if ctx is NULL.
+ */
+const struct bitnet_model *bitnet_get_model(const struct bitnet_context *ctx);
+
+/**
+ * Waits for pending work: decoding is synchronous here, so this returns at once.
+ */
+void bitnet_synchronize(struct bitnet_context *ctx);
+
+/**
+ * Evaluates a batch: stores its tokens in the KV cache and computes the requested logits.
+ * Returns 0 on success; 1 when the KV cache has no room (the cache is unchanged: free some
+ * with bitnet_memory_seq_rm or use a bigger n_ctx); 2 when aborted; -1 for an invalid batch
+ * (NULL ctx, n_tokens <= 0 or > n_batch, token outside the vocabulary, negative position,
+ * sequence id outside 0..n_seq_max-1, NULL arrays); < -1 for other errors.
+ */
+int32_t bitnet_decode(struct bitnet_context *ctx, struct bitnet_batch batch);
+
+/**
+ * The logits of the last bitnet_decode: one row of n_vocab floats per token that asked for
+ * logits, in batch order. Valid until the next decode; read-only. NULL if ctx is NULL or the
+ * last decode produced no logits.
+ */
+float *bitnet_get_logits(struct bitnet_context *ctx);
+
+/**
+ * The logits row (n_vocab floats) of batch token `i` of the last decode; negative `i` counts
+ * from the last output (-1 = the last). NULL (with a message) if `i` is out of range or that
+ * token did not ask for logits. Valid until the next decode; read-only.
+ */
+float *bitnet_get_logits_ith(struct bitnet_context *ctx, int32_t i);
 
 /**
  * The message of the last failed bitnet_* call on this thread ("<kind>: <what was wrong>"),
@@ -154,6 +548,438 @@ void bitnet_clear_error(void);
  * default logger, which writes to stderr.
  */
 void bitnet_log_set(bitnet_log_callback log_callback, void *user_data);
+
+/**
+ * The context's KV cache. NULL if ctx is NULL.
+ */
+bitnet_memory_t bitnet_get_memory(const struct bitnet_context *ctx);
+
+/**
+ * Empties the cache (all sequences). `data` is accepted for llama.h parity: the cells'
+ * data is always zeroed.
+ */
+void bitnet_memory_clear(bitnet_memory_t mem, bool data);
+
+/**
+ * Removes the cells of sequence `seq_id` (any sequence if seq_id < 0) with positions in
+ * [p0, p1) (p0 < 0: from 0, p1 < 0: to the end). False on a bad argument (NULL mem, seq_id
+ * >= n_seq_max).
+ */
+bool bitnet_memory_seq_rm(bitnet_memory_t mem, bitnet_seq_id seq_id, bitnet_pos p0, bitnet_pos p1);
+
+/**
+ * Adds sequence `seq_id_dst` to the cells of `seq_id_src` with positions in [p0, p1).
+ */
+void bitnet_memory_seq_cp(bitnet_memory_t mem,
+                          bitnet_seq_id seq_id_src,
+                          bitnet_seq_id seq_id_dst,
+                          bitnet_pos p0,
+                          bitnet_pos p1);
+
+/**
+ * Removes every sequence except `seq_id`.
+ */
+void bitnet_memory_seq_keep(bitnet_memory_t mem, bitnet_seq_id seq_id);
+
+/**
+ * Adds `delta` to the positions of `seq_id`'s cells in [p0, p1) (the next decode re-rotates
+ * their keys); cells moved below 0 are removed.
+ */
+void bitnet_memory_seq_add(bitnet_memory_t mem,
+                           bitnet_seq_id seq_id,
+                           bitnet_pos p0,
+                           bitnet_pos p1,
+                           bitnet_pos delta);
+
+/**
+ * Divides the positions of `seq_id`'s cells in [p0, p1) by `d` (d > 1).
+ */
+void bitnet_memory_seq_div(bitnet_memory_t mem,
+                           bitnet_seq_id seq_id,
+                           bitnet_pos p0,
+                           bitnet_pos p1,
+                           int32_t d);
+
+/**
+ * Smallest position of `seq_id` in the cache; -1 if it has none (or on a bad argument).
+ */
+bitnet_pos bitnet_memory_seq_pos_min(bitnet_memory_t mem, bitnet_seq_id seq_id);
+
+/**
+ * Largest position of `seq_id` in the cache; -1 if it has none (or on a bad argument).
+ */
+bitnet_pos bitnet_memory_seq_pos_max(bitnet_memory_t mem, bitnet_seq_id seq_id);
+
+/**
+ * True: positions can be shifted (bitnet_memory_seq_add / _div). False if mem is NULL.
+ */
+bool bitnet_memory_can_shift(bitnet_memory_t mem);
+
+/**
+ * The defaults: CPU, mmap on, no callback.
+ */
+struct bitnet_model_params bitnet_model_default_params(void);
+
+/**
+ * Loads a GGUF model (memory-mapped). NULL on failure (bitnet_last_error says why: missing
+ * file, malformed file, unsupported architecture or tensor type, bad metadata, or aborted by
+ * the progress callback). Free with bitnet_model_free.
+ */
+struct bitnet_model *bitnet_model_load_from_file(const char *path_model,
+                                                 struct bitnet_model_params params);
+
+/**
+ * Frees a model. Contexts made from it must be freed first. NULL is a no-op.
+ */
+void bitnet_model_free(struct bitnet_model *model);
+
+/**
+ * The model's vocabulary, owned by the model (do not free). NULL if model is NULL.
+ */
+const struct bitnet_vocab *bitnet_model_get_vocab(const struct bitnet_model *model);
+
+/**
+ * Training context length. -1 if model is NULL (as every getter below).
+ */
+int32_t bitnet_model_n_ctx_train(const struct bitnet_model *model);
+
+/**
+ * Embedding width.
+ */
+int32_t bitnet_model_n_embd(const struct bitnet_model *model);
+
+/**
+ * Number of transformer blocks.
+ */
+int32_t bitnet_model_n_layer(const struct bitnet_model *model);
+
+/**
+ * Number of attention (query) heads.
+ */
+int32_t bitnet_model_n_head(const struct bitnet_model *model);
+
+/**
+ * Number of key/value heads.
+ */
+int32_t bitnet_model_n_head_kv(const struct bitnet_model *model);
+
+/**
+ * Writes "<arch> <size class> <file type>" (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
+ * snprintf semantics: returns the full length; -1 on a NULL model.
+ */
+int32_t bitnet_model_desc(const struct bitnet_model *model, char *buf, size_t buf_size);
+
+/**
+ * Total bytes of all tensors. 0 on a NULL model.
+ */
+uint64_t bitnet_model_size(const struct bitnet_model *model);
+
+/**
+ * Total number of weights (elements of all tensors). 0 on a NULL model.
+ */
+uint64_t bitnet_model_n_params(const struct bitnet_model *model);
+
+/**
+ * Number of metadata entries with a string form (arrays are left out, as in llama.cpp);
+ * -1 on a NULL model.
+ */
+int32_t bitnet_model_meta_count(const struct bitnet_model *model);
+
+/**
+ * The value of metadata key `key` as a string (numbers in decimal, floats as "%f"), with
+ * snprintf semantics. Returns the full length, or -1 (and buf[0] = 0) when the key is missing
+ * or is an array.
+ */
+int32_t bitnet_model_meta_val_str(const struct bitnet_model *model,
+                                  const char *key,
+                                  char *buf,
+                                  size_t buf_size);
+
+/**
+ * The key of metadata entry `i` (0..bitnet_model_meta_count, file order), snprintf
+ * semantics; -1 (buf[0] = 0) when `i` is out of range.
+ */
+int32_t bitnet_model_meta_key_by_index(const struct bitnet_model *model,
+                                       int32_t i,
+                                       char *buf,
+                                       size_t buf_size);
+
+/**
+ * The value of metadata entry `i` as a string, snprintf semantics; -1 (buf[0] = 0) when `i`
+ * is out of range.
+ */
+int32_t bitnet_model_meta_val_str_by_index(const struct bitnet_model *model,
+                                           int32_t i,
+                                           char *buf,
+                                           size_t buf_size);
+
+/**
+ * The chat template stored in the model (`tokenizer.chat_template`, or
+ * `tokenizer.chat_template.<name>` when name is not NULL), or NULL if there is none. The
+ * string lives as long as the model.
+ */
+const char *bitnet_model_chat_template(const struct bitnet_model *model, const char *name);
+
+/**
+ * False: BitNet models are decoder-only.
+ */
+bool bitnet_model_has_encoder(const struct bitnet_model *model);
+
+/**
+ * BITNET_TOKEN_NULL (-1): decoder-only models have no decoder start token.
+ */
+bitnet_token bitnet_model_decoder_start_token(const struct bitnet_model *model);
+
+/**
+ * The context's counters; all zero if ctx is NULL.
+ */
+struct bitnet_perf_context_data bitnet_perf_context(const struct bitnet_context *ctx);
+
+/**
+ * Logs the context's counters (info level): load, prompt eval, eval and total time.
+ */
+void bitnet_perf_context_print(const struct bitnet_context *ctx);
+
+/**
+ * Zeroes the context's counters and restarts its clock.
+ */
+void bitnet_perf_context_reset(struct bitnet_context *ctx);
+
+/**
+ * A chain's counters; all zero if chain is NULL or not a chain.
+ */
+struct bitnet_perf_sampler_data bitnet_perf_sampler(const struct bitnet_sampler *chain);
+
+/**
+ * Logs a chain's counters (info level).
+ */
+void bitnet_perf_sampler_print(const struct bitnet_sampler *chain);
+
+/**
+ * Zeroes a chain's counters.
+ */
+void bitnet_perf_sampler_reset(struct bitnet_sampler *chain);
+
+/**
+ * The defaults: no_perf = true.
+ */
+struct bitnet_sampler_chain_params bitnet_sampler_chain_default_params(void);
+
+/**
+ * An empty chain: samplers run in the order they are added.
+ */
+struct bitnet_sampler *bitnet_sampler_chain_init(struct bitnet_sampler_chain_params params);
+
+/**
+ * Appends `smpl` to `chain`, which takes ownership (do not free smpl afterwards). On error
+ * (NULL, chain not a chain, smpl == chain) nothing changes and the caller keeps smpl.
+ */
+void bitnet_sampler_chain_add(struct bitnet_sampler *chain, struct bitnet_sampler *smpl);
+
+/**
+ * The i-th sampler of the chain, still owned by it; NULL if i is out of range.
+ */
+struct bitnet_sampler *bitnet_sampler_chain_get(const struct bitnet_sampler *chain, int32_t i);
+
+/**
+ * Number of samplers in the chain; -1 if chain is NULL or not a chain.
+ */
+int32_t bitnet_sampler_chain_n(const struct bitnet_sampler *chain);
+
+/**
+ * Removes the i-th sampler from the chain and gives it back to the caller (free it with
+ * bitnet_sampler_free); NULL if i is out of range.
+ */
+struct bitnet_sampler *bitnet_sampler_chain_remove(struct bitnet_sampler *chain, int32_t i);
+
+/**
+ * Greedy: picks the highest logit (first on ties).
+ */
+struct bitnet_sampler *bitnet_sampler_init_greedy(void);
+
+/**
+ * Draws from the candidates' current probabilities with std::mt19937(seed);
+ * BITNET_DEFAULT_SEED = a random seed. Like the reference fork, dist does not compute the
+ * probabilities: put bitnet_sampler_init_softmax() before it.
+ */
+struct bitnet_sampler *bitnet_sampler_init_dist(uint32_t seed);
+
+/**
+ * Sorts the candidates by logit and computes their probabilities (the fork's softmax sampler,
+ * which current llama.h no longer has).
+ */
+struct bitnet_sampler *bitnet_sampler_init_softmax(void);
+
+/**
+ * Keeps the k highest logits (k <= 0: all, still sorted).
+ */
+struct bitnet_sampler *bitnet_sampler_init_top_k(int32_t k);
+
+/**
+ * Nucleus sampling: keeps the smallest prefix with cumulative probability >= p (at least
+ * min_keep tokens).
+ */
+struct bitnet_sampler *bitnet_sampler_init_top_p(float p, size_t min_keep);
+
+/**
+ * Keeps tokens whose probability is at least p times the top one's (at least min_keep).
+ */
+struct bitnet_sampler *bitnet_sampler_init_min_p(float p, size_t min_keep);
+
+/**
+ * Locally typical sampling with mass p (at least min_keep tokens).
+ */
+struct bitnet_sampler *bitnet_sampler_init_typical(float p, size_t min_keep);
+
+/**
+ * Divides every logit by t (as the fork: t <= 0 is not special-cased).
+ */
+struct bitnet_sampler *bitnet_sampler_init_temp(float t);
+
+/**
+ * Dynamic temperature in [t - delta, t + delta] driven by the entropy (delta <= 0: temp(t)).
+ */
+struct bitnet_sampler *bitnet_sampler_init_temp_ext(float t, float delta, float exponent);
+
+/**
+ * Repetition penalties over the last penalty_last_n accepted tokens (0: disabled).
+ */
+struct bitnet_sampler *bitnet_sampler_init_penalties(int32_t penalty_last_n,
+                                                     float penalty_repeat,
+                                                     float penalty_freq,
+                                                     float penalty_present);
+
+/**
+ * Mirostat v1 (computes probabilities itself and selects). NULL if n_vocab <= 0.
+ */
+struct bitnet_sampler *bitnet_sampler_init_mirostat(int32_t n_vocab,
+                                                    uint32_t seed,
+                                                    float tau,
+                                                    float eta,
+                                                    int32_t m);
+
+/**
+ * Mirostat v2 (computes probabilities itself and selects).
+ */
+struct bitnet_sampler *bitnet_sampler_init_mirostat_v2(uint32_t seed, float tau, float eta);
+
+/**
+ * Adds fixed biases to chosen tokens' logits. NULL if n_vocab <= 0, n_logit_bias < 0,
+ * logit_bias is NULL with n_logit_bias > 0, or a token is outside 0..n_vocab-1.
+ */
+struct bitnet_sampler *bitnet_sampler_init_logit_bias(int32_t n_vocab,
+                                                      int32_t n_logit_bias,
+                                                      const struct bitnet_logit_bias *logit_bias);
+
+/**
+ * Samples from the logits of batch token `idx` of the last decode (negative: from the end):
+ * builds the candidates (all tokens, id order), applies the sampler(s), takes the selected
+ * token and accepts it. BITNET_TOKEN_NULL on error (NULL handles, bad idx, no logits for
+ * idx, nothing selected because the chain does not end in greedy/dist/mirostat).
+ */
+bitnet_token bitnet_sampler_sample(struct bitnet_sampler *smpl,
+                                   struct bitnet_context *ctx,
+                                   int32_t idx);
+
+/**
+ * Tells the sampler which token was chosen (penalties and mirostat keep history).
+ */
+void bitnet_sampler_accept(struct bitnet_sampler *smpl, bitnet_token token);
+
+/**
+ * Applies the sampler to caller-owned candidates: it may reorder and shorten them (size),
+ * set selected and sorted. The data pointer is not changed.
+ */
+void bitnet_sampler_apply(struct bitnet_sampler *smpl, struct bitnet_token_data_array *cur_p);
+
+/**
+ * Back to the initial state: RNGs re-seeded, histories cleared (every member of a chain).
+ */
+void bitnet_sampler_reset(struct bitnet_sampler *smpl);
+
+/**
+ * A copy with the same state (a chain is copied with all its members). NULL if smpl is NULL.
+ */
+struct bitnet_sampler *bitnet_sampler_clone(const struct bitnet_sampler *smpl);
+
+/**
+ * Frees a sampler or chain (with its members). Never free a sampler a chain owns. NULL is a
+ * no-op.
+ */
+void bitnet_sampler_free(struct bitnet_sampler *smpl);
+
+/**
+ * The seed in use (for a chain: that of its last seeded member); BITNET_DEFAULT_SEED for
+ * samplers without randomness or a NULL smpl.
+ */
+uint32_t bitnet_sampler_get_seed(const struct bitnet_sampler *smpl);
+
+/**
+ * The sampler's name ("chain", "greedy", "dist", "top-k", ...), a static string; NULL if smpl
+ * is NULL.
+ */
+const char *bitnet_sampler_name(const struct bitnet_sampler *smpl);
+
+/**
+ * Size in bytes of the context's state (for bitnet_state_get_data). 0 if ctx is NULL.
+ */
+size_t bitnet_state_get_size(struct bitnet_context *ctx);
+
+/**
+ * Copies the state into `dst` (`size` bytes). Returns the bytes written; 0 on error (NULL
+ * arguments, or size smaller than bitnet_state_get_size).
+ */
+size_t bitnet_state_get_data(struct bitnet_context *ctx, uint8_t *dst, size_t size);
+
+/**
+ * Restores a state written by bitnet_state_get_data (same model, n_ctx at least as large,
+ * same or larger n_seq_max). Returns the bytes read; 0 on error (the context is then
+ * unchanged, unless the KV data itself was cut short).
+ */
+size_t bitnet_state_set_data(struct bitnet_context *ctx, const uint8_t *src, size_t size);
+
+/**
+ * Saves the state and `n_token_count` tokens (the text the state was built from) to a file.
+ */
+bool bitnet_state_save_file(struct bitnet_context *ctx,
+                            const char *path_session,
+                            const bitnet_token *tokens,
+                            size_t n_token_count);
+
+/**
+ * Restores a file from bitnet_state_save_file: the state goes into ctx, its tokens into
+ * tokens_out (capacity n_token_capacity) and their count into *n_token_count_out. False on
+ * error (missing or malformed file, other model, too few tokens of capacity); the context is
+ * then unchanged, unless the file's KV data itself was cut short.
+ */
+bool bitnet_state_load_file(struct bitnet_context *ctx,
+                            const char *path_session,
+                            bitnet_token *tokens_out,
+                            size_t n_token_capacity,
+                            size_t *n_token_count_out);
+
+/**
+ * Size in bytes of sequence `seq_id`'s state (bitnet_state_seq_get_data). 0 on error.
+ */
+size_t bitnet_state_seq_get_size(struct bitnet_context *ctx, bitnet_seq_id seq_id);
+
+/**
+ * Copies sequence `seq_id`'s KV cells into `dst` (`size` bytes). Returns the bytes written;
+ * 0 on error (NULL arguments, bad seq_id, size too small).
+ */
+size_t bitnet_state_seq_get_data(struct bitnet_context *ctx,
+                                 uint8_t *dst,
+                                 size_t size,
+                                 bitnet_seq_id seq_id);
+
+/**
+ * Restores a sequence state from bitnet_state_seq_get_data as sequence `dest_seq_id`,
+ * replacing its cells. Returns the bytes read; 0 on error (bad data or id, no room).
+ */
+size_t bitnet_state_seq_set_data(struct bitnet_context *ctx,
+                                 const uint8_t *src,
+                                 size_t size,
+                                 bitnet_seq_id dest_seq_id);
 
 /**
  * Global initialisation. Optional: every other call works without it. Selects the kernel set
@@ -188,6 +1014,124 @@ bool bitnet_supports_mlock(void);
  * Never freed.
  */
 const char *bitnet_print_system_info(void);
+
+/**
+ * Number of tokens in the vocabulary; -1 if vocab is NULL.
+ */
+int32_t bitnet_vocab_n_tokens(const struct bitnet_vocab *vocab);
+
+/**
+ * Tokenizes `text_len` bytes of UTF-8 `text` into `tokens` (capacity `n_tokens_max`).
+ * add_special: add BOS/EOS as the vocab says; parse_special: match control-token texts.
+ * Returns the number of tokens, or -(needed) when n_tokens_max is too small (nothing
+ * written; bitnet_last_status() then says BITNET_ERR_BUFFER_TOO_SMALL), or INT32_MIN on a bad argument (NULL vocab, NULL text with text_len > 0,
+ * negative text_len).
+ */
+int32_t bitnet_tokenize(const struct bitnet_vocab *vocab,
+                        const char *text,
+                        int32_t text_len,
+                        bitnet_token *tokens,
+                        int32_t n_tokens_max,
+                        bool add_special,
+                        bool parse_special);
+
+/**
+ * Writes the bytes of `token` to `buf` (no NUL). lstrip: drop up to that many leading
+ * spaces; special: render control tokens (otherwise they give 0 bytes). Returns the number
+ * of bytes, -(needed) if `length` is too small (nothing written), INT32_MIN on a bad argument
+ * (NULL vocab, token outside the vocabulary, negative lstrip).
+ */
+int32_t bitnet_token_to_piece(const struct bitnet_vocab *vocab,
+                              bitnet_token token,
+                              char *buf,
+                              int32_t length,
+                              int32_t lstrip,
+                              bool special);
+
+/**
+ * Joins the pieces of `n_tokens` tokens into `text` (no NUL). remove_special: drop a leading
+ * BOS / trailing EOS the vocab adds; unparse_special: render control tokens. Returns the
+ * number of bytes, -(needed) if text_len_max is too small, INT32_MIN on a bad argument.
+ */
+int32_t bitnet_detokenize(const struct bitnet_vocab *vocab,
+                          const bitnet_token *tokens,
+                          int32_t n_tokens,
+                          char *text,
+                          int32_t text_len_max,
+                          bool remove_special,
+                          bool unparse_special);
+
+/**
+ * Beginning-of-sequence token, BITNET_TOKEN_NULL if none (or vocab is NULL); likewise below.
+ */
+bitnet_token bitnet_vocab_bos(const struct bitnet_vocab *vocab);
+
+/**
+ * End-of-sequence token.
+ */
+bitnet_token bitnet_vocab_eos(const struct bitnet_vocab *vocab);
+
+/**
+ * End-of-turn token.
+ */
+bitnet_token bitnet_vocab_eot(const struct bitnet_vocab *vocab);
+
+/**
+ * Separator token.
+ */
+bitnet_token bitnet_vocab_sep(const struct bitnet_vocab *vocab);
+
+/**
+ * Newline token.
+ */
+bitnet_token bitnet_vocab_nl(const struct bitnet_vocab *vocab);
+
+/**
+ * Padding token.
+ */
+bitnet_token bitnet_vocab_pad(const struct bitnet_vocab *vocab);
+
+/**
+ * Whether tokenizing with add_special prepends BOS. False if vocab is NULL.
+ */
+bool bitnet_vocab_get_add_bos(const struct bitnet_vocab *vocab);
+
+/**
+ * Whether tokenizing with add_special appends EOS. False if vocab is NULL.
+ */
+bool bitnet_vocab_get_add_eos(const struct bitnet_vocab *vocab);
+
+/**
+ * Whether `token` ends generation (EOS, EOT, EOM, ...). False for ids outside the vocabulary.
+ */
+bool bitnet_vocab_is_eog(const struct bitnet_vocab *vocab, bitnet_token token);
+
+/**
+ * Whether `token` is a control token. False for ids outside the vocabulary.
+ */
+bool bitnet_vocab_is_control(const struct bitnet_vocab *vocab, bitnet_token token);
+
+/**
+ * The token's text as stored in the vocabulary (NUL-terminated, lives as long as the
+ * model); NULL for an id outside the vocabulary.
+ */
+const char *bitnet_vocab_get_text(const struct bitnet_vocab *vocab, bitnet_token token);
+
+/**
+ * The token's score; 0.0 for an id outside the vocabulary (with an error message).
+ */
+float bitnet_vocab_get_score(const struct bitnet_vocab *vocab, bitnet_token token);
+
+/**
+ * The token's attribute flags (BITNET_TOKEN_ATTR_*); BITNET_TOKEN_ATTR_UNDEFINED for an id
+ * outside the vocabulary (with an error message).
+ */
+bitnet_token_attr bitnet_vocab_get_attr(const struct bitnet_vocab *vocab, bitnet_token token);
+
+/**
+ * The tokenizer kind; BITNET_VOCAB_TYPE_NONE if vocab is NULL.
+ */
+enum bitnet_vocab_type bitnet_vocab_type(const struct bitnet_vocab *vocab);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -97,8 +97,14 @@ fn c_programs_build_against_the_installed_package_and_pass() {
         assert!(prefix.join(f).exists(), "install lacks {f}");
     }
 
-    let tests = work.join("tests");
+    let tracer = prefix.join("bin/bitnet-trace");
+    assert!(tracer.exists(), "install lacks bin/bitnet-trace");
+
+    // Without the shared models only the model-free tests exist (skipped here, an error in CI).
+    let have_data = bitnet::testdata::path("models/tiny-spm-f32.gguf").is_some();
     let data = bitnet::testdata::root();
+    let tests = work.join("tests");
+    let _ = std::fs::remove_dir_all(&tests);
     run(Command::new("cmake")
         .arg("-S")
         .arg(root().join("tests/c"))
@@ -106,11 +112,50 @@ fn c_programs_build_against_the_installed_package_and_pass() {
         .arg(&tests)
         .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
         .arg(format!("-DBITNET_TEST_DATA={}", data.display()))
+        .arg(format!("-DBITNET_TRACE={}", tracer.display()))
         .arg("-DCMAKE_BUILD_TYPE=Release"));
     run(Command::new("cmake").arg("--build").arg(&tests).arg("-j2"));
-    run(Command::new("ctest")
+    let out = Command::new("ctest")
         .args(["--output-on-failure", "-j2"])
-        .current_dir(&tests));
+        .current_dir(&tests)
+        .env_remove("LD_LIBRARY_PATH") // as in run(): the installed library, not cargo's
+        .output()
+        .expect("ctest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ctest failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Count what ran: 2 model-free tests, and with data the API tests (2), the examples (3),
+    // the memchecks (2, with valgrind), every golden greedy trace and every golden
+    // sampler-chain trace.
+    let count = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "trace"))
+                .count()
+        })
+    };
+    let expected = if have_data {
+        let golden = data.join("golden");
+        let greedy: usize = bitnet::testdata::MODELS
+            .iter()
+            .map(|m| count(&golden.join(m)))
+            .sum();
+        let chains = count(&golden.join("sampling"));
+        assert_eq!((greedy, chains), (36, 32), "golden trace counts");
+        let memcheck = if have("valgrind") { 2 } else { 0 };
+        2 + 2 + 3 + memcheck + greedy + chains
+    } else {
+        2
+    };
+    let summary = format!("0 tests failed out of {expected}");
+    assert!(
+        stdout.contains(&summary),
+        "expected \"{summary}\" in\n{stdout}"
+    );
 }
 
 /// pkg-config users: `cc $(pkg-config --cflags --libs bitnet)` links and runs, shared and static.

@@ -4,6 +4,7 @@
 
 use super::batch::{Batch, Pos, SeqId, Token};
 use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
+use super::perf::{PerfContextData, PerfCounters};
 use crate::error::{Error, Result};
 use crate::model::forward::{self, Step, Tap};
 use crate::model::{ops, Model};
@@ -56,6 +57,21 @@ fn pool(n: usize) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::internal(format!("cannot start a pool of {n} threads: {e}")))
 }
 
+/// The decode pool and, when the counts differ, the batch pool; stores the resolved thread
+/// counts in `p`.
+fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::ThreadPool>)> {
+    let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
+    let pool_decode = pool(nt_decode)?;
+    let pool_batch = if nt_batch != nt_decode {
+        Some(pool(nt_batch)?)
+    } else {
+        None
+    };
+    p.n_threads = nt_decode as i32;
+    p.n_threads_batch = nt_batch as i32;
+    Ok((pool_decode, pool_batch))
+}
+
 /// Evaluation state over one model: KV cache, logits of the last `decode`, threads, buffers.
 pub struct Context {
     model: Arc<Model>,
@@ -78,20 +94,7 @@ pub struct Context {
     next_pos: Vec<Pos>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
-    perf: Perf,
-}
-
-/// Timing of successful `decode` calls since creation or [`Context::perf_reset`], counted like
-/// llama.cpp's `llama_perf_context`: a batch of 2+ tokens is prompt evaluation, a single token
-/// is one generated-token evaluation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Perf {
-    /// Milliseconds spent in multi-token batches, and their tokens.
-    pub t_p_eval_ms: f64,
-    pub n_p_eval: u64,
-    /// Milliseconds spent in single-token batches, and their count.
-    pub t_eval_ms: f64,
-    pub n_eval: u64,
+    perf: PerfCounters,
 }
 
 impl std::fmt::Debug for Context {
@@ -135,13 +138,7 @@ impl Context {
                 "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
             )));
         }
-        let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
-        let pool_decode = pool(nt_decode)?;
-        let pool_batch = if nt_batch != nt_decode {
-            Some(pool(nt_batch)?)
-        } else {
-            None
-        };
+        let (pool_decode, pool_batch) = pools(&mut p)?;
         let n_vocab = cfg.n_vocab;
         let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
         Ok(Context {
@@ -158,16 +155,29 @@ impl Context {
             mask: vec![0.0; n_ubatch * n_ctx],
             next_pos: vec![0; MAX_SEQ],
             stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
-            perf: Perf::default(),
             params: p,
+            perf: PerfCounters::new(model.load_us()),
             model,
         })
+    }
+
+    /// Changes the thread counts for later decodes (`llama_set_n_threads`; 0 or less = all
+    /// cores). Results do not depend on them.
+    pub fn set_n_threads(&mut self, n_threads: i32, n_threads_batch: i32) -> Result<()> {
+        let mut p = self.params.clone();
+        p.n_threads = n_threads;
+        p.n_threads_batch = n_threads_batch;
+        let (pool_decode, pool_batch) = pools(&mut p)?;
+        self.pool_decode = pool_decode;
+        self.pool_batch = pool_batch;
+        self.params = p;
+        Ok(())
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
-    /// The parameters as resolved at creation.
+    /// The parameters as resolved at creation (thread counts: the real ones, never 0).
     pub fn params(&self) -> &ContextParams {
         &self.params
     }
@@ -255,25 +265,19 @@ impl Context {
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
         let start = std::time::Instant::now();
         self.decode_impl(batch, None)?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        if batch.len() > 1 {
-            self.perf.t_p_eval_ms += ms;
-            self.perf.n_p_eval += batch.len() as u64;
-        } else {
-            self.perf.t_eval_ms += ms;
-            self.perf.n_eval += 1;
-        }
+        self.perf.record(batch.len(), start.elapsed());
         Ok(())
     }
 
-    /// Decode timings (`llama_perf_context`).
-    pub fn perf(&self) -> Perf {
-        self.perf
+    /// Timing counters since creation or the last [`Context::perf_reset`]
+    /// (`llama_perf_context`).
+    pub fn perf(&self) -> PerfContextData {
+        self.perf.data()
     }
 
-    /// Zeroes the decode timings (`llama_perf_context_reset`).
+    /// `llama_perf_context_reset`.
     pub fn perf_reset(&mut self) {
-        self.perf = Perf::default();
+        self.perf.reset();
     }
 
     /// [`Context::decode`] that also reports every intermediate tensor (oracle names) to `tap`.

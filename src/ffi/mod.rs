@@ -12,12 +12,19 @@
 //! is null-checked, and the remaining trust (a non-null pointer is valid) is taken inside one
 //! `unsafe` helper per conversion below.
 #![allow(clippy::not_unsafe_ptr_arg_deref, non_camel_case_types)]
-// TEMPORARY: the handle helpers are used by the API groups that land with the model branch.
-#![allow(dead_code)]
 
+pub mod batch;
+pub mod context;
+pub mod decode;
 pub mod error;
 pub mod log;
+pub mod memory;
+pub mod model;
+pub mod perf;
+pub mod sampler;
+pub mod state;
 pub mod system;
+pub mod vocab;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::ffi::{c_char, CStr};
@@ -41,11 +48,6 @@ pub const BITNET_DEFAULT_SEED: u32 = 0xFFFF_FFFF;
 /// for `bitnet_last_error` and returns `fallback`, the function's documented failure value.
 pub(crate) fn call<T>(fallback: T, body: impl FnOnce() -> Result<T>) -> T {
     call_with(|_| fallback, body)
-}
-
-/// [`call`] for functions whose failure value is the error's status code.
-pub(crate) fn call_status(body: impl FnOnce() -> Result<i32>) -> i32 {
-    call_with(ErrorKind::code, body)
 }
 
 /// [`call`] for functions that return nothing (failures are only visible through
@@ -192,8 +194,11 @@ mod tests {
             error::last(),
             Some((ErrorKind::InvalidToken, "token 99 out of range".into()))
         );
-        assert_eq!(call_status(|| Err(Error::format("bad magic"))), -3);
-        let r: i32 = call_status(|| panic!("boom {}", 7));
+        assert_eq!(
+            call_with(ErrorKind::code, || Err(Error::format("bad magic"))),
+            -3
+        );
+        let r: i32 = call_with(ErrorKind::code, || panic!("boom {}", 7));
         assert_eq!(r, ErrorKind::Panic.code());
         let (kind, msg) = error::last().unwrap();
         assert_eq!(kind, ErrorKind::Panic);

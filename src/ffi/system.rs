@@ -1,6 +1,6 @@
 //! Backend and system queries: init/free, the clock, capabilities, system info.
 
-use super::call;
+use super::{call, call_void};
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
@@ -8,43 +8,35 @@ use std::sync::OnceLock;
 /// for this CPU now rather than on first use.
 #[no_mangle]
 pub extern "C" fn bitnet_backend_init() {
-    let _ = system_info();
+    call_void(|| {
+        let _ = system_info();
+        Ok(())
+    })
 }
 
 /// Global teardown. bitnet keeps no global resources beyond static tables, so this does
 /// nothing; it exists so llama.h-style programs port unchanged.
 #[no_mangle]
-pub extern "C" fn bitnet_backend_free() {}
+pub extern "C" fn bitnet_backend_free() {
+    call_void(|| Ok(()))
+}
 
 /// Monotonic time in microseconds (CLOCK_MONOTONIC, as ggml_time_us).
 #[no_mangle]
 pub extern "C" fn bitnet_time_us() -> i64 {
-    call(0, || Ok(crate::ffi::system::monotonic_us()))
-}
-
-pub(crate) fn monotonic_us() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on the supported OSes.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    // time_t and c_long are 32-bit on some targets, hence the casts.
-    #[allow(clippy::unnecessary_cast)]
-    let us = ts.tv_sec as i64 * 1_000_000 + ts.tv_nsec as i64 / 1_000;
-    us
+    call(0, || Ok(crate::context::perf::now_us()))
 }
 
 /// True: model files are memory-mapped (weights are never copied).
 #[no_mangle]
 pub extern "C" fn bitnet_supports_mmap() -> bool {
-    true
+    call(true, || Ok(true))
 }
 
 /// False: `use_mlock` is not implemented (the map stays pageable).
 #[no_mangle]
 pub extern "C" fn bitnet_supports_mlock() -> bool {
-    false
+    call(false, || Ok(false))
 }
 
 /// A static, NUL-terminated description of the CPU features bitnet detected and the kernel
@@ -62,7 +54,7 @@ fn system_info() -> &'static CString {
         for (name, on) in cpu_features() {
             s.push_str(&format!(" {name} = {} |", on as u8));
         }
-        s.push_str(&format!(" kernels = {} |", active_kernels()));
+        s.push_str(&format!(" kernels = {} |", crate::kernels::active_name()));
         CString::new(s).unwrap_or_default()
     })
 }
@@ -88,12 +80,6 @@ fn cpu_features() -> Vec<(&'static str, bool)> {
     {
         Vec::new()
     }
-}
-
-/// The name of the kernel set in use.
-// PLACEHOLDER until the kernels module (kernels::active_name) is merged into main.
-fn active_kernels() -> &'static str {
-    "scalar"
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub(crate) mod forward;
+pub mod meta;
 pub mod ops;
 pub mod weights;
 
@@ -23,6 +24,8 @@ pub struct Model {
     config: Config,
     weights: ModelWeights,
     vocab: Vocab,
+    /// Microseconds `load` took (0 for `from_gguf`); reported by the context perf counters.
+    load_us: i64,
 }
 
 impl std::fmt::Debug for Model {
@@ -37,9 +40,12 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Opens (memory-maps) a GGUF file and binds the model in it.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let start = std::time::Instant::now();
         let path = path.as_ref();
         let gguf = GgufFile::open(path)?;
-        Model::from_gguf(gguf).map_err(|e| e.context(path.display()))
+        let mut model = Model::from_gguf(gguf).map_err(|e| e.context(path.display()))?;
+        model.load_us = start.elapsed().as_micros() as i64;
+        Ok(model)
     }
 
     /// Binds the model in an already opened file: reads the config, then checks and binds every
@@ -60,6 +66,7 @@ impl Model {
             config,
             weights,
             vocab,
+            load_us: 0,
         })
     }
 
@@ -67,6 +74,12 @@ impl Model {
     pub fn vocab(&self) -> &Vocab {
         &self.vocab
     }
+
+    /// Microseconds [`Model::load`] took (0 when made with [`Model::from_gguf`]).
+    pub fn load_us(&self) -> i64 {
+        self.load_us
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -130,7 +130,7 @@ fn main() {
     println!("active kernel set: {}", kernels::active_name());
 
     // Memory read bandwidth over 1 GiB.
-    if filters.is_empty() {
+    if filters.is_empty() || wanted("membw") {
         let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
         for (n, pool) in &pools {
             println!(
@@ -215,6 +215,63 @@ fn main() {
         }
     }
 
+    // Weights streamed from DRAM, as in a real decode step: enough copies of each matrix to
+    // exceed the L3 (256 MiB in all), one call per copy, median over a few sweeps.
+    if wanted("dram") || filters.is_empty() {
+        println!();
+        for kind in Kind::ALL {
+            let Some(kt) = kernels::table(kind) else {
+                continue;
+            };
+            if kind == Kind::Scalar {
+                continue;
+            }
+            for (ty, k, m, label) in [
+                (GgmlType::I2_S, 2560usize, 2560usize, "q/o"),
+                (GgmlType::I2_S, 2560, 6912, "gate/up"),
+                (GgmlType::I2_S, 6912, 2560, "down"),
+                (GgmlType::TQ2_0, 2560, 6912, "gate/up"),
+                (GgmlType::F16, 2560, 2560, "f16"),
+            ] {
+                let one = ty.tensor_bytes(&[k, m]).unwrap();
+                let copies = (256usize << 20).div_ceil(one);
+                let mats: Vec<(Vec<u64>, usize)> =
+                    (0..copies).map(|_| weights(ty, k, m, &mut rng)).collect();
+                let x: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
+                let mut y = vec![0f32; m];
+                let mut scratch = Scratch::new();
+                for (threads, pool) in &pools {
+                    let (t, best) = time_runs2(runs.min(5), || {
+                        pool.install(|| {
+                            for (wbuf, nbytes) in &mats {
+                                // SAFETY: the u64 buffer holds at least nbytes bytes.
+                                let data = unsafe {
+                                    std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, *nbytes)
+                                };
+                                let w = Weights {
+                                    ty,
+                                    data,
+                                    rows: m,
+                                    cols: k,
+                                };
+                                kernels::matmul_with(kt, &w, &x, 1, &mut y, &mut scratch).unwrap();
+                            }
+                        });
+                        black_box(&y);
+                    });
+                    let bytes = (one * copies) as f64;
+                    println!(
+                        "from DRAM: {:<5} {:<6} {k}x{m} ({label}) x{copies}, {threads} thread(s): {:.2} GB/s median, {:.2} best, {:.1} us/call",
+                        kind.name(),
+                        ty.name(),
+                        bytes / t / 1e9,
+                        bytes / best / 1e9,
+                        t / copies as f64 * 1e6
+                    );
+                }
+            }
+        }
+    }
     if !filters.is_empty() {
         return;
     }

@@ -147,8 +147,11 @@ impl KvCache {
         }
     }
 
+    /// Empties cell `i`. It counted as used if it still has a position or a sequence: callers
+    /// clear one of the two (seq_rm the sequences, seq_add the position) before freeing.
     fn free_cell(&mut self, i: usize, new_head: &mut usize) {
-        if !self.cells[i].is_empty() {
+        let c = self.cells[i];
+        if c.pos >= 0 || c.seqs != 0 {
             self.used -= 1;
         }
         self.cells[i] = KvCell::EMPTY;
@@ -217,7 +220,7 @@ impl KvCache {
 
     /// Shifts the positions of `seq`'s cells in `[p0, p1)` by `delta` (`llama_kv_cache_seq_add`).
     /// Cells pushed below position 0 are freed. The cached K of the moved cells is re-rotated
-    /// by the next `decode` (the K-shift, [`KvCache::apply_k_shift`]).
+    /// by the next `decode` (the K-shift).
     pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) {
         if delta == 0 {
             return;
@@ -693,6 +696,15 @@ mod tests {
         kv.seq_keep(3);
         assert_eq!(kv.used(), 0);
         assert_eq!(kv.n_kv(), 32);
+    }
+
+    #[test]
+    fn seq_add_below_zero_frees_cells() {
+        let mut kv = filled(10);
+        kv.seq_add(0, 0, -1, -4);
+        assert_eq!(kv.used(), 6);
+        assert_eq!((kv.seq_pos_min(0), kv.seq_pos_max(0)), (0, 5));
+        assert_eq!(kv.cells().iter().filter(|c| !c.is_empty()).count(), 6);
     }
 
     #[test]

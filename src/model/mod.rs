@@ -1,5 +1,5 @@
 //! A loaded model: the GGUF file (memory map), its hyper-parameters and every tensor of the graph
-//! bound to the map without copying. The forward pass lives in [`forward`], its element-wise
+//! bound to the map without copying. The forward pass lives in `forward.rs`, its element-wise
 //! operations in [`ops`].
 
 pub mod config;

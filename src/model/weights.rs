@@ -35,9 +35,9 @@ const MATMUL_TYPES: [GgmlType; 7] = [
 #[derive(Debug, Clone, Copy)]
 pub struct Linear {
     pub weight: TensorRef,
-    /// `<name>.bias`, [rows] F32, added to the output.
+    /// `<name>.bias`, `[rows]` F32, added to the output.
     pub bias: Option<TensorRef>,
-    /// `<name>.scale`, [1] F32 (arch `bitnet` only), multiplies the output.
+    /// `<name>.scale`, `[1]` F32 (arch `bitnet` only), multiplies the output.
     pub scale: Option<f32>,
 }
 

@@ -78,6 +78,18 @@ unsafe fn reduce_4x8(acc: [__m256; 4]) -> f32 {
     _mm_cvtss_f32(_mm_hadd_ps(t, t))
 }
 
+/// How far ahead of the weight stream to prefetch. Measured on this machine: without software
+/// prefetch the I2_S matvec streamed only ~2.6 GB/s from DRAM (the hardware prefetcher does not
+/// run far enough ahead of a loop that consumes 64 bytes per ~40 instructions).
+const PREFETCH: usize = 3072;
+
+/// Prefetch hint for a future weight load. `_mm_prefetch` never faults, so addresses past the
+/// end of the weights are harmless (computed with `wrapping_add`, never dereferenced).
+#[inline(always)]
+unsafe fn prefetch(p: *const u8) {
+    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+}
+
 #[inline(always)]
 unsafe fn load_i(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
@@ -103,6 +115,7 @@ unsafe fn i2s_row_dots<const NT: usize>(row: *const u8, k: usize, q: [*const i8;
         let b1 = (b0 + 8).min(nb);
         let mut s16 = [_mm256_setzero_si256(); NT];
         for b in b0..b1 {
+            prefetch(row.wrapping_add(32 * b + PREFETCH));
             let v = load_i(row.add(32 * b));
             let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
             let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
@@ -151,6 +164,8 @@ unsafe fn i2s_two_rows(r0: *const u8, r1: *const u8, k: usize, q: *const i8) -> 
                 load_i(qp.add(64)),
                 load_i(qp.add(96)),
             );
+            // Rows r0 and r1 are adjacent: together they are consumed at 64 bytes per block.
+            prefetch(r0.wrapping_add(64 * b + PREFETCH));
             let v = load_i(r0.add(32 * b));
             let w = load_i(r1.add(32 * b));
             let s = _mm256_add_epi16(
@@ -365,6 +380,7 @@ unsafe fn tq_row<B>(
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
+            prefetch((wb as *const B as *const u8).wrapping_add(PREFETCH));
             let (codes, dbits) = decode(wb);
             let dw = f16_bits_to_f32(dbits);
             for j in 0..nt {
@@ -390,31 +406,50 @@ fn check_q8k<B>(w: &[B], act: &[BlockQ8K], d: MatDims, out: &[f32]) -> usize {
     nb
 }
 
-fn tq2_0_matmul(w: &[BlockTQ2_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
-    let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
-        // SAFETY: every block is a whole struct (loads stay inside it); table used only after
-        // `detected()`.
-        unsafe {
-            tq_row(&w[r * nb..(r + 1) * nb], act, nb, o, |b| {
-                (tq2_0_codes(b), b.d)
-            })
+/// Visits (row, first token, token count) in bands of 16 weight rows x groups of up to 4 tokens,
+/// so a band's weights and a group's activations both stay in L1/L2 while they are reused
+/// (rather than every row streaming all activation rows).
+fn banded(rows: usize, n_tok: usize, mut f: impl FnMut(usize, usize, usize)) {
+    const BAND: usize = 16;
+    for r0 in (0..rows).step_by(BAND) {
+        for t in (0..n_tok).step_by(4) {
+            let nt = (n_tok - t).min(4);
+            for r in r0..(r0 + BAND).min(rows) {
+                f(r, t, nt);
+            }
         }
     }
 }
 
+fn tq2_0_matmul(w: &[BlockTQ2_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
+    let nb = check_q8k(w, act, d, out);
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
+        // SAFETY: every block is a whole struct (loads stay inside it); table used only after
+        // `detected()`.
+        unsafe {
+            tq_row(&w[r * nb..(r + 1) * nb], a, nb, o, |b| {
+                (tq2_0_codes(b), b.d)
+            })
+        }
+    });
+}
+
 fn tq1_0_matmul(w: &[BlockTQ1_0], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
     let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
         // SAFETY: as in tq2_0_matmul (qs[32..48] is read with a 16-byte load, qh by value).
         unsafe {
-            tq_row(&w[r * nb..(r + 1) * nb], act, nb, o, |b| {
+            tq_row(&w[r * nb..(r + 1) * nb], a, nb, o, |b| {
                 (tq1_0_codes(b), b.d)
             })
         }
-    }
+    });
 }
 
 /// Q6_K values of one block as 8 vectors of 32 consecutive unsigned 6-bit values (0..63, i.e.
@@ -477,6 +512,7 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
+            prefetch((wb as *const BlockQ6K as *const u8).wrapping_add(PREFETCH));
             let v = q6k_unsigned(wb);
             let dw = f16_bits_to_f32(wb.d);
             for j in 0..nt {
@@ -494,11 +530,13 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
 
 fn q6_k_matmul(w: &[BlockQ6K], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
     let nb = check_q8k(w, act, d, out);
-    for r in 0..d.rows {
-        let o = &mut out[r * d.n_tok..(r + 1) * d.n_tok];
+    let n = d.n_tok;
+    banded(d.rows, n, |r, t, nt| {
+        let o = &mut out[r * n + t..r * n + t + nt];
+        let a = &act[t * nb..(t + nt) * nb];
         // SAFETY: whole blocks only; table used only after `detected()`.
-        unsafe { q6k_row(&w[r * nb..(r + 1) * nb], act, nb, o) }
-    }
+        unsafe { q6k_row(&w[r * nb..(r + 1) * nb], a, nb, o) }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,6 +602,8 @@ unsafe fn dot_f32_ggml_impl(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     for c in (0..np).step_by(32) {
+        prefetch((pa as *const u8).wrapping_add(4 * c + PREFETCH));
+        prefetch((pa as *const u8).wrapping_add(4 * c + 64 + PREFETCH));
         for j in 0..4 {
             let i = c + 8 * j;
             acc[j] = _mm256_fmadd_ps(
@@ -587,6 +627,8 @@ unsafe fn dot_f16_ggml_impl(a: &[f16], b: &[f16]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     for c in (0..np).step_by(32) {
+        // The first operand is the weight row (or K-cache row): prefetch its stream.
+        prefetch((pa as *const u8).wrapping_add(2 * c + PREFETCH));
         for j in 0..4 {
             let i = c + 8 * j;
             acc[j] = _mm256_fmadd_ps(load_h(pa.add(i)), load_h(pb.add(i)), acc[j]);

@@ -291,3 +291,28 @@ pub extern "C" fn bitnet_vocab_type(vocab: *const bitnet_vocab) -> bitnet_vocab_
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::attr;
+
+    #[test]
+    fn attr_constants_are_the_vocab_bits() {
+        for (c, r) in [
+            (BITNET_TOKEN_ATTR_UNDEFINED, attr::UNDEFINED),
+            (BITNET_TOKEN_ATTR_UNKNOWN, attr::UNKNOWN),
+            (BITNET_TOKEN_ATTR_UNUSED, attr::UNUSED),
+            (BITNET_TOKEN_ATTR_NORMAL, attr::NORMAL),
+            (BITNET_TOKEN_ATTR_CONTROL, attr::CONTROL),
+            (BITNET_TOKEN_ATTR_USER_DEFINED, attr::USER_DEFINED),
+            (BITNET_TOKEN_ATTR_BYTE, attr::BYTE),
+            (BITNET_TOKEN_ATTR_NORMALIZED, attr::NORMALIZED),
+            (BITNET_TOKEN_ATTR_LSTRIP, attr::LSTRIP),
+            (BITNET_TOKEN_ATTR_RSTRIP, attr::RSTRIP),
+            (BITNET_TOKEN_ATTR_SINGLE_WORD, attr::SINGLE_WORD),
+        ] {
+            assert_eq!(c as u32, r);
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub mod vocab;
 
 pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
-pub use model::Model;
+pub use model::{Model, ModelParams};
 pub use vocab::Vocab;
 
 #[doc(hidden)]

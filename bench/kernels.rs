@@ -154,10 +154,12 @@ fn main() {
     }
     cases.push((GgmlType::I2_S, 2560, 6912, 8, "gate/up"));
     cases.push((GgmlType::I2_S, 2560, 6912, 64, "gate/up"));
+    cases.push((GgmlType::I2_S, 6912, 2560, 64, "down"));
     cases.push((GgmlType::TQ2_0, 2560, 6912, 64, "gate/up"));
     cases.push((GgmlType::TQ2_0, 2560, 6912, 1, "gate/up"));
     cases.push((GgmlType::TQ1_0, 2560, 6912, 1, "gate/up"));
-    cases.push((GgmlType::Q6_K, 2560, 32000, 1, "head"));
+    cases.push((GgmlType::Q6_K, 2560, 128256, 1, "head"));
+    cases.push((GgmlType::Q8_0, 2560, 128256, 1, "head"));
     cases.push((GgmlType::F16, 2560, 128256, 1, "head"));
     cases.push((GgmlType::F32, 2560, 2560, 8, "tinyBLAS"));
 
@@ -172,7 +174,7 @@ fn main() {
         };
         for &(ty, k, m, n, label) in &cases {
             // The scalar reference is the truth, not a contender: only a small sample of it.
-            if kind == Kind::Scalar && (n > 8 || ty == GgmlType::F16 || ty == GgmlType::Q6_K) {
+            if kind == Kind::Scalar && (n > 8 || m > 100_000) {
                 continue;
             }
             if !wanted(&format!("{} {} {label}", kind.name(), ty.name())) {

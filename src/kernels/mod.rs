@@ -5,11 +5,18 @@
 //!   the reference does for the weight type (`spec/I2_S.md` §4, §6a; `spec/FORWARD.md` §5, §8),
 //!   then splits the *output rows* across the current rayon pool. Every output element is computed
 //!   by one kernel call in one fixed order, so results are the same bits for any thread count.
-//! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, [`scalar`]) always exists;
+//! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-512
 //!   VNNI, NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
 //! - The active table is picked once ([`active`]) by CPU detection, overridable with the
 //!   environment variable `BITNET_KERNEL=scalar|c|avx2`.
+//!
+//! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
+//! always available: the fallback on CPUs without a SIMD variant), `avx2` (x86-64 with AVX2, FMA
+//! and F16C, detected at run time; no `-C target-cpu` needed). To add one (AVX-512 VNNI, AVX-VNNI,
+//! NEON): a `Kind` variant, a module filling a `KernelTable`, an arm in [`table`] that checks the
+//! CPU. The variant tests iterate over [`available`], so it is compared with scalar on every shape
+//! automatically (only on a machine that has the instructions: do not ship untested variants).
 
 mod act;
 mod c;
@@ -262,10 +269,13 @@ const Q8K_ZERO: BlockQ8K = BlockQ8K {
 ///   with f32 x (FORWARD.md §8); 2+ tokens and K % 8 != 0: like 1 token (sgemm refuses, ggml falls
 ///   back to the f16 vec_dot for each row).
 /// - F32: 1 token, or K % 8 != 0: `ggml_vec_dot_f32` order; otherwise tinyBLAS.
-/// - Q8_0: x quantized like ggml's AVX2 `quantize_row_q8_0`, ggml's AVX2 Q8_0 dot ([`act`]).
+/// - Q8_0: x quantized like ggml's AVX2 `quantize_row_q8_0`, ggml's AVX2 Q8_0 dot ([`quantize_row_q8_0`]).
 ///   Not validated against golden data (there is no Q8_0 model).
 ///
-/// Runs on the current rayon pool (wrap in `pool.install`), split by output rows only.
+/// Runs on the current rayon pool, split by output rows only. Wrap a whole forward pass in one
+/// `pool.install`, not each call: measured here, an `install` per call adds 15-35 us (a cross-
+/// thread wake-up), while a call inside an installed pool costs ~0.35 us over the kernel itself.
+/// Small products (under [`MIN_PARALLEL_WORK`] multiply-adds) run on the calling thread.
 /// Errors on shape mismatches: `x.len() != n_tokens*cols`, `y` shorter than `n_tokens*rows`,
 /// `data` too short, `cols` not whole blocks; and on BF16 / Q8_K weights.
 pub fn matmul(
@@ -458,7 +468,7 @@ fn typed<T: Pod>(data: &[u8], ty: GgmlType) -> Result<&[T]> {
 
 /// Below this many multiply-adds a call runs on the calling thread: a rayon fork/join costs a few
 /// microseconds, more than the whole product of a small matrix.
-const MIN_PARALLEL_WORK: usize = 1 << 16;
+pub const MIN_PARALLEL_WORK: usize = 1 << 16;
 
 /// Runs `f` over chunks of whole output rows, in parallel on the current rayon pool when the
 /// work is big enough. `w` holds `per_row` items per row. Each output is produced by exactly one

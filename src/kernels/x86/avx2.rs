@@ -219,43 +219,39 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
         }
         return;
     }
-    // Several tokens: decode each weight block once and use it for up to 4 activation rows.
-    // Loop order: a band of weight rows (small enough to stay in L1/L2) is swept once per group
-    // of 4 tokens, so the group's activations (4*k bytes) stay in L1 instead of every row
-    // streaming all n activation rows from L2.
+    // Several tokens: decode each weight block once and use it for a group of up to 8
+    // activation rows. Loop order: a band of weight rows (small enough to stay in L1/L2) is swept
+    // once per token group, so the group's activations stay in L1/L2 instead of every row
+    // streaming all n activation rows. Groups of 8 amortize the code decoding better; with a
+    // long k they would no longer fit L1, so they shrink to 4.
     const BAND: usize = 16;
+    let group = if 8 * k <= 24 * 1024 { 8 } else { 4 };
     for r0 in (0..d.rows).step_by(BAND) {
         let r1 = (r0 + BAND).min(d.rows);
         let mut t = 0;
         while t < n {
-            let nt = (n - t).min(4);
+            let nt = (n - t).min(group);
             for r in r0..r1 {
                 let row = codes.as_ptr().add(r * rb);
                 let o = &mut out[r * n + t..r * n + t + nt];
+                macro_rules! tile {
+                    ($nt:literal) => {{
+                        let q: [*const i8; $nt] = core::array::from_fn(|i| qp(t + i));
+                        let dots = i2s_row_dots::<$nt>(row, k, q);
+                        for (i, dot) in dots.into_iter().enumerate() {
+                            o[i] = epi(t + i, dot);
+                        }
+                    }};
+                }
                 match nt {
-                    4 => {
-                        let q = [qp(t), qp(t + 1), qp(t + 2), qp(t + 3)];
-                        let dots = i2s_row_dots::<4>(row, k, q);
-                        for (i, dot) in dots.into_iter().enumerate() {
-                            o[i] = epi(t + i, dot);
-                        }
-                    }
-                    3 => {
-                        let dots = i2s_row_dots::<3>(row, k, [qp(t), qp(t + 1), qp(t + 2)]);
-                        for (i, dot) in dots.into_iter().enumerate() {
-                            o[i] = epi(t + i, dot);
-                        }
-                    }
-                    2 => {
-                        let dots = i2s_row_dots::<2>(row, k, [qp(t), qp(t + 1)]);
-                        for (i, dot) in dots.into_iter().enumerate() {
-                            o[i] = epi(t + i, dot);
-                        }
-                    }
-                    _ => {
-                        let [dot] = i2s_row_dots::<1>(row, k, [qp(t)]);
-                        o[0] = epi(t, dot);
-                    }
+                    8 => tile!(8),
+                    7 => tile!(7),
+                    6 => tile!(6),
+                    5 => tile!(5),
+                    4 => tile!(4),
+                    3 => tile!(3),
+                    2 => tile!(2),
+                    _ => tile!(1),
                 }
             }
             t += nt;
@@ -569,6 +565,7 @@ unsafe fn q8_0_impl(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f
             let xrow = &act[t * nb..(t + 1) * nb];
             let mut acc = _mm256_setzero_ps();
             for (wb, xb) in wrow.iter().zip(xrow) {
+                prefetch((wb as *const BlockQ8_0 as *const u8).wrapping_add(PREFETCH));
                 let dd = f16_bits_to_f32(wb.d) * f16_bits_to_f32(xb.d);
                 let lanes = _mm256_cvtepi32_ps(q8_0_lanes(wb, xb));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), lanes, acc);

@@ -46,3 +46,69 @@ fn committed_header_is_current() {
         assert!(generated.contains(needle), "header lacks {needle:?}");
     }
 }
+
+/// The library cargo built for this test run exports exactly the functions the header declares.
+#[test]
+fn library_exports_exactly_the_header_functions() {
+    let lib = std::env::current_exe()
+        .expect("test executable path")
+        .parent()
+        .expect("deps directory")
+        .join("libbitnet.so");
+    let nm = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output();
+    let Ok(nm) = nm.map_err(|e| e.to_string()).and_then(|o| {
+        if o.status.success() {
+            Ok(o)
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).to_string())
+        }
+    }) else {
+        assert!(
+            std::env::var("BITNET_REQUIRE_TEST_DATA").as_deref() != Ok("1"),
+            "nm cannot read {} and BITNET_REQUIRE_TEST_DATA=1",
+            lib.display()
+        );
+        eprintln!("SKIPPED: nm cannot read {}", lib.display());
+        return;
+    };
+    let mut exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+            (kind == "T" && name.starts_with("bitnet_")).then(|| name.to_string())
+        })
+        .collect();
+    exported.sort();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/bitnet.h"))
+            .unwrap();
+    // Declarations are the lines "<type> bitnet_name(" outside comments and typedefs.
+    let mut declared: Vec<String> = header
+        .lines()
+        .filter(|l| {
+            !l.starts_with(' ')
+                && !l.starts_with('*')
+                && !l.starts_with("typedef")
+                && !l.starts_with("#")
+        })
+        .filter_map(|l| {
+            let open = l.find('(')?;
+            let name = l[..open].rsplit([' ', '*']).next()?;
+            name.starts_with("bitnet_").then(|| name.to_string())
+        })
+        .collect();
+    declared.sort();
+    assert!(
+        declared.len() > 100,
+        "only {} declarations found",
+        declared.len()
+    );
+    assert_eq!(
+        exported, declared,
+        "exported symbols differ from the header's functions"
+    );
+}

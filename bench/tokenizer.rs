@@ -1,7 +1,7 @@
 //! Tokenizer speed: ms and MB/s to tokenize ~100 kB of mixed text (the reference's extra test
 //! strings: prose, code, numbers, many scripts, emoji, control characters) with each vocab.
 //!
-//! `BITNET_TEST_DATA=/work/shared cargo bench --bench tokenizer`
+//! `BITNET_TEST_DATA=/work/shared cargo bench --bench tokenizer [-- llama-bpe llama-spm]`
 
 use bitnet::gguf::GgufFile;
 use bitnet::Vocab;
@@ -34,7 +34,15 @@ fn main() {
         "tokenizer bench: {} bytes of mixed text, one thread",
         text.len()
     );
+    // Optional arguments name the vocabs to run (`-- llama-spm`).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for name in ["llama-bpe", "llama-spm", "gpt-2", "falcon"] {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         let Some(p) = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
@@ -59,9 +67,13 @@ fn main() {
             );
         }
         let ids = vocab.tokenize(&text, false, false).expect("tokenize");
-        let t = Instant::now();
-        let back = vocab.detokenize(&ids, false, false).expect("detokenize");
-        let dt = t.elapsed().as_secs_f64();
+        let mut dt = f64::INFINITY;
+        let mut back = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            back = vocab.detokenize(&ids, false, false).expect("detokenize");
+            dt = dt.min(t.elapsed().as_secs_f64());
+        }
         println!(
             "{name:10} detokenize:       {:7.2} ms  {:6.2} MB/s   (vocab load {load_ms:.0} ms)",
             dt * 1e3,

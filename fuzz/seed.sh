@@ -9,3 +9,9 @@ mkdir -p corpus/gguf_parse
 for f in "$shared"/models/*.gguf "$shared"/vocab/*.gguf; do
   head -c 65536 "$f" > "corpus/gguf_parse/$(basename "$f").head"
 done
+# Tokenizer inputs: the shared vocab test strings, in 512-byte pieces (the first byte of each
+# input selects vocab and flags, so any split works).
+mkdir -p corpus/tokenize corpus/detokenize corpus/decode
+for f in "$shared"/vocab/extra/*.inp "$shared"/vocab/*.inp; do
+  split -b 512 -d -a 4 "$f" "corpus/tokenize/$(basename "$f" .inp)-"
+done

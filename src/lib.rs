@@ -8,8 +8,10 @@
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod kernels;
+pub mod log;
 pub mod model;
 pub mod modelgen;
 pub mod sampling;
@@ -18,7 +20,7 @@ pub mod vocab;
 
 pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
-pub use model::Model;
+pub use model::{Model, ModelParams};
 pub use vocab::Vocab;
 
 #[doc(hidden)]

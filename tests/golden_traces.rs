@@ -204,3 +204,35 @@ fn ubatch_split_equals_manual_split() {
         fnv1a64(manual.logits_ith(-1).unwrap())
     );
 }
+
+/// Work is split by output rows and attention heads, never inside a sum, so the thread count
+/// must not change a bit (DESIGN.md, Determinism): prompt and decode with 2 threads equal the
+/// 1-thread golden logits.
+#[test]
+fn thread_count_does_not_change_bits() {
+    for stem in ["tiny-spm-f32", "tiny-spm-i2_s"] {
+        let Some(model) = common::load(stem) else {
+            return;
+        };
+        let path = bitnet::testdata::path(&format!("golden/{stem}/short_en.trace")).unwrap();
+        let ids = parse_trace(&path).prompt;
+        let mut params = common::tracer_params();
+        params.n_threads = 2;
+        params.n_threads_batch = 2;
+        let mut two = Context::new(model.clone(), params).unwrap();
+        let mut one = common::context(&model);
+        for prompt_len in [ids.len(), 4] {
+            assert_eq!(
+                logits_after(&mut two, &ids, prompt_len),
+                logits_after(&mut one, &ids, prompt_len),
+                "{stem}: 2 threads differ from 1 (prompt split {prompt_len})"
+            );
+        }
+        two.kv_mut().clear();
+        two.decode(&Batch::get_one(&ids)).unwrap();
+        assert_eq!(
+            two.logits_ith(-1).unwrap(),
+            &common::golden_logits(stem).unwrap()[..]
+        );
+    }
+}

@@ -199,6 +199,7 @@ fn full_cache_is_a_context_full_error() {
     let e = ctx.decode(&Batch::get_one(&long)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ContextFull);
     assert_eq!(ctx.kv().used(), 0);
+    assert_eq!(ctx.perf().n_p_eval, 0, "failed decodes are not counted");
     // Token by token: 32 fit, the 33rd does not.
     ctx.decode(&Batch::get_one(&long[..20])).unwrap();
     for &t in &long[20..32] {
@@ -206,6 +207,9 @@ fn full_cache_is_a_context_full_error() {
     }
     assert_eq!(ctx.kv().used(), 32);
     assert_eq!(ctx.kv().seq_pos_max(0), 31);
+    let perf = ctx.perf();
+    assert_eq!((perf.n_p_eval, perf.n_eval), (20, 12));
+    assert!(perf.t_p_eval_ms > 0.0 && perf.t_eval_ms > 0.0);
     let e = ctx.decode(&Batch::get_one(&[5])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ContextFull);
     assert!(e.message().contains("KV cache full"), "{e}");
@@ -384,4 +388,176 @@ fn model_and_context_are_send_and_sync() {
     send_sync::<Model>();
     send_sync::<Context>();
     send_sync::<Batch>();
+}
+
+/// Renames every `bitnet-b1.58.*` key of `src` to `<arch>.*`, optionally adding `.scale` tensors.
+fn as_arch(src: &GgufFile, arch: &str, scale: Option<f32>) -> GgufFile {
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata() {
+        if k == "general.architecture" {
+            w.set(k.clone(), Value::String(arch.into()));
+        } else if let Some(rest) = k.strip_prefix("bitnet-b1.58.") {
+            w.set(format!("{arch}.{rest}"), v.clone());
+        } else {
+            w.set(k.clone(), v.clone());
+        }
+    }
+    for t in src.tensors() {
+        w.add_tensor(&t.name, &t.dims, t.ty, src.view(t).data.to_vec())
+            .unwrap();
+        if let (Some(s), Some(base)) = (scale, t.name.strip_suffix(".weight")) {
+            let linear = [
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ];
+            if linear.iter().any(|l| base.ends_with(l)) {
+                w.add_tensor(
+                    &format!("{base}.scale"),
+                    &[1],
+                    GgmlType::F32,
+                    s.to_le_bytes().to_vec(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    GgufFile::from_bytes(&w.to_bytes().unwrap()).unwrap()
+}
+
+fn last_logits(model: Model, ids: &[i32]) -> Vec<f32> {
+    let model = Arc::new(model);
+    let mut ctx = common::context(&model);
+    ctx.decode(&Batch::get_one(ids)).unwrap();
+    ctx.logits_ith(-1).unwrap().to_vec()
+}
+
+/// llama.cpp's older `bitnet` arch: same skeleton, SiLU FFN, optional per-tensor `.scale`
+/// multipliers. (No reference output exists for it here; this checks the wiring.)
+#[test]
+fn bitnet_arch_uses_silu_and_scales() {
+    let Some(p) = bitnet::testdata::path("models/tiny-spm-f32.gguf") else {
+        return;
+    };
+    let src = GgufFile::open(p).unwrap();
+    let ids = [1, 450, 4996, 17354, 1701];
+    let plain = Model::from_gguf(as_arch(&src, "bitnet", None)).unwrap();
+    assert_eq!(plain.config().arch, Arch::Bitnet);
+    assert_eq!(
+        plain.config().ffn_activation,
+        bitnet::model::FfnActivation::Silu
+    );
+    let silu = last_logits(plain, &ids);
+    // Scales of exactly 1 change nothing.
+    let one = Model::from_gguf(as_arch(&src, "bitnet", Some(1.0))).unwrap();
+    assert_eq!(one.weights().layers[1].ffn_down.scale, Some(1.0));
+    assert_eq!(last_logits(one, &ids), silu);
+    // Other scales are applied.
+    let half = last_logits(
+        Model::from_gguf(as_arch(&src, "bitnet", Some(0.5))).unwrap(),
+        &ids,
+    );
+    assert_ne!(half, silu);
+    // And the FFN activation differs from bitnet-b1.58's squared ReLU.
+    let relu2 = last_logits(Model::from_gguf(src).unwrap(), &ids);
+    assert_ne!(relu2, silu);
+    assert!(silu.iter().all(|v| v.is_finite()));
+}
+
+/// Random sequences of decodes and KV operations (seeded, reproducible): no panic, only the
+/// documented error kinds, and the cache's bookkeeping stays consistent.
+#[test]
+fn random_kv_operations_keep_the_cache_consistent() {
+    let Some(model) = small_model() else {
+        return;
+    };
+    let params = ContextParams {
+        n_ctx: 64,
+        n_batch: 16,
+        n_ubatch: 8,
+        n_seq_max: 3,
+        ..common::tracer_params()
+    };
+    let mut ctx = Context::new(model.clone(), params).unwrap();
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut saved: Option<Vec<u8>> = None;
+    for step in 0..400 {
+        let op = rnd(10);
+        let seq = rnd(3) as i32;
+        let result = match op {
+            0..=3 => {
+                let n = 1 + rnd(12) as usize;
+                let mut b = Batch::new(n);
+                let start = ctx.kv().seq_pos_max(seq) + 1;
+                for i in 0..n {
+                    b.push(1 + rnd(1000) as i32, start + i as i32, &[seq], rnd(2) == 0);
+                }
+                ctx.decode(&b)
+            }
+            4 => ctx.decode(&Batch::get_one(&[1 + rnd(1000) as i32])),
+            5 => {
+                let p0 = rnd(40) as i32 - 5;
+                ctx.kv_mut().seq_rm(seq, p0, p0 + rnd(20) as i32 - 3);
+                Ok(())
+            }
+            6 => {
+                ctx.kv_mut().seq_cp(seq, rnd(3) as i32, -1, -1);
+                Ok(())
+            }
+            7 => {
+                ctx.kv_mut()
+                    .seq_add(seq, rnd(10) as i32, -1, rnd(9) as i32 - 4);
+                Ok(())
+            }
+            8 => {
+                if rnd(4) == 0 {
+                    ctx.kv_mut().seq_keep(seq);
+                } else {
+                    ctx.kv_mut().seq_div(seq, 0, -1, 2);
+                }
+                Ok(())
+            }
+            _ => match saved.take() {
+                Some(s) => ctx.state_load(&s).map(|_| ()),
+                None => {
+                    saved = Some(ctx.state_save());
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = result {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::ContextFull | ErrorKind::InvalidArgument
+                ),
+                "step {step}: unexpected error {e}"
+            );
+        }
+        let cells = ctx.kv().cells();
+        let used = cells.iter().filter(|c| !c.is_empty()).count();
+        assert_eq!(ctx.kv().used(), used, "step {step}: used count");
+        for s in 0..3 {
+            let max = ctx.kv().seq_pos_max(s);
+            assert!(max >= -1);
+            assert_eq!(
+                max == -1,
+                !cells.iter().any(|c| c.has_seq(s)),
+                "step {step}"
+            );
+        }
+        if ctx.n_outputs() > 0 {
+            assert!(ctx.logits().iter().all(|v| v.is_finite()), "step {step}");
+        }
+    }
 }

@@ -1,13 +1,14 @@
 //! End-to-end golden sampling test: reproduce `golden/sampling/<model>.<prompt>.<letter>.trace`
-//! token for token (chains a..h of `golden/sampling/chains.md`, 4 model/prompt pairs, 48 steps).
+//! token for token (chains a..h of `golden/sampling/chains.md`, 4 model/prompt pairs, 48 steps)
+//! with the real model and context. Run with
+//! `BITNET_TEST_DATA=/work/shared cargo test --release --test sampling_golden`.
 //!
-//! The harness (trace/probe parsing, the eight chains, the replay loop with prompt tokens never
-//! accepted, the divergence report) is tested on synthetic logits too; the golden test drives the
-//! real model through [`run_reference_decode`].
+//! Also tested without a model: trace/probe parsing, the eight chains, the replay loop (prompt
+//! tokens never accepted) and the divergence report.
+
+mod common;
 
 use std::sync::Arc;
-
-use bitnet::{Batch, Context, ContextParams, Model};
 
 use bitnet::sampling::golden::{
     golden_chain, golden_model_info, parse_probe, parse_trace, replay, ProbeStep, GOLDEN_CHAINS,
@@ -15,29 +16,20 @@ use bitnet::sampling::golden::{
 };
 use bitnet::sampling::Chain;
 use bitnet::testdata;
+use bitnet::{Batch, Model};
 
 const STEPS: usize = 48;
 
-/// Decodes like the reference tracer and samples with `chain`, returning the 48 sampled tokens.
-///
-/// Reference run settings (chains.md): n_ctx 512, n_batch = n_ubatch 512, 1 thread; step 0
-/// samples from the last-position logits of one decode of the whole prompt; step n >= 1 samples
-/// after decoding the step n-1 token alone; no stop at EOS; the chain is created before the
-/// prompt is decoded, never reset, and never sees prompt tokens.
+/// Decode like the reference tracer and sample with `chain`: n_ctx 512, n_batch = n_ubatch 512,
+/// 1 thread; step 0 samples from the last-position logits of one decode of the whole prompt;
+/// step n >= 1 samples after decoding the step n-1 token alone; no stop at EOS; the chain is
+/// fresh, never reset, and never sees the prompt tokens (chains.md "Run settings").
 fn run_reference_decode(
     model: &Arc<Model>,
     prompt: &[i32],
     chain: &mut Chain,
 ) -> bitnet::Result<Vec<i32>> {
-    let params = ContextParams {
-        n_ctx: 512,
-        n_batch: 512,
-        n_ubatch: 512,
-        n_threads: 1,
-        n_threads_batch: 1,
-        ..Default::default()
-    };
-    let mut ctx = Context::new(model.clone(), params)?;
+    let mut ctx = common::context(model);
     ctx.decode(&Batch::get_one(prompt))?;
     replay(chain, STEPS, |step, sampled| {
         if step > 0 {
@@ -78,26 +70,25 @@ fn golden_sampling_traces() {
     };
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (model, prompt) in GOLDEN_RUNS {
-        let Some(model_path) = testdata::path(&format!("models/{model}.gguf")) else {
+    for (model_name, prompt) in GOLDEN_RUNS {
+        let Some(model) = common::load(model_name) else {
             return;
         };
-        let info = golden_model_info(model).expect("known golden model");
-        let loaded = Arc::new(Model::load(&model_path).unwrap());
+        let info = golden_model_info(model_name).expect("known golden model");
         for (letter, _) in GOLDEN_CHAINS {
-            let trace_path = dir.join(format!("{model}.{prompt}.{letter}.trace"));
+            let name = format!("{model_name}.{prompt}.{letter}");
+            let trace_path = dir.join(format!("{name}.trace"));
             let trace = parse_trace(&std::fs::read_to_string(&trace_path).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", trace_path.display()));
-            let probe =
-                std::fs::read_to_string(dir.join(format!("probe/{model}.{prompt}.{letter}.probe")))
-                    .ok()
-                    .map(|t| parse_probe(&t).unwrap());
+            let probe = std::fs::read_to_string(dir.join(format!("probe/{name}.probe")))
+                .ok()
+                .map(|t| parse_probe(&t).unwrap());
             let mut chain = golden_chain(letter, &info).unwrap();
-            let got = run_reference_decode(&loaded, &trace.prompt, &mut chain)
-                .unwrap_or_else(|e| panic!("{model}.{prompt}.{letter}: {e}"));
+            let got = run_reference_decode(&model, &trace.prompt, &mut chain)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             checked += 1;
             if let Some(d) = first_divergence(&trace.tokens, &got, probe.as_deref()) {
-                failures.push(format!("{model}.{prompt}.{letter}: {d}"));
+                failures.push(format!("{name}: {d}"));
             }
         }
     }

@@ -6,7 +6,9 @@ use bitnet::gguf::GgufFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(g) = GgufFile::from_bytes(data) else { return };
+    let Ok(g) = GgufFile::from_bytes(data) else {
+        return;
+    };
     for (k, _) in g.metadata() {
         let _ = g.get_u32(k);
         let _ = g.get_f32(k);

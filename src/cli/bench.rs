@@ -3,7 +3,7 @@
 use super::args::Args;
 use crate::context::{Batch, Context, ContextParams};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelParams};
 use crate::modelgen::{Params, Shape};
 use crate::tensor::GgmlType;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::Instant;
 
 pub const HELP: &str =
     "usage: bitnet bench [-m MODEL[,MODEL...]] [--weights i2_s,tq2_0,tq1_0] [--embd f16,q6_k]
-                    [-t 1,2] [-p 128] [-n 64] [-r 5]
+                    [-t 1,2] [-p 128] [-n 64] [-r 5] [--head-q8]
 
 Measures pp (one batch of -p tokens from an empty cache) and tg (-n tokens decoded one at a
 time from an empty cache) in tokens/s: the median and the range of -r runs after one warm-up,
@@ -43,6 +43,9 @@ pub fn run(mut args: Args) -> Result<()> {
     let n_prompt: usize = args.parse(&["-p", "--n-prompt"], 128)?;
     let n_gen: usize = args.parse(&["-n", "--n-gen"], 64)?;
     let reps: usize = args.parse(&["-r", "--repetitions"], 5)?;
+    let mparams = ModelParams {
+        head_q8_0: args.switch(&["--head-q8"]),
+    };
     super::no_positionals(&mut args)?;
 
     let paths: Vec<PathBuf> = match models {
@@ -66,7 +69,7 @@ pub fn run(mut args: Args) -> Result<()> {
     println!("|---|---:|---:|---|---:|---|---:|---:|");
     for path in &paths {
         let t = Instant::now();
-        let model = Arc::new(Model::load(path)?);
+        let model = Arc::new(Model::load_with(path, mparams)?);
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let name = path

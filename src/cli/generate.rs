@@ -3,7 +3,7 @@
 use super::args::Args;
 use crate::context::{Batch, Context, ContextParams};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelParams};
 use crate::sampling::spec::{parse_chain, ModelInfo};
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,13 +12,15 @@ use std::time::Instant;
 
 pub const HELP: &str = "usage: bitnet generate [-m MODEL] [-p PROMPT | -f PROMPT_FILE] [-n N] [-t THREADS] [-c N_CTX]
                        [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]
-                       [--samplers SPEC] [--ignore-eos]
+                       [--samplers SPEC] [--ignore-eos] [--head-q8]
 
 Prints the generated text as it comes, then prompt and generation speed (tokens/s) on stderr.
 Greedy by default (--temp 0); with --temp > 0 it samples with llama.cpp's chain (top-k 40,
 top-p 0.95, min-p 0.05, temperature, softmax, then dist). --samplers gives the chain in full,
 e.g. \"penalties:64:1.1:0:0,top_k:40,top_p:0.95:1,temp:0.8,softmax,dist:42\". Without -m it makes (once, cached next to the
-binary) a small model with random weights: its text is random, the run shows the machinery.";
+binary) a small model with random weights: its text is random, the run shows the machinery.
+--head-q8 re-quantizes an F16 lm_head to Q8_0 at load (faster decode, logits no longer
+bit-exact with the reference).";
 
 pub fn run(mut args: Args) -> Result<()> {
     let model_path = args.value(&["-m", "--model"])?;
@@ -42,6 +44,9 @@ pub fn run(mut args: Args) -> Result<()> {
     let seed: u32 = args.parse(&["--seed"], crate::sampling::DEFAULT_SEED)?;
     let spec = args.value(&["--samplers"])?;
     let ignore_eos = args.switch(&["--ignore-eos"]);
+    let mparams = ModelParams {
+        head_q8_0: args.switch(&["--head-q8"]),
+    };
     super::no_positionals(&mut args)?;
 
     let model_path = match model_path {
@@ -56,7 +61,7 @@ pub fn run(mut args: Args) -> Result<()> {
         }
     };
     let t_load = Instant::now();
-    let model = Arc::new(Model::load(&model_path)?);
+    let model = Arc::new(Model::load_with(&model_path, mparams)?);
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let tokens = model.vocab().tokenize(&prompt, true, false)?;
     let n_ctx = if n_ctx == 0 {

@@ -4,13 +4,13 @@
 use super::args::Args;
 use crate::context::{top_k, Batch, Context, ContextParams};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelParams};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub const HELP: &str =
-    "usage: bitnet trace -m MODEL -f PROMPT_FILE [-n STEPS] [-k TOPK] [-t THREADS] [-c N_CTX]
+    "usage: bitnet trace -m MODEL -f PROMPT_FILE [-n STEPS] [-k TOPK] [-t THREADS] [-c N_CTX] [--head-q8]
 
 Tokenizes the file's bytes (add_special = true, parse_special = false), evaluates the prompt as
 one batch, then feeds back the greedy token one at a time, printing for each step
@@ -29,10 +29,13 @@ pub fn run(mut args: Args) -> Result<()> {
     let k: usize = args.parse(&["-k", "--top-k"], 8)?;
     let threads: i32 = args.parse(&["-t", "--threads"], 1)?;
     let n_ctx: u32 = args.parse(&["-c", "--ctx-size"], 512)?;
+    let mparams = ModelParams {
+        head_q8_0: args.switch(&["--head-q8"]),
+    };
     super::no_positionals(&mut args)?;
 
     let text = std::fs::read(&prompt_path).map_err(|e| Error::io(&prompt_path, e))?;
-    let model = Arc::new(Model::load(&model_path)?);
+    let model = Arc::new(Model::load_with(&model_path, mparams)?);
     let prompt = model.vocab().tokenize(&text, true, false)?;
     let params = ContextParams {
         n_ctx,

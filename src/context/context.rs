@@ -4,6 +4,7 @@
 
 use super::batch::{Batch, Pos, SeqId, Token};
 use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
+use super::perf::{PerfContextData, PerfCounters};
 use crate::error::{Error, Result};
 use crate::model::forward::{self, Step, Tap};
 use crate::model::{ops, Model};
@@ -56,6 +57,21 @@ fn pool(n: usize) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::internal(format!("cannot start a pool of {n} threads: {e}")))
 }
 
+/// The decode pool and, when the counts differ, the batch pool; stores the resolved thread
+/// counts in `p`.
+fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::ThreadPool>)> {
+    let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
+    let pool_decode = pool(nt_decode)?;
+    let pool_batch = if nt_batch != nt_decode {
+        Some(pool(nt_batch)?)
+    } else {
+        None
+    };
+    p.n_threads = nt_decode as i32;
+    p.n_threads_batch = nt_batch as i32;
+    Ok((pool_decode, pool_batch))
+}
+
 /// Evaluation state over one model: KV cache, logits of the last `decode`, threads, buffers.
 pub struct Context {
     model: Arc<Model>,
@@ -78,6 +94,7 @@ pub struct Context {
     next_pos: Vec<Pos>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
+    perf: PerfCounters,
 }
 
 impl std::fmt::Debug for Context {
@@ -114,27 +131,18 @@ impl Context {
         }
         let (n_ctx, n_batch, n_ubatch) =
             (p.n_ctx as usize, p.n_batch as usize, p.n_ubatch as usize);
-        // Refuse sizes whose buffers could not be addressed, rather than abort on allocation.
-        let kv_elems = n_ctx
-            .checked_mul(cfg.n_embd_kv())
-            .and_then(|v| v.checked_mul(cfg.n_layer))
-            .filter(|&v| v < 1 << 40);
-        let mask_elems = n_ctx.checked_mul(n_ubatch).filter(|&v| v < 1 << 34);
-        if kv_elems.is_none() || mask_elems.is_none() {
+        // The KV cache is the big allocation and fails cleanly (KvCache::new); refuse a mask
+        // that could not be addressed before allocating anything.
+        if n_ctx.checked_mul(n_ubatch).is_none_or(|v| v >= 1 << 34) {
             return Err(Error::invalid_argument(format!(
-                "n_ctx {n_ctx} / n_ubatch {n_ubatch} are too large for this model"
+                "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
             )));
         }
-        let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
-        let pool_decode = pool(nt_decode)?;
-        let pool_batch = if nt_batch != nt_decode {
-            Some(pool(nt_batch)?)
-        } else {
-            None
-        };
+        let (pool_decode, pool_batch) = pools(&mut p)?;
         let n_vocab = cfg.n_vocab;
+        let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
         Ok(Context {
-            kv: KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv()),
+            kv,
             scratch: forward::Scratch::new(&model, n_ubatch, n_ctx),
             pool_decode,
             pool_batch,
@@ -148,14 +156,28 @@ impl Context {
             next_pos: vec![0; MAX_SEQ],
             stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
             params: p,
+            perf: PerfCounters::new(model.load_us()),
             model,
         })
+    }
+
+    /// Changes the thread counts for later decodes (`llama_set_n_threads`; 0 or less = all
+    /// cores). Results do not depend on them.
+    pub fn set_n_threads(&mut self, n_threads: i32, n_threads_batch: i32) -> Result<()> {
+        let mut p = self.params.clone();
+        p.n_threads = n_threads;
+        p.n_threads_batch = n_threads_batch;
+        let (pool_decode, pool_batch) = pools(&mut p)?;
+        self.pool_decode = pool_decode;
+        self.pool_batch = pool_batch;
+        self.params = p;
+        Ok(())
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
-    /// The parameters as resolved at creation.
+    /// The parameters as resolved at creation (thread counts: the real ones, never 0).
     pub fn params(&self) -> &ContextParams {
         &self.params
     }
@@ -212,13 +234,50 @@ impl Context {
         Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
     }
 
+    /// The last decode's output map and logits (for saving state).
+    pub(crate) fn output_state(&self) -> (&[i32], &[f32]) {
+        (&self.output_ids, self.logits())
+    }
+
+    /// Installs saved outputs (for restoring state).
+    pub(crate) fn restore_outputs(
+        &mut self,
+        ids: Vec<i32>,
+        logits: impl Iterator<Item = f32>,
+        n_out: usize,
+    ) {
+        let n = n_out * self.model.config().n_vocab;
+        if self.logits.len() < n {
+            self.logits.resize(n, 0.0);
+        }
+        for (dst, v) in self.logits[..n].iter_mut().zip(logits) {
+            *dst = v;
+        }
+        self.output_ids = ids;
+        self.n_outputs = n_out;
+    }
+
     /// Evaluates a batch: stores its tokens in the KV cache and computes the logits of the
     /// tokens that ask for them. A batch larger than n_ubatch is evaluated in consecutive
     /// ubatches. Errors: InvalidArgument (empty or malformed batch, more than n_batch tokens,
     /// bad sequence id), InvalidToken (id outside the vocabulary), ContextFull (no room in the
     /// cache; the cache is left as before the call).
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
-        self.decode_impl(batch, None)
+        let start = std::time::Instant::now();
+        self.decode_impl(batch, None)?;
+        self.perf.record(batch.len(), start.elapsed());
+        Ok(())
+    }
+
+    /// Timing counters since creation or the last [`Context::perf_reset`]
+    /// (`llama_perf_context`).
+    pub fn perf(&self) -> PerfContextData {
+        self.perf.data()
+    }
+
+    /// `llama_perf_context_reset`.
+    pub fn perf_reset(&mut self) {
+        self.perf.reset();
     }
 
     /// [`Context::decode`] that also reports every intermediate tensor (oracle names) to `tap`.

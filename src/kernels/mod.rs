@@ -183,7 +183,7 @@ pub fn active() -> &'static KernelTable {
                 Some(t) => t,
                 None => {
                     let t = best();
-                    eprintln!(
+                    crate::log::log_warn!(
                         "bitnet: BITNET_KERNEL={name} is not available here (choose from: {}); using {}",
                         available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
                         t.name()

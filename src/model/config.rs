@@ -203,6 +203,7 @@ impl Config {
                 self.n_head.checked_mul(self.head_dim),
             ),
             ("feed_forward_length", Some(self.n_ff)),
+            ("block_count", Some(self.n_layer << 16)),
             ("vocab_size", self.n_vocab.checked_mul(self.n_embd)),
         ] {
             if v.is_none_or(|v| v >= limit) {

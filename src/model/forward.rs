@@ -358,21 +358,15 @@ pub(crate) fn forward(
 
     rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&w.output_norm), n, eps);
     show(&|| "output_norm".into(), &s.cur[..n * e], e);
-    // lm_head: the tied embedding table (these archs never use output.weight).
-    let head = Linear {
-        weight: w.token_embd,
-        bias: None,
-        scale: None,
-    };
+    // lm_head: the tied embedding table (these archs never use output.weight), or its Q8_0
+    // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;
-    linear(
-        model,
-        &head,
-        &s.cur,
+    kernels::matmul(
+        &model.head_matrix(),
+        &s.cur[..n * e],
         n,
         &mut logits[..n * n_vocab],
         &mut s.kernel,
-        true,
     )?;
     show(&|| "logits".into(), &logits[..n * n_vocab], n_vocab);
     Ok(())

@@ -257,4 +257,20 @@ mod tests {
         let s = 1.0 / (ms + 1e-5).sqrt();
         assert!((x[1] as f64 - (-2.0 * s * 2.0)).abs() < 1e-6);
     }
+
+    #[test]
+    fn silu_matches_its_definition() {
+        let n = 1003; // whole groups of 8 plus a scalar tail
+        let mut g: Vec<f32> = (0..n).map(|i| (i as f32 - 500.0) * 0.02).collect();
+        let x = g.clone();
+        let u = vec![1.0f32; n];
+        silu_mul(&mut g, &u);
+        for (&y, &x) in g.iter().zip(&x) {
+            let want = x as f64 / (1.0 + (-x as f64).exp());
+            assert!(
+                (y as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "x={x}"
+            );
+        }
+    }
 }

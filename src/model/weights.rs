@@ -21,22 +21,23 @@ pub struct TensorRef {
 }
 
 /// Types a matmul (`kernels::matmul`) takes as weights.
-const MATMUL_TYPES: [GgmlType; 6] = [
+const MATMUL_TYPES: [GgmlType; 7] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::I2_S,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::Q6_K,
+    GgmlType::Q8_0,
 ];
 
 /// A linear layer: the weight plus the optional extras some converters write.
 #[derive(Debug, Clone, Copy)]
 pub struct Linear {
     pub weight: TensorRef,
-    /// `<name>.bias`, [rows] F32, added to the output.
+    /// `<name>.bias`, `[rows]` F32, added to the output.
     pub bias: Option<TensorRef>,
-    /// `<name>.scale`, [1] F32 (arch `bitnet` only), multiplies the output.
+    /// `<name>.scale`, `[1]` F32 (arch `bitnet` only), multiplies the output.
     pub scale: Option<f32>,
 }
 

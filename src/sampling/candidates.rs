@@ -115,7 +115,7 @@ const BUCKET_INTER: f32 = -BUCKET_LOW * BUCKET_SCALE;
 /// `sorted = true`, size = k. Does not touch `p`.
 pub(crate) fn top_k(cur: &mut TokenDataArray, k: i32) {
     let size = cur.data.len() as i32;
-    let k = if k <= 0 { size } else { k }.min(size);
+    let k = if k <= 0 { size } else { k.min(size) };
     if !cur.sorted {
         if k <= 128 {
             stdsort::partial_sort(&mut cur.data, k as usize, &mut logit_desc);

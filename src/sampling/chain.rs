@@ -29,6 +29,21 @@ pub struct PerfSamplerData {
     pub n_sample: i32,
 }
 
+impl std::fmt::Display for PerfSamplerData {
+    /// The text of `llama_perf_sampler_print` (after its function-name prefix).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.n_sample as f64;
+        write!(
+            f,
+            "sampling time = {:10.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+            self.t_sample_ms,
+            self.n_sample,
+            self.t_sample_ms / n,
+            1e3 / self.t_sample_ms * n
+        )
+    }
+}
+
 /// An ordered list of samplers; itself a [`Sampler`] (chains nest, as in the reference).
 pub struct Chain {
     params: ChainParams,
@@ -368,6 +383,15 @@ mod tests {
         let perf = c.perf();
         assert_eq!(perf.n_sample, 3);
         assert!(perf.t_sample_ms >= 0.0);
+        let text = PerfSamplerData {
+            t_sample_ms: 2.0,
+            n_sample: 4,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "sampling time =       2.00 ms /     4 runs   (    0.50 ms per token,  2000.00 tokens per second)"
+        );
         c.reset();
         assert_eq!(c.perf().n_sample, 0);
         assert_eq!(c.t_sample_us, 0);

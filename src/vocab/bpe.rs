@@ -93,7 +93,7 @@ pub struct BpeTables {
 impl BpeTables {
     /// `token_to_id` maps text to id with the reference's last-wins rule for repeated texts.
     pub fn new(
-        tokens: &[String],
+        tokens: &[&str],
         token_to_id: &FxHashMap<Box<[u8]>, i32>,
         merges: &[String],
     ) -> Result<BpeTables> {
@@ -121,7 +121,9 @@ impl BpeTables {
             if right.is_empty() {
                 continue;
             }
-            let merged = format!("{left}{right}");
+            let mut merged = String::with_capacity(left.len() + right.len());
+            merged.push_str(left);
+            merged.push_str(right);
             let l = symbol(left, &mut extra);
             let r = symbol(right, &mut extra);
             let id = symbol(&merged, &mut extra);
@@ -291,11 +293,8 @@ mod tests {
         assert_eq!(char_to_byte(0x20), None);
     }
 
-    fn toy() -> (Vec<String>, FxHashMap<Box<[u8]>, i32>) {
-        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    fn toy() -> (Vec<&'static str>, FxHashMap<Box<[u8]>, i32>) {
+        let tokens = vec!["a", "b", "c", "ab", "bc", "abc"];
         let map = tokens
             .iter()
             .enumerate()

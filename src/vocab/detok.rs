@@ -1,15 +1,15 @@
 //! Tokens -> text: `token_to_piece` and `detokenize`, as llama.cpp's
 //! `llama_token_to_piece_impl` / `llama_detokenize_impl`.
 
-use super::{attr, bpe, Token, Vocab, VocabType};
+use super::{attr, bpe, Token, TokenData, Vocab, VocabType};
 use crate::error::Result;
 
-/// What an UNKNOWN token shows as in SPM vocabs ("▅").
-const UNKNOWN_PIECE: &str = "\u{2585}";
+/// Tokens whose text shows only when `special` is asked for (the fork's `attr_special`).
+const HIDDEN: u32 = attr::CONTROL | attr::UNKNOWN;
 
 impl Vocab {
-    /// The bytes of one token. `special`: show CONTROL tokens' text (otherwise they are
-    /// empty). `lstrip`: drop up to that many leading spaces. The bytes may be part of a
+    /// The bytes of one token. `special`: show CONTROL and UNKNOWN tokens' text (otherwise
+    /// they are empty). `lstrip`: drop up to that many leading spaces. The bytes may be part of a
     /// UTF-8 sequence: concatenate pieces before decoding.
     pub fn token_to_piece(&self, token: Token, lstrip: usize, special: bool) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -25,38 +25,25 @@ impl Vocab {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let d = self.data(token)?;
-        let a = d.attr;
-        if !special && a & attr::CONTROL != 0 {
+        if !special && d.attr & HIDDEN != 0 {
             return Ok(());
         }
-        let start = out.len();
-        let text = d.text.as_str();
-        match self.kind {
-            VocabType::Spm => {
-                if a & (attr::CONTROL | attr::USER_DEFINED) != 0 {
-                    out.extend_from_slice(text.as_bytes());
-                } else if a & attr::NORMAL != 0 {
-                    out.extend_from_slice(text.replace('\u{2581}', " ").as_bytes());
-                } else if a & attr::BYTE != 0 {
-                    out.push(spm_byte_value(text));
-                } else if a & attr::UNKNOWN != 0 {
-                    out.extend_from_slice(UNKNOWN_PIECE.as_bytes());
-                }
-            }
-            VocabType::Bpe => {
-                if a & (attr::CONTROL | attr::USER_DEFINED) != 0 {
-                    out.extend_from_slice(text.as_bytes());
-                } else if a & attr::NORMAL != 0 {
-                    bpe_decode_text(text, out);
-                }
-            }
-        }
-        let mut skip = 0;
-        while skip < lstrip && out.get(start + skip) == Some(&b' ') {
-            skip += 1;
-        }
-        out.drain(start..start + skip);
+        let piece = &self.pieces[token as usize];
+        let skip = piece
+            .iter()
+            .take(lstrip)
+            .take_while(|&&b| b == b' ')
+            .count();
+        out.extend_from_slice(&piece[skip..]);
         Ok(())
+    }
+
+    /// Every token's piece as shown with `special = true` (the reference caches the same).
+    pub(super) fn render_pieces(&self) -> Vec<Box<[u8]>> {
+        self.tokens
+            .iter()
+            .map(|d| render_piece(self.kind, d).into_boxed_slice())
+            .collect()
     }
 
     /// Joins the pieces of `tokens`. `remove_special`: drop a leading BOS / trailing EOS
@@ -96,6 +83,33 @@ impl Vocab {
         }
         Ok(out)
     }
+}
+
+/// The bytes a token stands for, CONTROL and UNKNOWN text included.
+fn render_piece(kind: VocabType, d: &TokenData) -> Vec<u8> {
+    let a = d.attr;
+    let text = d.text.as_str();
+    let mut out = Vec::new();
+    // Attribute tests in the reference's order; UNUSED and UNDEFINED tokens show nothing.
+    match kind {
+        VocabType::Spm => {
+            if a & (HIDDEN | attr::USER_DEFINED) != 0 {
+                out.extend_from_slice(text.as_bytes());
+            } else if a & attr::NORMAL != 0 {
+                out.extend_from_slice(text.replace('\u{2581}', " ").as_bytes());
+            } else if a & attr::BYTE != 0 {
+                out.push(spm_byte_value(text));
+            }
+        }
+        VocabType::Bpe => {
+            if a & (HIDDEN | attr::USER_DEFINED) != 0 {
+                out.extend_from_slice(text.as_bytes());
+            } else if a & attr::NORMAL != 0 {
+                bpe_decode_text(text, &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// The byte of an SPM byte token `<0xXX>` (as the reference: `strtol` of its chars 3..5, so a

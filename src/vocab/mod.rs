@@ -1,11 +1,20 @@
 //! The tokenizer: a vocabulary read from GGUF metadata (`tokenizer.ggml.*`), text -> tokens
 //! and tokens -> text, with llama.cpp's behaviour (`llama-vocab.cpp` of the reference fork).
 //!
-//! - [`load`]: `Vocab::from_gguf`, key checks and the reference's defaults.
-//! - [`pretokenize`] + [`bpe`]: byte-level BPE (model "gpt2": Llama-3, GPT-2, Falcon).
-//! - [`spm`]: SentencePiece-style merges (model "llama": Llama-2).
-//! - [`detok`]: `token_to_piece` and `detokenize`.
-//! - special tokens written in the text are cut out first (`partition` below).
+//! Modules, one job each:
+//! - `load`: `Vocab::from_gguf`, key checks and the reference's defaults and fix-ups;
+//! - `special`: cutting special-token texts out of the input (longest first);
+//! - `pretokenize` + `unicode` (+ generated `unicode_tables`) + `bpe`: byte-level BPE
+//!   (model "gpt2": Llama-3, GPT-2, Falcon pre-tokenizers);
+//! - `spm`: SentencePiece-style score merges with byte fallback (model "llama": Llama-2);
+//! - `detok`: `token_to_piece`, `detokenize` and the BPE space clean-up.
+//!
+//! Known differences from the reference, all where it is unspecified or would crash:
+//! special tokens of equal length are tried in id order (llama.cpp's `std::sort` leaves the
+//! order open); when several texts qualify as, say, the EOT token, the first in the
+//! reference's list wins (llama.cpp takes whichever its hash map yields first); an
+//! out-of-range special token id in the file is an error (llama.cpp warns and keeps the
+//! default); a byte with no token in an SPM vocab without UNK is an error (llama.cpp throws).
 
 mod bpe;
 mod detok;
@@ -128,6 +137,13 @@ pub struct SpecialTokens {
     pub pad: Option<Token>,
     pub cls: Option<Token>,
     pub mask: Option<Token>,
+    /// Fill-in-the-middle: prefix, suffix, middle, pad, repo, file separator.
+    pub fim_pre: Option<Token>,
+    pub fim_suf: Option<Token>,
+    pub fim_mid: Option<Token>,
+    pub fim_pad: Option<Token>,
+    pub fim_rep: Option<Token>,
+    pub fim_sep: Option<Token>,
     /// The newline token.
     pub nl: Option<Token>,
 }
@@ -150,6 +166,10 @@ pub struct Vocab {
     /// Finds CONTROL, USER_DEFINED and UNKNOWN token texts in raw text.
     special_matcher: SpecialMatcher,
     bpe: Option<bpe::BpeTables>,
+    /// The token of each byte without the UNK fallback (`<0xXX>`, else the one-byte text).
+    byte_tokens: [Option<Token>; 256],
+    /// Each token's bytes as `token_to_piece(id, 0, special = true)` gives them.
+    pieces: Vec<Box<[u8]>>,
 }
 
 thread_local! {
@@ -262,6 +282,14 @@ impl Vocab {
         parse_special: bool,
     ) -> Result<Vec<Token>> {
         let text = text.as_ref();
+        if text.len() > i32::MAX as usize {
+            // Symbol links are i32, and the C API's text length is an int32_t.
+            return Err(Error::invalid_argument(format!(
+                "text of {} bytes is too long to tokenize (at most {} bytes)",
+                text.len(),
+                i32::MAX
+            )));
+        }
         let fragments = self.special_matcher.partition(text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
@@ -356,11 +384,7 @@ impl Vocab {
 
     /// The token of a raw byte (SPM byte fallback): `<0xXX>`, else the one-byte text, else UNK.
     pub fn byte_to_token(&self, b: u8) -> Result<Token> {
-        let hex = format!("<0x{b:02X}>");
-        if let Some(&id) = self.token_to_id.get(hex.as_bytes()) {
-            return Ok(id);
-        }
-        if let Some(&id) = self.token_to_id.get(&[b][..]) {
+        if let Some(id) = self.byte_tokens[b as usize] {
             return Ok(id);
         }
         self.special.unk.ok_or_else(|| {

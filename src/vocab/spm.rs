@@ -5,7 +5,6 @@
 
 use super::hash::FxHashMap;
 use super::unicode::utf8_len;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 #[derive(Clone, Copy)]
@@ -16,30 +15,34 @@ struct Symbol {
     next: i32,
 }
 
-/// A candidate merge. Ordered so the heap pops the highest score, then the leftmost.
+/// A candidate merge, as one integer key so the heap compares without float branches:
+/// the score's bits in an order-preserving form (high half), then the left index reversed
+/// (low half). The heap pops the highest score, then the leftmost, like the reference.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Bigram {
-    score: f32,
-    left: u32,
+    key: u64,
     right: u32,
     size: u32,
 }
 
-impl PartialEq for Bigram {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
+impl Bigram {
+    fn new(score: f32, left: u32, right: u32, size: u32) -> Bigram {
+        // +0.0 turns -0.0 into 0.0: the reference's `<` treats them as equal.
+        let bits = (score + 0.0).to_bits();
+        // Flip so that unsigned order is float order: negatives reversed, positives above.
+        let ordered = if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | 0x8000_0000
+        };
+        Bigram {
+            key: ((ordered as u64) << 32) | (u32::MAX - left) as u64,
+            right,
+            size,
+        }
     }
-}
-impl Eq for Bigram {}
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Bigram {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Scores compare as the reference's `<` does (NaN never wins, -0 == 0).
-        let by_score = self.score.partial_cmp(&o.score).unwrap_or(Ordering::Equal);
-        by_score.then_with(|| o.left.cmp(&self.left))
+    fn left(&self) -> u32 {
+        u32::MAX - self.key as u32
     }
 }
 
@@ -76,19 +79,19 @@ pub fn tokenize<E>(
         let (ls, rs) = (symbols[l as usize], symbols[r as usize]);
         let piece = &text[ls.start as usize..(ls.start + ls.len + rs.len) as usize];
         if let Some(&id) = token_to_id.get(piece) {
-            queue.push(Bigram {
-                score: score(id),
-                left: l as u32,
-                right: r as u32,
-                size: piece.len() as u32,
-            });
+            queue.push(Bigram::new(
+                score(id),
+                l as u32,
+                r as u32,
+                piece.len() as u32,
+            ));
         }
     };
     for i in 1..symbols.len() as i32 {
         try_add(&mut queue, &symbols, i - 1, i);
     }
     while let Some(b) = queue.pop() {
-        let (l, r) = (b.left as usize, b.right as usize);
+        let (l, r) = (b.left() as usize, b.right as usize);
         let (ls, rs) = (symbols[l], symbols[r]);
         if ls.len == 0 || rs.len == 0 || ls.len + rs.len != b.size {
             continue; // stale
@@ -118,4 +121,21 @@ pub fn tokenize<E>(
         i = s.next;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bigram_order_is_score_then_leftmost() {
+        let k = |s: f32, l: u32| Bigram::new(s, l, l + 1, 2);
+        assert!(k(-1.0, 5) > k(-2.0, 0));
+        assert!(k(0.5, 9) > k(-0.5, 0));
+        assert!(k(3.0, 1) > k(3.0, 2)); // same score: leftmost first
+        assert!(k(-0.0, 1) > k(0.0, 2)); // -0 == 0, so position decides
+        assert!(k(f32::INFINITY, 0) > k(1e30, 0));
+        assert!(k(-1e30, 0) > k(f32::NEG_INFINITY, 0));
+        assert_eq!(k(-7.25, 42).left(), 42);
+    }
 }

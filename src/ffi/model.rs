@@ -1,0 +1,304 @@
+//! Model group: params, load (with progress callback), free, hyper-parameters, metadata.
+
+use super::vocab::bitnet_vocab;
+use super::{
+    bitnet_token, borrow, c_str, call, call_void, call_with, free_handle, into_handle,
+    write_c_string, BITNET_TOKEN_NULL,
+};
+use crate::error::{Error, Result};
+use crate::log::log_warn;
+use crate::model::Model;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, Mutex};
+
+/// Called during loading with a progress in [0, 1]; return false to abort the load
+/// (bitnet_model_load_from_file then returns NULL).
+pub type bitnet_progress_callback =
+    Option<unsafe extern "C" fn(progress: f32, user_data: *mut c_void) -> bool>;
+
+/// Model loading options: the llama_model_params fields that mean something on a CPU, in
+/// llama.h's order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct bitnet_model_params {
+    /// Layers to offload to a GPU. bitnet is CPU only: values other than 0 are ignored.
+    pub n_gpu_layers: i32,
+    /// Optional load progress callback (NULL: none).
+    pub progress_callback: bitnet_progress_callback,
+    /// Passed to progress_callback.
+    pub progress_callback_user_data: *mut c_void,
+    /// Only the vocabulary is needed. The weights are memory-mapped either way, which costs
+    /// no reads, so this changes nothing.
+    pub vocab_only: bool,
+    /// Memory-map the file. bitnet always maps it (weights are never copied): ignored.
+    pub use_mmap: bool,
+    /// Lock the map in RAM. Not implemented (see bitnet_supports_mlock): a warning is logged.
+    pub use_mlock: bool,
+    /// Validate tensor data. Shapes, types and sizes are always checked; values are not.
+    pub check_tensors: bool,
+}
+
+/// A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
+pub struct bitnet_model {
+    pub(crate) model: Arc<Model>,
+    pub(crate) vocab: bitnet_vocab,
+    /// NUL-terminated chat templates handed out by bitnet_model_chat_template, by name.
+    chat_templates: Mutex<Vec<(Option<String>, CString)>>,
+}
+
+/// The defaults: CPU, mmap on, no callback.
+#[no_mangle]
+pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
+    call_with(|_| default_params(), || Ok(default_params()))
+}
+
+fn default_params() -> bitnet_model_params {
+    bitnet_model_params {
+        n_gpu_layers: 0,
+        progress_callback: None,
+        progress_callback_user_data: std::ptr::null_mut(),
+        vocab_only: false,
+        use_mmap: true,
+        use_mlock: false,
+        check_tensors: false,
+    }
+}
+
+/// Loads a GGUF model (memory-mapped). NULL on failure (bitnet_last_error says why: missing
+/// file, malformed file, unsupported architecture or tensor type, bad metadata, or aborted by
+/// the progress callback). Free with bitnet_model_free.
+#[no_mangle]
+pub extern "C" fn bitnet_model_load_from_file(
+    path_model: *const c_char,
+    params: bitnet_model_params,
+) -> *mut bitnet_model {
+    call(std::ptr::null_mut(), || {
+        let path = c_str(path_model, "path_model")?;
+        if params.use_mlock {
+            log_warn!("bitnet: use_mlock is not supported; the model stays pageable");
+        }
+        let model = Model::load_with_progress(path, |p| match params.progress_callback {
+            // SAFETY: the caller's callback, called as its contract says.
+            Some(cb) => unsafe { cb(p, params.progress_callback_user_data) },
+            None => true,
+        })?;
+        let model = Arc::new(model);
+        Ok(into_handle(bitnet_model {
+            vocab: bitnet_vocab::new(Arc::clone(&model)),
+            model,
+            chat_templates: Mutex::new(Vec::new()),
+        }))
+    })
+}
+
+/// Frees a model. Contexts made from it must be freed first. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn bitnet_model_free(model: *mut bitnet_model) {
+    call_void(|| {
+        free_handle(model);
+        Ok(())
+    })
+}
+
+/// The model's vocabulary, owned by the model (do not free). NULL if model is NULL.
+#[no_mangle]
+pub extern "C" fn bitnet_model_get_vocab(model: *const bitnet_model) -> *const bitnet_vocab {
+    call(std::ptr::null(), || {
+        Ok(&borrow(model, "model")?.vocab as *const bitnet_vocab)
+    })
+}
+
+fn config_value(model: *const bitnet_model, f: impl FnOnce(&crate::model::Config) -> usize) -> i32 {
+    call(-1, || {
+        let v = f(borrow(model, "model")?.model.config());
+        i32::try_from(v).map_err(|_| Error::internal(format!("value {v} does not fit int32_t")))
+    })
+}
+
+/// Training context length. -1 if model is NULL (as every getter below).
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_ctx_train(model: *const bitnet_model) -> i32 {
+    config_value(model, |c| c.n_ctx_train)
+}
+
+/// Embedding width.
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_embd(model: *const bitnet_model) -> i32 {
+    config_value(model, |c| c.n_embd)
+}
+
+/// Number of transformer blocks.
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_layer(model: *const bitnet_model) -> i32 {
+    config_value(model, |c| c.n_layer)
+}
+
+/// Number of attention (query) heads.
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_head(model: *const bitnet_model) -> i32 {
+    config_value(model, |c| c.n_head)
+}
+
+/// Number of key/value heads.
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_head_kv(model: *const bitnet_model) -> i32 {
+    config_value(model, |c| c.n_head_kv)
+}
+
+/// Writes "<arch> <size class> <file type>" (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
+/// snprintf semantics: returns the full length; -1 on a NULL model.
+#[no_mangle]
+pub extern "C" fn bitnet_model_desc(
+    model: *const bitnet_model,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    call(-1, || {
+        let desc = borrow(model, "model")?.model.desc();
+        write_c_string(buf, buf_size, desc.as_bytes(), "buf")
+    })
+}
+
+/// Total bytes of all tensors. 0 on a NULL model.
+#[no_mangle]
+pub extern "C" fn bitnet_model_size(model: *const bitnet_model) -> u64 {
+    call(0, || Ok(borrow(model, "model")?.model.size_bytes()))
+}
+
+/// Total number of weights (elements of all tensors). 0 on a NULL model.
+#[no_mangle]
+pub extern "C" fn bitnet_model_n_params(model: *const bitnet_model) -> u64 {
+    call(0, || Ok(borrow(model, "model")?.model.n_params()))
+}
+
+/// Number of metadata entries with a string form (arrays are left out, as in llama.cpp);
+/// -1 on a NULL model.
+#[no_mangle]
+pub extern "C" fn bitnet_model_meta_count(model: *const bitnet_model) -> i32 {
+    call(-1, || {
+        Ok(borrow(model, "model")?.model.meta_strings().len() as i32)
+    })
+}
+
+/// The value of metadata key `key` as a string (numbers in decimal, floats as "%f"), with
+/// snprintf semantics. Returns the full length, or -1 (and buf[0] = 0) when the key is missing
+/// or is an array.
+#[no_mangle]
+pub extern "C" fn bitnet_model_meta_val_str(
+    model: *const bitnet_model,
+    key: *const c_char,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    call(-1, || {
+        clear_buf(buf, buf_size);
+        let m = &borrow(model, "model")?.model;
+        let key = c_str(key, "key")?;
+        let meta = m.meta_strings();
+        let (_, v) = meta.iter().find(|(k, _)| *k == key).ok_or_else(|| {
+            Error::invalid_argument(format!("metadata key {key:?} is missing or an array"))
+        })?;
+        write_c_string(buf, buf_size, v.as_bytes(), "buf")
+    })
+}
+
+/// The key of metadata entry `i` (0..bitnet_model_meta_count, file order), snprintf
+/// semantics; -1 (buf[0] = 0) when `i` is out of range.
+#[no_mangle]
+pub extern "C" fn bitnet_model_meta_key_by_index(
+    model: *const bitnet_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    meta_by_index(model, i, buf, buf_size, |k, _| k)
+}
+
+/// The value of metadata entry `i` as a string, snprintf semantics; -1 (buf[0] = 0) when `i`
+/// is out of range.
+#[no_mangle]
+pub extern "C" fn bitnet_model_meta_val_str_by_index(
+    model: *const bitnet_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    meta_by_index(model, i, buf, buf_size, |_, v| v)
+}
+
+fn meta_by_index(
+    model: *const bitnet_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+    pick: impl for<'a> FnOnce(&'a str, &'a str) -> &'a str,
+) -> i32 {
+    call(-1, || {
+        clear_buf(buf, buf_size);
+        let meta = borrow(model, "model")?.model.meta_strings();
+        let (k, v) = usize::try_from(i)
+            .ok()
+            .and_then(|i| meta.get(i))
+            .ok_or_else(|| {
+                Error::invalid_argument(format!("metadata index {i} is outside 0..{}", meta.len()))
+            })?;
+        write_c_string(buf, buf_size, pick(k, v).as_bytes(), "buf")
+    })
+}
+
+/// Sets buf[0] = 0 when there is room, so a failed lookup leaves an empty string.
+fn clear_buf(buf: *mut c_char, buf_size: usize) {
+    if !buf.is_null() && buf_size > 0 {
+        // SAFETY: non-null with at least one byte, per the caller's contract.
+        unsafe { *buf = 0 };
+    }
+}
+
+/// The chat template stored in the model (`tokenizer.chat_template`, or
+/// `tokenizer.chat_template.<name>` when name is not NULL), or NULL if there is none. The
+/// string lives as long as the model.
+#[no_mangle]
+pub extern "C" fn bitnet_model_chat_template(
+    model: *const bitnet_model,
+    name: *const c_char,
+) -> *const c_char {
+    call(std::ptr::null(), || {
+        let m = borrow(model, "model")?;
+        let name = if name.is_null() {
+            None
+        } else {
+            Some(c_str(name, "name")?.to_string())
+        };
+        let Some(tmpl) = m.model.chat_template(name.as_deref()) else {
+            return Ok(std::ptr::null());
+        };
+        let mut cache = m.chat_templates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = cache.iter().find(|(n, _)| *n == name) {
+            return Ok(s.as_ptr());
+        }
+        let s =
+            CString::new(tmpl).map_err(|_| Error::metadata("chat template contains a NUL byte"))?;
+        let ptr = s.as_ptr(); // the CString's heap buffer does not move when the Vec grows
+        cache.push((name, s));
+        Ok(ptr)
+    })
+}
+
+/// False: BitNet models are decoder-only.
+#[no_mangle]
+pub extern "C" fn bitnet_model_has_encoder(model: *const bitnet_model) -> bool {
+    call(false, || borrow(model, "model").map(|_| false))
+}
+
+/// BITNET_TOKEN_NULL (-1): decoder-only models have no decoder start token.
+#[no_mangle]
+pub extern "C" fn bitnet_model_decoder_start_token(model: *const bitnet_model) -> bitnet_token {
+    call(BITNET_TOKEN_NULL, || {
+        borrow(model, "model").map(|_| BITNET_TOKEN_NULL)
+    })
+}
+
+/// Shared checks for code that needs the Rust model.
+pub(crate) fn model_ref<'a>(model: *const bitnet_model) -> Result<&'a bitnet_model> {
+    borrow(model, "model")
+}

@@ -1,0 +1,36 @@
+/* Tiny assertion helpers shared by the C tests. */
+#ifndef BITNET_TEST_CHECK_H
+#define BITNET_TEST_CHECK_H
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_failures = 0;
+
+#define CHECK(cond)                                                               \
+  do {                                                                            \
+    if (!(cond)) {                                                                \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__,     \
+              __LINE__, #cond, bitnet_last_error() ? bitnet_last_error() : "none"); \
+      check_failures++;                                                           \
+    }                                                                             \
+  } while (0)
+
+/* The call failed with `status` and left a message. */
+#define CHECK_FAILED_WITH(status)                                                 \
+  do {                                                                            \
+    CHECK(bitnet_last_status() == (status));                                      \
+    CHECK(bitnet_last_error() != NULL);                                           \
+    bitnet_clear_error();                                                         \
+  } while (0)
+
+#define CHECK_DONE()                                                              \
+  do {                                                                            \
+    if (check_failures) {                                                         \
+      fprintf(stderr, "%d check(s) failed\n", check_failures);                    \
+      return 1;                                                                   \
+    }                                                                             \
+    printf("ok\n");                                                               \
+    return 0;                                                                     \
+  } while (0)
+
+#endif

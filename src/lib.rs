@@ -25,3 +25,8 @@ pub use vocab::Vocab;
 
 #[doc(hidden)]
 pub mod testdata;
+
+/// The README's Rust example, compiled as a doctest so it cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -10,9 +10,26 @@
  *  - A failing call returns the value its documentation names (NULL, false, a negative number,
  *    -1 token...) and records a message: bitnet_last_error() / bitnet_last_status() on the same
  *    thread. NULL handles, bad tokens, bad sequence ids and short buffers are errors, never
- *    crashes. One handle must not be used from two threads at the same time.
+ *    crashes. A handle that was freed (or never came from this library) cannot be detected:
+ *    passing one is undefined behaviour, as with free() in C; set pointers to NULL after *_free.
  *  - Strings are UTF-8; buffer-filling calls follow llama.h (snprintf semantics, or -(needed)
  *    when the buffer is too small).
+ *
+ * Thread safety (as llama.h):
+ *  - A bitnet_model (and its bitnet_vocab) is read-only once loaded: several contexts on several
+ *    threads may share one model, and the model/vocab query functions may be called from any
+ *    thread concurrently. Free the model only after every context made from it is freed.
+ *  - A bitnet_context (with its bitnet_memory_t and the logits pointers it returns), a
+ *    bitnet_sampler (a chain with the samplers it owns) and a bitnet_batch must be used by one
+ *    thread at a time; different objects may be used on different threads at once, and an
+ *    object may move between threads. Results do not depend on the thread a call runs on.
+ *  - bitnet_last_error / bitnet_last_status / bitnet_clear_error are per thread: a failure on
+ *    one thread is never seen on another.
+ *  - bitnet_log_set is process-wide: call it before other threads use the library. The callback
+ *    may be called from any thread that calls into the library (at once from several), so it
+ *    must be thread-safe itself.
+ *  - bitnet_backend_init/free, bitnet_time_us, bitnet_print_system_info and the *_default_params
+ *    functions may be called from any thread.
  */
 
 
@@ -545,7 +562,9 @@ void bitnet_clear_error(void);
 
 /**
  * Sends every later log message to `log_callback(level, text, user_data)`; NULL restores the
- * default logger, which writes to stderr.
+ * default logger, which writes to stderr. Process-wide: set it before other threads use the
+ * library. The callback runs on whichever thread logs, possibly several at once, so it must be
+ * thread-safe.
  */
 void bitnet_log_set(bitnet_log_callback log_callback, void *user_data);
 
@@ -629,7 +648,8 @@ struct bitnet_model *bitnet_model_load_from_file(const char *path_model,
                                                  struct bitnet_model_params params);
 
 /**
- * Frees a model. Contexts made from it must be freed first. NULL is a no-op.
+ * Frees a model. Contexts made from it must be freed first. NULL is a no-op. Using the model
+ * afterwards is undefined behaviour (a freed pointer cannot be detected).
  */
 void bitnet_model_free(struct bitnet_model *model);
 

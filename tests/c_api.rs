@@ -80,6 +80,72 @@ fn install_package(work: &Path) -> Option<PathBuf> {
     Some(prefix)
 }
 
+/// Configures tests/c against the package installed in `prefix` into `<work>/<name>`, builds it
+/// and runs ctest; returns ctest's output. Panics when a test fails.
+fn build_and_ctest(work: &Path, name: &str, prefix: &Path, extra: &[String]) -> String {
+    let data = bitnet::testdata::root();
+    let tests = work.join(name);
+    let _ = std::fs::remove_dir_all(&tests);
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(root().join("tests/c"))
+        .arg("-B")
+        .arg(&tests)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+        .arg(format!("-DBITNET_TEST_DATA={}", data.display()))
+        .args(extra)
+        .arg("-DCMAKE_BUILD_TYPE=Release"));
+    run(Command::new("cmake").arg("--build").arg(&tests).arg("-j2"));
+    let out = Command::new("ctest")
+        .args(["--output-on-failure", "-j2"])
+        .current_dir(&tests)
+        .env_remove("LD_LIBRARY_PATH") // as in run(): the installed library, not cargo's
+        .output()
+        .expect("ctest");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ctest failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Number of golden greedy traces and golden sampler-chain traces (each one ctest test).
+fn golden_trace_count() -> usize {
+    let count = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "trace"))
+                .count()
+        })
+    };
+    let golden = bitnet::testdata::root().join("golden");
+    let greedy: usize = bitnet::testdata::MODELS
+        .iter()
+        .map(|m| count(&golden.join(m)))
+        .sum();
+    let chains = count(&golden.join("sampling"));
+    assert_eq!((greedy, chains), (36, 32), "golden trace counts");
+    greedy + chains
+}
+
+fn assert_ran(stdout: &str, expected: usize) {
+    let summary = format!("0 tests failed out of {expected}");
+    assert!(
+        stdout.contains(&summary),
+        "expected \"{summary}\" in\n{stdout}"
+    );
+}
+
+/// 2 model-free tests (api_basics shared and static); with the shared data also api_model,
+/// bad_input, bad_input_files, threads and the 3 examples.
+const MODEL_FREE_TESTS: usize = 2;
+const MODEL_TESTS: usize = 4 + 3;
+/// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples and the
+/// tracer.
+const MEMCHECK_TESTS: usize = 7;
+
 #[test]
 fn c_programs_build_against_the_installed_package_and_pass() {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
@@ -102,60 +168,54 @@ fn c_programs_build_against_the_installed_package_and_pass() {
 
     // Without the shared models only the model-free tests exist (skipped here, an error in CI).
     let have_data = bitnet::testdata::path("models/tiny-spm-f32.gguf").is_some();
-    let data = bitnet::testdata::root();
-    let tests = work.join("tests");
-    let _ = std::fs::remove_dir_all(&tests);
-    run(Command::new("cmake")
-        .arg("-S")
-        .arg(root().join("tests/c"))
-        .arg("-B")
-        .arg(&tests)
-        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
-        .arg(format!("-DBITNET_TEST_DATA={}", data.display()))
-        .arg(format!("-DBITNET_TRACE={}", tracer.display()))
-        .arg("-DCMAKE_BUILD_TYPE=Release"));
-    run(Command::new("cmake").arg("--build").arg(&tests).arg("-j2"));
-    let out = Command::new("ctest")
-        .args(["--output-on-failure", "-j2"])
-        .current_dir(&tests)
-        .env_remove("LD_LIBRARY_PATH") // as in run(): the installed library, not cargo's
-        .output()
-        .expect("ctest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ctest failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = build_and_ctest(
+        &work,
+        "tests",
+        &prefix,
+        &[format!("-DBITNET_TRACE={}", tracer.display())],
     );
-
-    // Count what ran: 2 model-free tests, and with data the API tests (2), the examples (3),
-    // the memchecks (2, with valgrind), every golden greedy trace and every golden
-    // sampler-chain trace.
-    let count = |dir: &Path| {
-        std::fs::read_dir(dir).map_or(0, |d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "trace"))
-                .count()
-        })
-    };
     let expected = if have_data {
-        let golden = data.join("golden");
-        let greedy: usize = bitnet::testdata::MODELS
-            .iter()
-            .map(|m| count(&golden.join(m)))
-            .sum();
-        let chains = count(&golden.join("sampling"));
-        assert_eq!((greedy, chains), (36, 32), "golden trace counts");
-        let memcheck = if have("valgrind") { 2 } else { 0 };
-        2 + 2 + 3 + memcheck + greedy + chains
+        let memcheck = if have("valgrind") { MEMCHECK_TESTS } else { 0 };
+        MODEL_FREE_TESTS + MODEL_TESTS + memcheck + golden_trace_count()
     } else {
-        2
+        MODEL_FREE_TESTS
     };
-    let summary = format!("0 tests failed out of {expected}");
-    assert!(
-        stdout.contains(&summary),
-        "expected \"{summary}\" in\n{stdout}"
+    assert_ran(&stdout, expected);
+}
+
+/// The same C tests and examples built with AddressSanitizer (leak checker on) and
+/// UndefinedBehaviorSanitizer (tests/c BITNET_SANITIZE=ON; the Rust library as built): no
+/// report. The tracer is the instrumented one built there.
+#[test]
+fn c_programs_pass_under_address_and_undefined_sanitizers() {
+    if !have("cc") {
+        assert!(
+            !bitnet::testdata::required(),
+            "cc missing and BITNET_REQUIRE_TEST_DATA=1"
+        );
+        eprintln!("SKIPPED: no C compiler");
+        return;
+    }
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api_asan");
+    let Some(prefix) = install_package(&work) else {
+        return;
+    };
+    let have_data = bitnet::testdata::path("models/tiny-spm-f32.gguf").is_some();
+    let stdout = build_and_ctest(
+        &work,
+        "tests",
+        &prefix,
+        &["-DBITNET_SANITIZE=ON".to_string()],
     );
+    // Only one golden greedy trace per model (prompt "space": 6) and the sampler chains of one
+    // prompt ("short_en": 16): the C code they run is the same for every prompt.
+    let expected = if have_data {
+        golden_trace_count(); // the data is complete
+        MODEL_FREE_TESTS + MODEL_TESTS + 6 + 16
+    } else {
+        MODEL_FREE_TESTS
+    };
+    assert_ran(&stdout, expected);
 }
 
 /// pkg-config users: `cc $(pkg-config --cflags --libs bitnet)` links and runs, shared and static.

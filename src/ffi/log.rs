@@ -52,7 +52,9 @@ impl CSink {
 }
 
 /// Sends every later log message to `log_callback(level, text, user_data)`; NULL restores the
-/// default logger, which writes to stderr.
+/// default logger, which writes to stderr. Process-wide: set it before other threads use the
+/// library. The callback runs on whichever thread logs, possibly several at once, so it must be
+/// thread-safe.
 #[no_mangle]
 pub extern "C" fn bitnet_log_set(log_callback: bitnet_log_callback, user_data: *mut c_void) {
     call_void(|| {

@@ -91,7 +91,8 @@ pub extern "C" fn bitnet_model_load_from_file(
     })
 }
 
-/// Frees a model. Contexts made from it must be freed first. NULL is a no-op.
+/// Frees a model. Contexts made from it must be freed first. NULL is a no-op. Using the model
+/// afterwards is undefined behaviour (a freed pointer cannot be detected).
 #[no_mangle]
 pub extern "C" fn bitnet_model_free(model: *mut bitnet_model) {
     call_void(|| {

@@ -144,6 +144,18 @@ pub extern "C" fn bitnet_sampler_chain_add(chain: *mut bitnet_sampler, smpl: *mu
             return Err(Error::invalid_argument("a chain cannot be added to itself"));
         }
         let c = chain_mut(chain)?;
+        // Adding a member twice would free it twice when the chain is freed. Detectable here (a
+        // member's handle is its address); a sampler owned by another chain is not.
+        let already = (0..c.len() as i32).any(|i| {
+            c.get(i).is_some_and(|m| {
+                std::ptr::eq((m as *const dyn Sampler).cast::<u8>(), smpl.cast::<u8>())
+            })
+        });
+        if already {
+            return Err(Error::invalid_argument(
+                "the sampler is already in this chain",
+            ));
+        }
         // SAFETY: smpl is a live handle from into_handle; ownership moves into the chain and the
         // box keeps its address (see the module comment).
         let boxed: Box<bitnet_sampler> = unsafe { Box::from_raw(smpl) };

@@ -282,6 +282,100 @@ int main(int argc, char **argv) {
   remove(session);
   CHECK(bitnet_memory_seq_pos_max(mem, 0) == 15); /* failed loads left the context alone */
 
+  /* ---- zero-size and too-small buffers: -(needed) or the full length, nothing overrun */
+  char one[1] = {'x'};
+  const int32_t desc_len = bitnet_model_desc(model, NULL, 0); /* sizing call */
+  CHECK(desc_len > 0 && bitnet_model_desc(model, one, 1) == desc_len && one[0] == 0);
+  one[0] = 'x';
+  CHECK(bitnet_model_meta_val_str(model, "general.architecture", one, 1) > 0 && one[0] == 0);
+  CHECK(bitnet_model_meta_key_by_index(model, 0, NULL, 0) > 0);
+  const int32_t piece_len = bitnet_token_to_piece(vocab, 450, NULL, 0, 0, false);
+  CHECK(piece_len < 0 && piece_len != INT32_MIN);
+  CHECK_FAILED_WITH(BITNET_ERR_BUFFER_TOO_SMALL);
+  one[0] = 'x';
+  CHECK(bitnet_token_to_piece(vocab, 450, one, 1, 0, false) == piece_len && one[0] == 'x'); /* nothing written */
+  CHECK(bitnet_token_to_piece(vocab, 450, buf, -piece_len, 0, false) == -piece_len);
+  const bitnet_token three[3] = {450, 4996, 17354};
+  const int32_t text_len = bitnet_detokenize(vocab, three, 3, NULL, 0, false, false);
+  CHECK(text_len < 0 && text_len != INT32_MIN);
+  CHECK_FAILED_WITH(BITNET_ERR_BUFFER_TOO_SMALL);
+  CHECK(bitnet_detokenize(vocab, three, 3, buf, -text_len, false, false) == -text_len);
+  CHECK(bitnet_tokenize(vocab, "hello world again", 17, tok, 1, true, false) < -1); /* BOS + 3 */
+  CHECK_FAILED_WITH(BITNET_ERR_BUFFER_TOO_SMALL);
+  CHECK(bitnet_detokenize(vocab, tok, 0, buf, sizeof buf, false, false) == 0); /* nothing to join */
+
+  /* ---- more invalid tokens: the extremes */
+  const bitnet_token extremes[3] = {INT32_MIN, -2, INT32_MAX};
+  for (int i = 0; i < 3; i++) {
+    CHECK(bitnet_vocab_get_text(vocab, extremes[i]) == NULL);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_TOKEN);
+    CHECK(bitnet_token_to_piece(vocab, extremes[i], buf, sizeof buf, 0, false) == INT32_MIN);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_TOKEN);
+    CHECK(bitnet_detokenize(vocab, &extremes[i], 1, buf, sizeof buf, false, false) == INT32_MIN);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_TOKEN);
+    bitnet_token t = extremes[i];
+    CHECK(bitnet_decode(ctx, bitnet_batch_get_one(&t, 1)) == -1);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_TOKEN);
+    struct bitnet_logit_bias eb = {extremes[i], 1.0f};
+    CHECK(bitnet_sampler_init_logit_bias(n_vocab, 1, &eb) == NULL);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_TOKEN);
+  }
+  CHECK(bitnet_decode(ctx, bitnet_batch_get_one(tok, -1)) == -1); /* negative n_tokens */
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+
+  /* ---- per-sequence state: sequence ids outside 0..n_seq_max-1, short buffers */
+  const bitnet_seq_id bad_seqs[4] = {-1, 2, 64, INT32_MAX};
+  uint8_t seq_buf[64];
+  for (int i = 0; i < 4; i++) {
+    CHECK(bitnet_state_seq_get_size(ctx, bad_seqs[i]) == 0);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+    CHECK(bitnet_state_seq_get_data(ctx, seq_buf, sizeof seq_buf, bad_seqs[i]) == 0);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+    CHECK(bitnet_state_seq_set_data(ctx, seq_buf, sizeof seq_buf, bad_seqs[i]) == 0);
+    CHECK(bitnet_last_status() != BITNET_OK && bitnet_last_error() != NULL);
+    bitnet_clear_error();
+    CHECK(!bitnet_memory_seq_rm(mem, bad_seqs[i] == -1 ? 2 : bad_seqs[i], -1, -1));
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  }
+  CHECK(bitnet_state_seq_get_size(NULL, 0) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  const size_t seq_size = bitnet_state_seq_get_size(ctx, 0);
+  CHECK(seq_size > sizeof seq_buf);
+  CHECK(bitnet_state_seq_get_data(ctx, seq_buf, sizeof seq_buf, 0) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_BUFFER_TOO_SMALL);
+  CHECK(bitnet_state_seq_get_data(ctx, NULL, seq_size, 0) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  memset(seq_buf, 0xAB, sizeof seq_buf);
+  CHECK(bitnet_state_seq_set_data(ctx, seq_buf, sizeof seq_buf, 1) == 0);
+  CHECK(bitnet_last_status() != BITNET_OK && bitnet_last_error() != NULL);
+  bitnet_clear_error();
+  CHECK(bitnet_state_seq_set_data(ctx, NULL, 10, 1) == 0);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+  CHECK(bitnet_memory_seq_pos_max(mem, 0) == 15); /* still untouched */
+
+  /* ---- positions: a batch past n_ctx is KV_FULL (1), the cache unchanged */
+  CHECK(bitnet_decode(ctx, bitnet_batch_get_one(many, 17)) == 1); /* 16 used + 17 > 32 */
+  CHECK_FAILED_WITH(BITNET_ERR_KV_FULL);
+  CHECK(bitnet_memory_seq_pos_max(mem, 0) == 15);
+  CHECK(bitnet_decode(ctx, bitnet_batch_get_one(many, 16)) == 0); /* exactly full */
+  CHECK(bitnet_memory_seq_pos_max(mem, 0) == 31);
+  CHECK(bitnet_memory_seq_rm(mem, 0, 16, -1) && bitnet_memory_seq_pos_max(mem, 0) == 15);
+
+  /* ---- a sampler added twice to one chain would be freed twice: refused */
+  {
+    struct bitnet_sampler *c2 = bitnet_sampler_chain_init(bitnet_sampler_chain_default_params());
+    struct bitnet_sampler *g2 = bitnet_sampler_init_greedy();
+    bitnet_sampler_chain_add(c2, g2);
+    bitnet_sampler_chain_add(c2, g2);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+    CHECK(bitnet_sampler_chain_n(c2) == 1);
+    CHECK(bitnet_sampler_chain_get(c2, 1) == NULL && bitnet_sampler_chain_get(c2, INT32_MIN) == NULL);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+    CHECK(bitnet_sampler_chain_remove(c2, 7) == NULL);
+    CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
+    bitnet_sampler_free(c2); /* frees g2 once */
+  }
+
   /* ---- sampler */
   struct bitnet_sampler *greedy = bitnet_sampler_init_greedy();
   bitnet_sampler_chain_add(NULL, greedy); /* greedy stays ours */

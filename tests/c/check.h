@@ -5,9 +5,11 @@
 #include <stdlib.h>
 
 static int check_failures = 0;
+static int check_count = 0; /* checks run, printed at the end */
 
 #define CHECK(cond)                                                               \
   do {                                                                            \
+    check_count++;                                                                \
     if (!(cond)) {                                                                \
       fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__,     \
               __LINE__, #cond, bitnet_last_error() ? bitnet_last_error() : "none"); \
@@ -26,10 +28,10 @@ static int check_failures = 0;
 #define CHECK_DONE()                                                              \
   do {                                                                            \
     if (check_failures) {                                                         \
-      fprintf(stderr, "%d check(s) failed\n", check_failures);                    \
+      fprintf(stderr, "%d of %d check(s) failed\n", check_failures, check_count); \
       return 1;                                                                   \
     }                                                                             \
-    printf("ok\n");                                                               \
+    printf("ok (%d checks)\n", check_count);                                      \
     return 0;                                                                     \
   } while (0)
 

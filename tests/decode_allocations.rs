@@ -3,6 +3,10 @@
 //! it; this test binary holds nothing else, so other tests cannot disturb the count.
 //! The one exception is rayon's: handing a job to a pool from outside (`install`, once per
 //! decode) pushes onto a crossbeam injector queue, which allocates a new block every 63 pushes.
+//! The count is taken with one thread: with two, rayon's work-stealing deques grow (and later
+//! shrink, allocating again) when the other worker is slow to steal, which happens on a loaded
+//! machine (seen once in a full `cargo test` on a busy 2-core box). Those are the pool's
+//! allocations, not the decode path's, and their number depends on scheduling.
 
 mod common;
 
@@ -41,7 +45,7 @@ fn decode_step_does_not_allocate() {
             return;
         };
         let mut params = common::tracer_params();
-        params.n_threads = 2;
+        params.n_threads = 1;
         params.n_ctx = 1024;
         let mut ctx = bitnet::Context::new(model.clone(), params).unwrap();
         ctx.decode(&Batch::get_one(&[1, 450, 4996])).unwrap();

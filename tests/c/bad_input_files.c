@@ -42,10 +42,7 @@ static void quiet(enum bitnet_log_level level, const char *text, void *user_data
   (void)user_data;
 }
 
-static struct bitnet_model_params params(void) {
-  struct bitnet_model_params mp = bitnet_model_default_params();
-  return mp;
-}
+static struct bitnet_model_params params(void) { return bitnet_model_default_params(); }
 
 /* One token decoded with a small context: the model is usable. */
 static int decodes(struct bitnet_model *model) {
@@ -84,12 +81,11 @@ static int failed_as_documented(void) {
 /* Header length (metadata + tensor directory) of a GGUF file; 0 if it cannot be walked. Only to
  * aim half of the flips at the header: the library's own parser is what is under test. */
 static size_t gguf_header_len(const uint8_t *d, size_t n) {
-  size_t o = 4 + 4;
   uint64_t n_tensors, n_kv, len;
   if (n < 24) return 0;
-  memcpy(&n_tensors, d + 8, 8);
+  memcpy(&n_tensors, d + 8, 8); /* after the magic and the version */
   memcpy(&n_kv, d + 16, 8);
-  o = 24;
+  size_t o = 24;
   static const size_t scalar[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 #define NEED(k) \
   if (o + (k) > n) return 0

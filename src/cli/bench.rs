@@ -141,28 +141,16 @@ pub fn peak_rss_mib() -> f64 {
 
 /// The 2B-4T-shape benchmark model for a weight/embedding type pair, made once.
 fn bench_model(weights: GgmlType, embedding: GgmlType) -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    let dir = exe
-        .parent()
-        .map(|d| d.join("models"))
-        .unwrap_or_else(|| PathBuf::from("models"));
-    let path = dir.join(format!(
+    let name = format!(
         "2b4t-{}-{}.gguf",
         weights.name().to_lowercase(),
         embedding.name().to_lowercase()
-    ));
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-    eprintln!("bitnet bench: making {} ...", path.display());
-    let p = Params {
+    );
+    super::make_model::cached_model(&name, |vocab| Params {
         shape: Shape::B2B4T,
         weights,
         embedding,
         seed: 2025,
-        vocab: super::make_model::default_vocab(),
-    };
-    crate::modelgen::generate(&p, &path)?;
-    Ok(path)
+        vocab,
+    })
 }

@@ -130,31 +130,11 @@ pub fn run(mut args: Args) -> Result<()> {
 
 /// A tiny random-weight model, made once and kept next to the binary.
 fn demo_model() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    let dir = exe
-        .parent()
-        .map(|d| d.join("models"))
-        .unwrap_or_else(|| PathBuf::from("models"));
-    let path = dir.join("demo-tiny-i2_s.gguf");
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-    let vocab = super::make_model::default_vocab();
-    if !vocab.exists() {
-        return Err(Error::invalid_argument(format!(
-            "no -m given, and the demo model cannot be made: vocab file {} is missing (set BITNET_TEST_DATA or pass -m MODEL)",
-            vocab.display()
-        )));
-    }
-    eprintln!("bitnet: making the demo model {} ...", path.display());
-    let p = crate::modelgen::Params {
+    super::make_model::cached_model("demo-tiny-i2_s.gguf", |vocab| crate::modelgen::Params {
         shape: crate::modelgen::Shape::TINY,
         weights: crate::tensor::GgmlType::I2_S,
         embedding: crate::tensor::GgmlType::F16,
         seed: 2025,
         vocab,
-    };
-    crate::modelgen::generate(&p, &path)?;
-    Ok(path)
+    })
 }

@@ -66,3 +66,31 @@ pub fn run(mut args: Args) -> Result<()> {
     eprintln!("wrote {out}: {n} bytes, {shape_name}, {weights} layers, {embedding} embedding, seed {seed} ({:.1} s)", t.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// A generated model kept next to the binary (`<exe dir>/models/<file_name>`), made on first
+/// use: `generate` without `-m` and `bench` without `-m` share it.
+pub fn cached_model(
+    file_name: &str,
+    make: impl FnOnce(std::path::PathBuf) -> modelgen::Params,
+) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let dir = exe
+        .parent()
+        .map(|d| d.join("models"))
+        .unwrap_or_else(|| "models".into());
+    let path = dir.join(file_name);
+    if path.exists() {
+        return Ok(path);
+    }
+    let vocab = default_vocab();
+    if !vocab.exists() {
+        return Err(Error::invalid_argument(format!(
+            "no -m given, and {file_name} cannot be made: vocab file {} is missing (set BITNET_TEST_DATA or pass -m MODEL)",
+            vocab.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    eprintln!("bitnet: making {} ...", path.display());
+    modelgen::generate(&make(vocab), &path)?;
+    Ok(path)
+}

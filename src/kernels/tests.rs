@@ -644,7 +644,7 @@ fn variants_match_scalar_q8_0() {
 
 #[test]
 fn variants_match_scalar_float_types() {
-    let shapes: Vec<(usize, usize)> = [1usize, 7, 8, 16, 31, 32, 33, 63, 64, 100, 256, 2560]
+    let shapes: Vec<(usize, usize)> = [1usize, 7, 8, 16, 31, 32, 33, 63, 64, 100, 256, 2560, 8200]
         .iter()
         .flat_map(|&k| [(k, 1), (k, 3), (k, 6)])
         .collect();

@@ -636,10 +636,54 @@ fn variants_match_scalar_q8k_types() {
 fn variants_match_scalar_q8_0() {
     compare_variants(
         GgmlType::Q8_0,
-        &[(32, 1), (64, 3), (96, 5), (2560, 40)],
+        &[
+            (32, 1),
+            (64, 3),
+            (96, 5),
+            (2560, 40),
+            (2560, 41),
+            (16416, 3),
+        ],
         &[1, 2, 5],
         false,
     );
+}
+
+#[test]
+fn q8_0_kernels_exact_for_every_int8() {
+    // Activation blocks holding -128 (never produced by quantize_row_q8_0, but the kernel entry
+    // accepts any block) against weights holding -128 and 127: every variant equals scalar.
+    let mut rng = Rng::new(808);
+    let (k, rows) = (256usize, 5usize);
+    let nb = k / 32;
+    let block = |rng: &mut Rng, extreme: bool| {
+        let mut qs = [0i8; 32];
+        for (i, q) in qs.iter_mut().enumerate() {
+            *q = if extreme && i % 3 == 0 {
+                if i % 2 == 0 {
+                    i8::MIN
+                } else {
+                    i8::MAX
+                }
+            } else {
+                (rng.next_u64() & 0xff) as u8 as i8
+            };
+        }
+        BlockQ8_0 {
+            d: half::f16::from_f32(0.01 + (rng.next_u64() % 7) as f32 * 0.003).to_bits(),
+            qs,
+        }
+    };
+    let w: Vec<BlockQ8_0> = (0..rows * nb).map(|_| block(&mut rng, true)).collect();
+    let x: Vec<BlockQ8_0> = (0..nb).map(|_| block(&mut rng, true)).collect();
+    let d = MatDims { k, rows, n_tok: 1 };
+    let mut want = vec![0f32; rows];
+    (scalar().q8_0)(&w, &x, d, &mut want);
+    for kt in available() {
+        let mut got = vec![0f32; rows];
+        (kt.q8_0)(&w, &x, d, &mut got);
+        assert_eq!(bits(&got), bits(&want), "{}", kt.name());
+    }
 }
 
 #[test]

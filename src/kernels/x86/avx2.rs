@@ -514,13 +514,84 @@ unsafe fn q8_0_impl(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f
     }
 }
 
+/// ggml's `mul_sum_i8_pairs` lanes (`maddubs(|w|, x * sign(w))`, then pairs of i16 summed):
+/// the lanes of [`q8_0_lanes`] in 4 instructions instead of 7. Exact when no activation is
+/// -128 (then |w| <= 128 times |x| <= 127 cannot saturate an i16 pair sum, and `x * sign(w)`
+/// cannot overflow); [`quantize_row_q8_0`](crate::kernels::quantize_row_q8_0) gives |x| <= 127.
+#[inline(always)]
+unsafe fn q8_0_lanes_signed(wv: __m256i, xv: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(wv, wv);
+    let sx = _mm256_sign_epi8(xv, wv);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sx), _mm256_set1_epi16(1))
+}
+
+/// Prefetch distance of the two-row Q8_0 matvec, per weight stream (the F16 pair's reasoning:
+/// far enough ahead to walk the page tables early).
+const PREFETCH_Q8_PAIR: usize = 32768;
+
+/// Two Q8_0 weight rows against one activation row whose block scales are already f32 (`dx`):
+/// per block `acc = fma(d_w * d_x, lanes, acc)`, then [`hsum8`], as [`q8_0_impl`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_two_rows(a: &[BlockQ8_0], b: &[BlockQ8_0], x: &[BlockQ8_0], dx: &[f32]) -> [f32; 2] {
+    let mut acc_a = _mm256_setzero_ps();
+    let mut acc_b = _mm256_setzero_ps();
+    for (i, ((wa, wb), xb)) in a.iter().zip(b).zip(x).enumerate() {
+        let (pa, pb) = (
+            wa as *const BlockQ8_0 as *const u8,
+            wb as *const BlockQ8_0 as *const u8,
+        );
+        if i % 2 == 0 {
+            // Blocks are 34 bytes: one prefetch per 68 bytes covers every cache line.
+            prefetch(pa.wrapping_add(PREFETCH_Q8_PAIR));
+            prefetch(pb.wrapping_add(PREFETCH_Q8_PAIR));
+        }
+        let xv = load_i(xb.qs.as_ptr() as *const u8);
+        let la = _mm256_cvtepi32_ps(q8_0_lanes_signed(load_i(wa.qs.as_ptr() as *const u8), xv));
+        let lb = _mm256_cvtepi32_ps(q8_0_lanes_signed(load_i(wb.qs.as_ptr() as *const u8), xv));
+        let da = f16_bits_to_f32(wa.d) * dx[i];
+        let db = f16_bits_to_f32(wb.d) * dx[i];
+        acc_a = _mm256_fmadd_ps(_mm256_set1_ps(da), la, acc_a);
+        acc_b = _mm256_fmadd_ps(_mm256_set1_ps(db), lb, acc_b);
+    }
+    [hsum8(acc_a), hsum8(acc_b)]
+}
+
+/// Longest row (in Q8_0 blocks) whose activation scales the matvec widens on the stack.
+const Q8_0_WIDE_MAX: usize = 512;
+
 fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
     assert!(d.k % 32 == 0, "avx2 q8_0: k = {} is not whole blocks", d.k);
     check("weight blocks", w.len(), d.rows * d.k / 32);
     check("Q8_0 blocks", act.len(), d.n_tok * d.k / 32);
     check("out", out.len(), d.rows * d.n_tok);
-    // SAFETY: lengths checked; whole blocks only; table used only after `detected()`.
-    unsafe { q8_0_impl(w, act, d, out) }
+    let nb = d.k / 32;
+    let fast = d.n_tok == 1
+        && nb <= Q8_0_WIDE_MAX
+        && d.rows >= 2
+        && act[..nb].iter().all(|b| !b.qs.contains(&i8::MIN));
+    if !fast {
+        // SAFETY: lengths checked; whole blocks only; table used only after `detected()`.
+        return unsafe { q8_0_impl(w, act, d, out) };
+    }
+    let mut dx = [0f32; Q8_0_WIDE_MAX];
+    for (f, b) in dx.iter_mut().zip(&act[..nb]) {
+        *f = f16::from_bits(b.d).to_f32();
+    }
+    let x = &act[..nb];
+    let row = |r: usize| &w[r * nb..(r + 1) * nb];
+    let mut r = 0;
+    while r + 2 <= d.rows {
+        // SAFETY: every slice has nb blocks; table used only after `detected()`.
+        let [a, b] = unsafe { q8_0_two_rows(row(r), row(r + 1), x, &dx[..nb]) };
+        out[r] = a;
+        out[r + 1] = b;
+        r += 2;
+    }
+    if r < d.rows {
+        let one = MatDims { rows: 1, ..d };
+        // SAFETY: one row of nb blocks against one activation row; `detected()` holds.
+        unsafe { q8_0_impl(row(r), x, one, &mut out[r..r + 1]) };
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ use std::time::Instant;
 
 pub const HELP: &str =
     "usage: bitnet bench [-m MODEL[,MODEL...]] [--weights i2_s,tq2_0,tq1_0] [--embd f16,q6_k]
-                    [-t 1,2] [-p 128] [-n 64] [-r 5] [--head-q8]
+                    [-t 1,2] [-p 128] [-n 64] [-d 0] [-r 5] [--head-q8]
 
 Measures pp (one batch of -p tokens from an empty cache) and tg (-n tokens decoded one at a
 time from an empty cache) in tokens/s: the median and the range of -r runs after one warm-up,
-for each model and thread count, plus load time and peak RSS. Without -m it makes (once,
+for each model and thread count, plus load time and peak RSS. -d 0,512,2048 also times tg
+with that many tokens already in the cache (filled by an untimed prompt batch; the test is
+named tg64@d512), for the attention cost at long context. Without -m it makes (once,
 cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape with random weights
 for each --weights x --embd combination (default: i2_s with f16). Prints a markdown table.";
 
@@ -43,6 +45,13 @@ pub fn run(mut args: Args) -> Result<()> {
     let n_prompt: usize = args.parse(&["-p", "--n-prompt"], 128)?;
     let n_gen: usize = args.parse(&["-n", "--n-gen"], 64)?;
     let reps: usize = args.parse(&["-r", "--repetitions"], 5)?;
+    let depths: Vec<usize> = list(
+        &args
+            .value(&["-d", "--depth"])?
+            .unwrap_or_else(|| "0".into()),
+        "-d",
+    )?;
+    let max_depth = depths.iter().copied().max().unwrap_or(0);
     let mparams = ModelParams {
         head_q8_0: args.switch(&["--head-q8"]),
     };
@@ -79,30 +88,35 @@ pub fn run(mut args: Args) -> Result<()> {
         let n_vocab = model.vocab().n_tokens() as i32;
         for &t in &threads {
             let params = ContextParams {
-                n_ctx: (n_prompt.max(n_gen) + 32) as u32,
-                n_batch: n_prompt.max(1) as u32,
-                n_ubatch: n_prompt.max(1) as u32,
+                n_ctx: (n_prompt.max(n_gen + max_depth) + 32) as u32,
+                n_batch: n_prompt.max(max_depth).max(1) as u32,
+                n_ubatch: n_prompt.max(max_depth).clamp(1, 512) as u32,
                 n_threads: t,
                 n_threads_batch: t,
                 ..Default::default()
             };
             let mut ctx = Context::new(model.clone(), params)?;
             // Token ids spread over the vocabulary; the values do not matter for speed.
-            let tokens: Vec<i32> = (0..n_prompt.max(n_gen))
+            let tokens: Vec<i32> = (0..n_prompt.max(n_gen + max_depth))
                 .map(|i| (i as i32 * 7919 + 13) % n_vocab)
                 .collect();
-            for (test, n) in [("pp", n_prompt), ("tg", n_gen)] {
+            let mut tests = vec![("pp", n_prompt, 0usize)];
+            tests.extend(depths.iter().map(|&d| ("tg", n_gen, d)));
+            for (test, n, depth) in tests {
                 if n == 0 {
                     continue;
                 }
                 let mut rates = Vec::new();
                 for rep in 0..=reps {
                     ctx.kv_mut().clear();
+                    if depth > 0 {
+                        ctx.decode(&Batch::get_one(&tokens[..depth]))?;
+                    }
                     let t0 = Instant::now();
                     if test == "pp" {
                         ctx.decode(&Batch::get_one(&tokens[..n]))?;
                     } else {
-                        for tok in &tokens[..n] {
+                        for tok in &tokens[depth..depth + n] {
                             ctx.decode(&Batch::get_one(&[*tok]))?;
                         }
                     }
@@ -113,8 +127,13 @@ pub fn run(mut args: Args) -> Result<()> {
                 }
                 rates.sort_by(|a, b| a.total_cmp(b));
                 let median = rates[rates.len() / 2];
+                let label = if depth > 0 {
+                    format!("{test}{n}@d{depth}")
+                } else {
+                    format!("{test}{n}")
+                };
                 println!(
-                    "| {name} | {:.2} GB | {t} | {test}{n} | {median:.2} | {:.2} - {:.2} | {load_ms:.0} | {:.0} |",
+                    "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} | {load_ms:.0} | {:.0} |",
                     size as f64 / 1e9,
                     rates[0],
                     rates[rates.len() - 1],

@@ -135,6 +135,11 @@ pub struct KernelTable {
     pub dot_f16_ggml: fn(&[f16], &[f16]) -> f32,
     pub dot_f32_tinyblas: fn(&[f32], &[f32]) -> f32,
     pub dot_f16_f32_tinyblas: fn(&[f16], &[f32]) -> f32,
+    /// `out[j] = dot_f16_ggml(w[j*stride ..][..x.len()], x)` for `j in 0..out.len()`: the rows of
+    /// one head in the K cache (stride = K row) or the V cache (stride = cells).
+    pub f16_ggml_strided: fn(&[f16], usize, &[f16], &mut [f32]),
+    /// `out[j] = dot_f16_f32_tinyblas(w[j*stride ..][..x.len()], x)` for `j in 0..out.len()`.
+    pub f16_tinyblas_strided: fn(&[f16], usize, &[f32], &mut [f32]),
     pub quantize_i8: fn(&[f32], &mut [i8]) -> (f32, i32),
     pub quantize_q8k: fn(&[f32], &mut [BlockQ8K]),
 }
@@ -223,6 +228,46 @@ pub fn dot_f32_tinyblas(a: &[f32], b: &[f32]) -> f32 {
 pub fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     (active().dot_f16_f32_tinyblas)(a, b)
+}
+
+/// [`KernelTable::f16_ggml_strided`] on the active table: `out[j]` = `ggml_vec_dot_f16` of row
+/// `j` of a strided f16 matrix (`w[j*stride..j*stride + x.len()]`) with `x`.
+pub fn dot_f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+    (active().f16_ggml_strided)(w, stride, x, out)
+}
+
+/// [`KernelTable::f16_tinyblas_strided`] on the active table (tinyBLAS order, f32 `x`).
+pub fn dot_f16_f32_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
+    (active().f16_tinyblas_strided)(w, stride, x, out)
+}
+
+/// Checks a strided-rows call: `out.len()` rows of `n` values `stride` apart fit in `w_len`.
+fn check_strided(w_len: usize, stride: usize, n: usize, rows: usize) {
+    if rows > 0 {
+        let need = (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(n))
+            .expect("strided rows: size overflows");
+        assert!(
+            w_len >= need,
+            "strided rows: {rows} rows of {n} at stride {stride} need {need} values, have {w_len}"
+        );
+    }
+}
+
+/// The strided entries of the scalar and C tables: one dot per row.
+fn strided_rows<X>(
+    w: &[f16],
+    stride: usize,
+    x: &[X],
+    out: &mut [f32],
+    dot: fn(&[f16], &[X]) -> f32,
+) {
+    let n = x.len();
+    check_strided(w.len(), stride, n, out.len());
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot(&w[j * stride..j * stride + n], x);
+    }
 }
 
 /// Reusable buffers for prepared activations and the row-major output of multi-token calls.

@@ -25,6 +25,8 @@ pub(super) static TABLE: KernelTable = KernelTable {
     dot_f16_ggml,
     dot_f32_tinyblas,
     dot_f16_f32_tinyblas,
+    f16_ggml_strided,
+    f16_tinyblas_strided,
     quantize_i8: act::quantize_row_i8,
     quantize_q8k: act::quantize_row_q8k,
 };
@@ -292,6 +294,14 @@ fn float_matmul<W, X>(w: &[W], x: &[X], d: MatDims, out: &mut [f32], dot: fn(&[W
             out[r * d.n_tok + t] = dot(wrow, &x[t * d.k..(t + 1) * d.k]);
         }
     }
+}
+
+fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+    super::strided_rows(w, stride, x, out, dot_f16_ggml)
+}
+
+fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
+    super::strided_rows(w, stride, x, out, dot_f16_f32_tinyblas)
 }
 
 fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {

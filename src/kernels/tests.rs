@@ -830,3 +830,55 @@ fn every_f16_value_converts_exactly_in_every_variant() {
         }
     }
 }
+
+#[test]
+fn strided_dots_match_scalar() {
+    // Attention's strided rows: K-cache heads (n = 128, stride = a K row) and V rows (n = cells,
+    // stride = cache size), odd row counts, lengths off the 8/32 grid and past the stack widening.
+    let mut rng = Rng::new(4242);
+    let s = scalar();
+    for &(n, stride, rows) in &[
+        (128usize, 640usize, 37usize),
+        (128, 128, 2),
+        (5, 9, 3),
+        (33, 40, 1),
+        (544, 2048, 128),
+        (8200, 8200, 3),
+        (64, 64, 0),
+    ] {
+        let len = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + n
+        };
+        let w: Vec<f16> = (0..len).map(|_| f16::from_f32(rng.f32())).collect();
+        let xh: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f32())).collect();
+        let xf: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut want_g = vec![0f32; rows];
+        let mut want_t = vec![0f32; rows];
+        (s.f16_ggml_strided)(&w, stride, &xh, &mut want_g);
+        (s.f16_tinyblas_strided)(&w, stride, &xf, &mut want_t);
+        for (j, (g, t)) in want_g.iter().zip(&want_t).enumerate() {
+            let row = &w[j * stride..j * stride + n];
+            assert_eq!(g.to_bits(), (s.dot_f16_ggml)(row, &xh).to_bits());
+            assert_eq!(t.to_bits(), (s.dot_f16_f32_tinyblas)(row, &xf).to_bits());
+        }
+        for kt in available() {
+            let mut got = vec![0f32; rows];
+            (kt.f16_ggml_strided)(&w, stride, &xh, &mut got);
+            assert_eq!(
+                bits(&got),
+                bits(&want_g),
+                "{} ggml n={n} rows={rows}",
+                kt.name()
+            );
+            (kt.f16_tinyblas_strided)(&w, stride, &xf, &mut got);
+            assert_eq!(
+                bits(&got),
+                bits(&want_t),
+                "{} tinyblas n={n} rows={rows}",
+                kt.name()
+            );
+        }
+    }
+}

@@ -237,9 +237,7 @@ pub(crate) fn forward(
         for t in 0..nt {
             let cell = step.first_cell + t;
             let krow = &mut layer_kv.k[cell * nkv..(cell + 1) * nkv];
-            for (dst, &src) in krow.iter_mut().zip(&s.k[t * nkv..(t + 1) * nkv]) {
-                *dst = ops::to_f16(src);
-            }
+            ops::to_f16_slice(krow, &s.k[t * nkv..(t + 1) * nkv]);
             for (d, &src) in s.v[t * nkv..(t + 1) * nkv].iter().enumerate() {
                 layer_kv.v[d * size + cell] = ops::to_f16(src);
             }
@@ -251,9 +249,7 @@ pub(crate) fn forward(
             return Ok(());
         }
 
-        for (d, &src) in s.q16[..nt * nq].iter_mut().zip(&s.q[..nt * nq]) {
-            *d = ops::to_f16(src);
-        }
+        ops::to_f16_slice(&mut s.q16[..nt * nq], &s.q[..nt * nq]);
         attention(
             c.n_head,
             c.n_head / c.n_head_kv,
@@ -406,30 +402,39 @@ fn attention(
             for t in 0..nt {
                 let q = &q16[t * nq + h * hd..t * nq + (h + 1) * hd];
                 let mask = &step.mask[t * n_kv..(t + 1) * n_kv];
-                for (j, (wj, &m)) in w.iter_mut().zip(mask).enumerate() {
-                    *wj = if m == f32::NEG_INFINITY {
-                        f32::NEG_INFINITY
-                    } else {
-                        let k = &layer.k[j * n_embd_kv + kvh * hd..j * n_embd_kv + (kvh + 1) * hd];
-                        kernels::dot_f16_ggml(k, q) * kq_scale + m
-                    };
+                // Q·K only over the span of cells this token may see (a prefix for a causal
+                // prompt); cells outside it and masked cells inside it get -inf.
+                let lo = mask
+                    .iter()
+                    .position(|&m| m != f32::NEG_INFINITY)
+                    .unwrap_or(n_kv);
+                let hi = mask
+                    .iter()
+                    .rposition(|&m| m != f32::NEG_INFINITY)
+                    .map_or(lo, |i| i + 1);
+                w[..lo].fill(f32::NEG_INFINITY);
+                w[hi..].fill(f32::NEG_INFINITY);
+                if lo < hi {
+                    let keys = &layer.k[lo * n_embd_kv + kvh * hd..];
+                    kernels::dot_f16_ggml_strided(keys, n_embd_kv, q, &mut w[lo..hi]);
+                    for (wj, &m) in w[lo..hi].iter_mut().zip(&mask[lo..hi]) {
+                        *wj = if m == f32::NEG_INFINITY {
+                            f32::NEG_INFINITY
+                        } else {
+                            *wj * kq_scale + m
+                        };
+                    }
                 }
                 ops::softmax(w);
                 let o = &mut out_h[t * hd..(t + 1) * hd];
+                // The V rows of this kv head: row d is cell-contiguous, `size` apart.
+                let v_head = &layer.v[kvh * hd * size..];
                 if prompt {
-                    for (d, od) in o.iter_mut().enumerate() {
-                        let vrow = &layer.v[(kvh * hd + d) * size..][..n_kv];
-                        *od = kernels::dot_f16_f32_tinyblas(vrow, w);
-                    }
+                    kernels::dot_f16_f32_tinyblas_strided(v_head, size, w, o);
                 } else {
                     let p = &mut p16[..n_kv];
-                    for (pj, &wj) in p.iter_mut().zip(w.iter()) {
-                        *pj = ops::to_f16(wj);
-                    }
-                    for (d, od) in o.iter_mut().enumerate() {
-                        let vrow = &layer.v[(kvh * hd + d) * size..][..n_kv];
-                        *od = kernels::dot_f16_ggml(vrow, p);
-                    }
+                    ops::to_f16_slice(p, w);
+                    kernels::dot_f16_ggml_strided(v_head, size, p, o);
                 }
             }
         });

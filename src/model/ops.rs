@@ -211,9 +211,45 @@ pub fn to_f16(x: f32) -> f16 {
     f16::from_f32(x)
 }
 
+/// [`to_f16`] over a slice (`dst.len() == src.len()`), vectorized by `half` (F16C where the CPU
+/// has it): the same round-to-nearest-even bits as the scalar conversion.
+pub fn to_f16_slice(dst: &mut [f16], src: &[f32]) {
+    use half::slice::HalfFloatSliceExt;
+    dst.convert_from_f32_slice(src);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_f16_slice_equals_scalar_conversion() {
+        // Every f16 value, the midpoints between neighbours (ties to even), tiny and huge values.
+        let mut src: Vec<f32> = (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect();
+        for b in 0..0x7bffu16 {
+            let (lo, hi) = (f16::from_bits(b).to_f32(), f16::from_bits(b + 1).to_f32());
+            src.push((lo + hi) / 2.0);
+            src.push(-(lo + hi) / 2.0);
+        }
+        src.extend([
+            1e-10,
+            -1e-10,
+            65520.0,
+            -65520.0,
+            1e30,
+            f32::INFINITY,
+            f32::MIN_POSITIVE,
+        ]);
+        let mut dst = vec![f16::ZERO; src.len()];
+        to_f16_slice(&mut dst, &src);
+        for (d, &s) in dst.iter().zip(&src) {
+            if s.is_nan() {
+                assert!(d.is_nan());
+            } else {
+                assert_eq!(d.to_bits(), to_f16(s).to_bits(), "{s}");
+            }
+        }
+    }
 
     #[test]
     fn v_expf_is_close_to_exp_and_handles_the_tails() {

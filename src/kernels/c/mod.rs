@@ -117,6 +117,8 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     dot_f16_ggml,
     dot_f32_tinyblas,
     dot_f16_f32_tinyblas,
+    f16_ggml_strided,
+    f16_tinyblas_strided,
     quantize_i8,
     quantize_q8k,
 };
@@ -262,6 +264,14 @@ fn dot_f32_tinyblas(a: &[f32], b: &[f32]) -> f32 {
 fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
     // SAFETY: both pointers valid for min(len) elements.
     unsafe { ffi::bitnet_c_dot_f16_f32_tinyblas(bits(a), b.as_ptr(), a.len().min(b.len())) }
+}
+
+fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+    super::strided_rows(w, stride, x, out, dot_f16_ggml)
+}
+
+fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
+    super::strided_rows(w, stride, x, out, dot_f16_f32_tinyblas)
 }
 
 fn quantize_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {

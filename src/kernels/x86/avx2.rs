@@ -37,6 +37,8 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     dot_f16_ggml,
     dot_f32_tinyblas,
     dot_f16_f32_tinyblas,
+    f16_ggml_strided,
+    f16_tinyblas_strided,
     quantize_i8,
     quantize_q8k,
 };
@@ -782,6 +784,55 @@ unsafe fn f16_two_rows(a: &[f16], b: &[f16], x: &[f32]) -> [f32; 2] {
 /// Longest activation row the F16 matvec widens on the stack (32 KiB); longer rows take the
 /// plain per-row dot.
 const F16_WIDE_MAX: usize = 8192;
+
+/// Attention's Q·K (rows = cached keys of one head) and single-token P·V (rows = V cache rows):
+/// x widened once, rows in pairs through [`f16_two_rows`].
+fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+    let n = x.len();
+    if n > F16_WIDE_MAX {
+        return super::super::strided_rows(w, stride, x, out, dot_f16_ggml);
+    }
+    super::super::check_strided(w.len(), stride, n, out.len());
+    let mut wide = [0f32; F16_WIDE_MAX];
+    for (dst, &h) in wide.iter_mut().zip(x) {
+        *dst = h.to_f32();
+    }
+    let xw = &wide[..n];
+    let row = |j: usize| &w[j * stride..j * stride + n];
+    let rows = out.len();
+    let mut j = 0;
+    while j + 2 <= rows {
+        // SAFETY: both rows and xw have n elements (checked above); `detected()` holds.
+        let [a, b] = unsafe { f16_two_rows(row(j), row(j + 1), xw) };
+        out[j] = a;
+        out[j + 1] = b;
+        j += 2;
+    }
+    if j < rows {
+        out[j] = dot_f16_ggml(row(j), x);
+    }
+}
+
+/// Multi-token P·V: four V rows per pass over the probabilities (tinyBLAS order per row).
+fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    super::super::check_strided(w.len(), stride, n, out.len());
+    let row = |j: usize| &w[j * stride..j * stride + n];
+    let rows = out.len();
+    let mut j = 0;
+    while j + 4 <= rows {
+        // SAFETY: every row has exactly n = x.len() elements; `detected()` holds.
+        let s = unsafe { tinyblas_rows::<4, f16>([row(j), row(j + 1), row(j + 2), row(j + 3)], x) };
+        out[j..j + 4].copy_from_slice(&s);
+        j += 4;
+    }
+    while j < rows {
+        // SAFETY: as above.
+        let [s] = unsafe { tinyblas_rows::<1, f16>([row(j)], x) };
+        out[j] = s;
+        j += 1;
+    }
+}
 
 fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
     check_float(w, x, d, out);

@@ -398,11 +398,17 @@ pub fn matmul_with(
         x_f16,
         out_rt,
     } = scratch;
-    // One token: the [row][token] layout is y itself. More: compute into out_rt, transpose after.
-    let out: &mut [f32] = if n_tokens == 1 {
-        &mut y[..rows]
+    // One token: the [row][token] layout is y itself. More: each chunk of rows computes into
+    // its part of out_rt and scatters it into y's token-major rows while it is still in cache.
+    let (out, tm): (&mut [f32], Option<TokenMajor>) = if n_tokens == 1 {
+        (&mut y[..rows], None)
     } else {
-        grow(out_rt, n_out, 0.0)
+        let tm = TokenMajor {
+            y: y.as_mut_ptr(),
+            rows,
+            n_tok: n_tokens,
+        };
+        (grow(out_rt, n_out, 0.0), Some(tm))
     };
 
     match ty {
@@ -417,7 +423,7 @@ pub fn matmul_with(
                     (kt.quantize_i8)(&x[t * k..(t + 1) * k], &mut q[t * k..(t + 1) * k]);
             }
             let act = I8Rows { q, scale: s, sum };
-            split_rows(wdata, row_bytes, d, out, |w, d, o| {
+            split_rows(wdata, row_bytes, d, out, tm, |w, d, o| {
                 (kt.i2s)(w, scale, &act, d, o)
             });
         }
@@ -431,15 +437,15 @@ pub fn matmul_with(
             match ty {
                 GgmlType::TQ2_0 => {
                     let wb: &[BlockTQ2_0] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, |w, d, o| (kt.tq2_0)(w, a, d, o));
+                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.tq2_0)(w, a, d, o));
                 }
                 GgmlType::TQ1_0 => {
                     let wb: &[BlockTQ1_0] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, |w, d, o| (kt.tq1_0)(w, a, d, o));
+                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.tq1_0)(w, a, d, o));
                 }
                 _ => {
                     let wb: &[BlockQ6K] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, |w, d, o| (kt.q6_k)(w, a, d, o));
+                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.q6_k)(w, a, d, o));
                 }
             }
         }
@@ -449,27 +455,27 @@ pub fn matmul_with(
             quantize_row_q8_0(x, a);
             let a: &[BlockQ8_0] = a;
             let wb: &[BlockQ8_0] = typed(wdata, ty)?;
-            split_rows(wb, nb, d, out, |w, d, o| (kt.q8_0)(w, a, d, o));
+            split_rows(wb, nb, d, out, tm, |w, d, o| (kt.q8_0)(w, a, d, o));
         }
         GgmlType::F16 => {
             let wf: &[f16] = typed(wdata, ty)?;
             if n_tokens >= 2 && k % 8 == 0 {
-                split_rows(wf, k, d, out, |w, d, o| (kt.f16_tinyblas)(w, x, d, o));
+                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f16_tinyblas)(w, x, d, o));
             } else {
                 let xh = grow(x_f16, n_tokens * k, f16::ZERO);
                 for (h, &v) in xh.iter_mut().zip(x) {
                     *h = f16::from_f32(v);
                 }
                 let xh: &[f16] = xh;
-                split_rows(wf, k, d, out, |w, d, o| (kt.f16_ggml)(w, xh, d, o));
+                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f16_ggml)(w, xh, d, o));
             }
         }
         GgmlType::F32 => {
             let wf: &[f32] = typed(wdata, ty)?;
             if n_tokens >= 2 && k % 8 == 0 {
-                split_rows(wf, k, d, out, |w, d, o| (kt.f32_tinyblas)(w, x, d, o));
+                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f32_tinyblas)(w, x, d, o));
             } else {
-                split_rows(wf, k, d, out, |w, d, o| (kt.f32_ggml)(w, x, d, o));
+                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f32_ggml)(w, x, d, o));
             }
         }
         GgmlType::BF16 | GgmlType::Q8_K => {
@@ -479,22 +485,46 @@ pub fn matmul_with(
         }
     }
 
-    if n_tokens > 1 {
-        transpose_into(&out_rt[..n_out], rows, n_tokens, y);
-    }
     Ok(())
 }
 
-/// `y[t*rows + r] = rt[r*n + t]`, in bands of rows so the reads of a band stay in L1 and the
-/// writes run contiguously (a plain row-by-row scatter costs one cache miss per value).
-fn transpose_into(rt: &[f32], rows: usize, n: usize, y: &mut [f32]) {
-    const BAND: usize = 64;
-    for r0 in (0..rows).step_by(BAND) {
-        let r1 = (r0 + BAND).min(rows);
-        for t in 0..n {
-            let dst = &mut y[t * rows + r0..t * rows + r1];
-            for (i, v) in dst.iter_mut().enumerate() {
-                *v = rt[(r0 + i) * n + t];
+/// The token-major destination `y[t * rows + r]` of a multi-token product, written through a
+/// raw pointer by the chunk that computed row `r`. Chunks own disjoint row ranges, so no two
+/// threads ever write the same element.
+#[derive(Clone, Copy)]
+struct TokenMajor {
+    y: *mut f32,
+    rows: usize,
+    n_tok: usize,
+}
+
+// SAFETY: the pointer is only written through `scatter`, whose callers own disjoint row ranges
+// of a buffer that outlives the parallel section (it is borrowed by `matmul_with`).
+unsafe impl Send for TokenMajor {}
+// SAFETY: as above.
+unsafe impl Sync for TokenMajor {}
+
+impl TokenMajor {
+    /// Copies a chunk's `[row][token]` results `rt` (rows `r0..r0 + rt.len() / n_tok`) into
+    /// place, in bands of rows so the band's reads stay in L1 and the writes run contiguously.
+    ///
+    /// # Safety
+    /// `y` must hold `rows * n_tok` values and no other thread may touch rows `r0..` of it
+    /// covered by `rt` while this runs.
+    unsafe fn scatter(&self, r0: usize, rt: &[f32]) {
+        const BAND: usize = 64;
+        let n = self.n_tok;
+        let nr = rt.len() / n;
+        debug_assert!(r0 + nr <= self.rows);
+        for b0 in (0..nr).step_by(BAND) {
+            let b1 = (b0 + BAND).min(nr);
+            for t in 0..n {
+                // SAFETY: t * rows + r0 + b1 <= rows * n_tok (caller's contract).
+                let dst = unsafe { self.y.add(t * self.rows + r0 + b0) };
+                for i in 0..b1 - b0 {
+                    // SAFETY: within this chunk's rows of token t, see above.
+                    unsafe { *dst.add(i) = rt[(b0 + i) * n + t] };
+                }
             }
         }
     }
@@ -518,17 +548,24 @@ pub const MIN_PARALLEL_WORK: usize = 1 << 16;
 /// Runs `f` over chunks of whole output rows, in parallel on the current rayon pool when the
 /// work is big enough. `w` holds `per_row` items per row. Each output is produced by exactly one
 /// kernel call whatever the chunking, so the split never changes a bit.
+/// `out` is `[row][token]`; with `tm` each chunk's part is also scattered into the token-major
+/// result right after it is computed.
 fn split_rows<W: Sync>(
     w: &[W],
     per_row: usize,
     d: MatDims,
     out: &mut [f32],
+    tm: Option<TokenMajor>,
     f: impl Fn(&[W], MatDims, &mut [f32]) + Sync,
 ) {
     let threads = rayon::current_num_threads();
     let work = d.rows * d.k * d.n_tok;
     if threads <= 1 || d.rows < 2 || work < MIN_PARALLEL_WORK {
         f(w, d, out);
+        if let Some(tm) = tm {
+            // SAFETY: the only chunk: all rows of a y checked to hold rows * n_tok values.
+            unsafe { tm.scatter(0, out) };
+        }
         return;
     }
     // A few chunks per thread for balance, in multiples of 4 rows so SIMD row tiles stay whole.
@@ -536,9 +573,14 @@ fn split_rows<W: Sync>(
     let chunk_rows = (d.rows.div_ceil(target)).next_multiple_of(4).max(4);
     out.par_chunks_mut(chunk_rows * d.n_tok)
         .zip(w.par_chunks(chunk_rows * per_row))
-        .for_each(|(o, wc)| {
+        .enumerate()
+        .for_each(|(i, (o, wc))| {
             let rows = o.len() / d.n_tok;
-            f(wc, MatDims { rows, ..d }, o)
+            f(wc, MatDims { rows, ..d }, o);
+            if let Some(tm) = tm {
+                // SAFETY: chunk i owns rows i*chunk_rows.. exclusively; y holds rows * n_tok.
+                unsafe { tm.scatter(i * chunk_rows, o) };
+            }
         });
 }
 

@@ -13,6 +13,7 @@ use super::super::{I8Rows, KernelTable, Kind, MatDims};
 use crate::kernels::act;
 use crate::tensor::blocks::{BlockQ6K, BlockQ8K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, QK_K};
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use half::f16;
 
 /// True when this CPU can run these kernels.
@@ -785,6 +786,31 @@ unsafe fn f16_two_rows(a: &[f16], b: &[f16], x: &[f32]) -> [f32; 2] {
 /// plain per-row dot.
 const F16_WIDE_MAX: usize = 8192;
 
+/// `x` (at most [`F16_WIDE_MAX`] values) widened exactly to f32 in the front of `buf`. The rest
+/// of the buffer is left untouched: zero-filling it was a 32 KiB memset per attention call.
+fn widen_f16<'b>(x: &[f16], buf: &'b mut [MaybeUninit<f32>; F16_WIDE_MAX]) -> &'b [f32] {
+    let n = x.len();
+    assert!(n <= F16_WIDE_MAX, "widen_f16: {n} values");
+    let dst = buf.as_mut_ptr() as *mut f32;
+    // SAFETY: dst has room for F16_WIDE_MAX >= n values; `detected()` holds for this table.
+    unsafe { widen_into(x, dst) };
+    // SAFETY: the first n elements were just written; MaybeUninit<f32> has f32's layout.
+    unsafe { std::slice::from_raw_parts(dst, n) }
+}
+
+/// Writes `x` converted to f32 to `dst[..x.len()]`, 8 at a time with F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen_into(x: &[f16], dst: *mut f32) {
+    let n = x.len();
+    let n8 = n & !7;
+    for c in (0..n8).step_by(8) {
+        _mm256_storeu_ps(dst.add(c), load_h(x.as_ptr().add(c)));
+    }
+    for (i, h) in x.iter().enumerate().skip(n8) {
+        *dst.add(i) = h.to_f32();
+    }
+}
+
 /// Attention's Q·K (rows = cached keys of one head) and single-token P·V (rows = V cache rows):
 /// x widened once, rows in pairs through [`f16_two_rows`].
 fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
@@ -793,11 +819,8 @@ fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
         return super::super::strided_rows(w, stride, x, out, dot_f16_ggml);
     }
     super::super::check_strided(w.len(), stride, n, out.len());
-    let mut wide = [0f32; F16_WIDE_MAX];
-    for (dst, &h) in wide.iter_mut().zip(x) {
-        *dst = h.to_f32();
-    }
-    let xw = &wide[..n];
+    let mut wide = [const { MaybeUninit::uninit() }; F16_WIDE_MAX];
+    let xw = widen_f16(x, &mut wide);
     let row = |j: usize| &w[j * stride..j * stride + n];
     let rows = out.len();
     let mut j = 0;
@@ -846,13 +869,9 @@ fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
         }
         return;
     }
-    let mut wide = [0f32; F16_WIDE_MAX];
+    let mut wide = [const { MaybeUninit::uninit() }; F16_WIDE_MAX];
     for t in 0..n {
-        let xt = &mut wide[..k];
-        for (dst, &h) in xt.iter_mut().zip(&x[t * k..(t + 1) * k]) {
-            *dst = h.to_f32();
-        }
-        let xt: &[f32] = xt;
+        let xt = widen_f16(&x[t * k..(t + 1) * k], &mut wide);
         let mut r = 0;
         while r + 2 <= d.rows {
             // SAFETY: both rows and xt have exactly k elements; table used only after `detected()`.

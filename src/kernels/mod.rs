@@ -418,9 +418,20 @@ pub fn matmul_with(
             let q = grow(i8_q, n_tokens * k, 0);
             let s = grow(i8_scale, n_tokens, 0.0);
             let sum = grow(i8_sum, n_tokens, 0);
-            for t in 0..n_tokens {
-                (s[t], sum[t]) =
-                    (kt.quantize_i8)(&x[t * k..(t + 1) * k], &mut q[t * k..(t + 1) * k]);
+            // One scale per token row: rows are independent, so a batch quantizes in parallel.
+            let quantize = |((xt, qt), (st, sumt)): ((&[f32], &mut [i8]), (&mut f32, &mut i32))| {
+                (*st, *sumt) = (kt.quantize_i8)(xt, qt);
+            };
+            if n_tokens > 1 {
+                x.par_chunks_exact(k)
+                    .zip(q.par_chunks_exact_mut(k))
+                    .zip(s.par_iter_mut().zip(sum.par_iter_mut()))
+                    .for_each(quantize);
+            } else {
+                x.chunks_exact(k)
+                    .zip(q.chunks_exact_mut(k))
+                    .zip(s.iter_mut().zip(sum.iter_mut()))
+                    .for_each(quantize);
             }
             let act = I8Rows { q, scale: s, sum };
             split_rows(wdata, row_bytes, d, out, tm, |w, d, o| {
@@ -430,8 +441,12 @@ pub fn matmul_with(
         GgmlType::TQ2_0 | GgmlType::TQ1_0 | GgmlType::Q6_K => {
             let nb = k / QK_K;
             let a = grow(q8k, n_tokens * nb, Q8K_ZERO);
-            for t in 0..n_tokens {
-                (kt.quantize_q8k)(&x[t * k..(t + 1) * k], &mut a[t * nb..(t + 1) * nb]);
+            if n_tokens > 1 {
+                x.par_chunks_exact(k)
+                    .zip(a.par_chunks_exact_mut(nb))
+                    .for_each(|(xt, at)| (kt.quantize_q8k)(xt, at));
+            } else {
+                (kt.quantize_q8k)(x, a);
             }
             let a: &[BlockQ8K] = a;
             match ty {

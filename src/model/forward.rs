@@ -123,13 +123,16 @@ fn linear(
     Ok(())
 }
 
+/// Rows are independent: a prompt batch normalizes them in parallel (same bits per row).
 fn rmsnorm_rows(dst: &mut [f32], src: &[f32], w: &[f32], n: usize, eps: f32) {
     let width = w.len();
-    for (d, s) in dst[..n * width]
-        .chunks_exact_mut(width)
-        .zip(src.chunks_exact(width))
-    {
-        ops::rmsnorm_into(d, s, w, eps);
+    let (dst, src) = (&mut dst[..n * width], &src[..n * width]);
+    if n > 1 {
+        dst.par_chunks_exact_mut(width)
+            .zip(src.par_chunks_exact(width))
+            .for_each(|(d, s)| ops::rmsnorm_into(d, s, w, eps));
+    } else {
+        ops::rmsnorm_into(dst, src, w, eps);
     }
 }
 
@@ -217,17 +220,27 @@ pub(crate) fn forward(
         show(&|| name("q"), &s.q[..nt * nq], nq);
         show(&|| name("k"), &s.k[..nt * nkv], nkv);
         show(&|| name("v"), &s.v[..nt * nkv], nkv);
-        for t in 0..nt {
+        // RoPE per token (tokens in parallel for a prompt batch; each head is independent).
+        let rope_token = |(t, (q, k)): (usize, (&mut [f32], &mut [f32]))| {
             let (cos, sin) = (
                 &s.cos[t * half..(t + 1) * half],
                 &s.sin[t * half..(t + 1) * half],
             );
-            for head in s.q[t * nq..(t + 1) * nq].chunks_exact_mut(hd) {
+            for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
                 ops::rope_neox(head, cos, sin);
             }
-            for head in s.k[t * nkv..(t + 1) * nkv].chunks_exact_mut(hd) {
-                ops::rope_neox(head, cos, sin);
-            }
+        };
+        let (qs, ks) = (&mut s.q[..nt * nq], &mut s.k[..nt * nkv]);
+        if nt > 1 {
+            qs.par_chunks_exact_mut(nq)
+                .zip(ks.par_chunks_exact_mut(nkv))
+                .enumerate()
+                .for_each(rope_token);
+        } else {
+            qs.chunks_exact_mut(nq)
+                .zip(ks.chunks_exact_mut(nkv))
+                .enumerate()
+                .for_each(rope_token);
         }
         show(&|| name("q_rope"), &s.q[..nt * nq], nq);
         show(&|| name("k_rope"), &s.k[..nt * nkv], nkv);
@@ -317,6 +330,10 @@ pub(crate) fn forward(
         show(&|| name("ffn_gate"), &s.gate[..n * ff], ff);
         show(&|| name("ffn_up"), &s.up[..n * ff], ff);
         match c.ffn_activation {
+            FfnActivation::ReluSquared if n > 1 => s.gate[..n * ff]
+                .par_chunks_mut(ff)
+                .zip(s.up.par_chunks(ff))
+                .for_each(|(g, u)| ops::relu_squared_mul(g, u)),
             FfnActivation::ReluSquared => ops::relu_squared_mul(&mut s.gate[..n * ff], &s.up),
             FfnActivation::Silu => {
                 for (g, u) in s.gate[..n * ff]

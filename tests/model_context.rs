@@ -561,3 +561,18 @@ fn random_kv_operations_keep_the_cache_consistent() {
         }
     }
 }
+
+#[test]
+fn released_pages_read_back_the_same_bytes() {
+    // head_q8_0 releases the F16 table's pages after copying it: a later read (the embedding
+    // lookup) must see the file's bytes again.
+    let Some(f) = small_file() else { return };
+    let names: Vec<String> = f.tensors().iter().map(|t| t.name.clone()).collect();
+    for name in &names {
+        let t = f.tensor(name).unwrap();
+        let before = t.data.to_vec();
+        f.release_pages(t.data);
+        assert_eq!(t.data, &before[..], "{name}");
+    }
+    f.release_pages(&[1, 2, 3]); // not from the map: ignored
+}

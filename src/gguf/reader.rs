@@ -425,6 +425,32 @@ impl GgufFile {
         }
     }
 
+    /// Drops the pages of `data` (a slice of this file's bytes, e.g. a tensor's data) from the
+    /// process's resident set: whole pages inside it only; they are read back from the page
+    /// cache if touched again. For a tensor that is no longer read in bulk (an lm_head replaced
+    /// by a re-quantized copy). No-op for in-memory files or a slice from elsewhere.
+    pub fn release_pages(&self, data: &[u8]) {
+        let Storage::Mmap(m) = &self.storage else {
+            return;
+        };
+        let base = m.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        if start < base || start + data.len() > base + m.len() {
+            return;
+        }
+        const PAGE: usize = 4096;
+        let lo = (start - base).next_multiple_of(PAGE);
+        let hi = (start - base + data.len()) / PAGE * PAGE;
+        if hi > lo {
+            // SAFETY: the map is a read-only file mapping, so MADV_DONTNEED only unmaps pages that
+            // the kernel re-reads from the file on the next access: contents never change and
+            // every outstanding borrow of the map stays valid.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)
+            };
+        }
+    }
+
     /// Advises the kernel that the whole map will be read soon (no-op for in-memory files).
     pub fn advise_willneed(&self) {
         if let Storage::Mmap(m) = &self.storage {

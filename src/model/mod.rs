@@ -100,19 +100,30 @@ impl Model {
             };
             t.rows * per_row
         ];
-        out.par_chunks_mut(per_row).enumerate().try_for_each_init(
-            || vec![0f32; t.cols],
-            |row, (r, dst)| -> Result<()> {
-                crate::tensor::dequantize_row(
-                    t.ty,
-                    &data[r * row_bytes..(r + 1) * row_bytes],
-                    row,
-                    0.0,
+        // In slices of rows, each slice's source pages released right after (the embedding
+        // lookup only touches a few rows again): peak RSS stays near file + copy - table.
+        const SLICE_ROWS: usize = 8192;
+        for (si, slice) in out.chunks_mut(SLICE_ROWS * per_row).enumerate() {
+            let r0 = si * SLICE_ROWS;
+            let src = &data[r0 * row_bytes..(r0 + slice.len() / per_row) * row_bytes];
+            slice
+                .par_chunks_mut(per_row)
+                .enumerate()
+                .try_for_each_init(
+                    || vec![0f32; t.cols],
+                    |row, (r, dst)| -> Result<()> {
+                        crate::tensor::dequantize_row(
+                            t.ty,
+                            &src[r * row_bytes..(r + 1) * row_bytes],
+                            row,
+                            0.0,
+                        )?;
+                        dst.copy_from_slice(&crate::tensor::quantize_q8_0(row));
+                        Ok(())
+                    },
                 )?;
-                dst.copy_from_slice(&crate::tensor::quantize_q8_0(row));
-                Ok(())
-            },
-        )?;
+            self.gguf.release_pages(src);
+        }
         self.head_q8_0 = Some(out);
         Ok(())
     }

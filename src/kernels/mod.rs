@@ -419,7 +419,7 @@ pub fn matmul_with(
             let s = grow(i8_scale, n_tokens, 0.0);
             let sum = grow(i8_sum, n_tokens, 0);
             // One scale per token row: rows are independent, so a batch quantizes in parallel.
-            let quantize = |((xt, qt), (st, sumt)): ((&[f32], &mut [i8]), (&mut f32, &mut i32))| {
+            let quantize = |((xt, qt), (st, sumt)): TokenRow| {
                 (*st, *sumt) = (kt.quantize_i8)(xt, qt);
             };
             if n_tokens > 1 {
@@ -502,6 +502,9 @@ pub fn matmul_with(
 
     Ok(())
 }
+
+/// One token's activation row, its int8 row, and its scale and sum (I2_S preparation).
+type TokenRow<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut f32, &'a mut i32));
 
 /// The token-major destination `y[t * rows + r]` of a multi-token product, written through a
 /// raw pointer by the chunk that computed row `r`. Chunks own disjoint row ranges, so no two

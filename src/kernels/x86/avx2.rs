@@ -474,7 +474,11 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
-            prefetch((wb as *const BlockQ6K as *const u8).wrapping_add(PREFETCH));
+            // A Q6_K block is 210 bytes: prefetch each of the cache lines it spans.
+            let pb = (wb as *const BlockQ6K as *const u8).wrapping_add(PREFETCH);
+            for line in 0..4 {
+                prefetch(pb.wrapping_add(64 * line));
+            }
             let v = q6k_unsigned(wb);
             let dw = f16_bits_to_f32(wb.d);
             for j in 0..nt {

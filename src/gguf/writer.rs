@@ -84,7 +84,7 @@ impl GgufWriter {
             )));
         }
         ty.tensor_bytes(dims)
-            .filter(|_| dims[0] % ty.block_size() == 0)
+            .filter(|_| dims[0].is_multiple_of(ty.block_size()))
             .ok_or_else(|| {
                 Error::invalid_argument(format!("tensor {name}: {ty} cannot hold dims {dims:?}"))
             })

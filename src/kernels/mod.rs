@@ -6,16 +6,16 @@
 //!   then splits the *output rows* across the current rayon pool. Every output element is computed
 //!   by one kernel call in one fixed order, so results are the same bits for any thread count.
 //! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
-//!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-512
-//!   VNNI, NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
+//!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
+//!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
 //! - The active table is picked once ([`active`]) by CPU detection, overridable with the
-//!   environment variable `BITNET_KERNEL=scalar|c|avx2`.
+//!   environment variable `BITNET_KERNEL=scalar|c|avx2|avx512vnni`.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
 //! always available: the fallback on CPUs without a SIMD variant), `avx2` (x86-64 with AVX2, FMA
-//! and F16C, detected at run time; no `-C target-cpu` needed). To add one (AVX-512 VNNI, AVX-VNNI,
-//! NEON): a `Kind` variant, a module filling a `KernelTable`, an arm in [`table`] that checks the
-//! CPU. The variant tests iterate over [`available`], so it is compared with scalar on every shape
+//! and F16C, detected at run time; no `-C target-cpu` needed), `avx512vnni` (AVX-512 F/BW/VNNI
+//! for the I2_S product, the AVX2 kernels for the rest). To add one (AVX-VNNI, NEON): a `Kind`
+//! variant, a module filling a `KernelTable`, an arm in [`table`] that checks the CPU. The variant tests iterate over [`available`], so it is compared with scalar on every shape
 //! automatically (only on a machine that has the instructions: do not ship untested variants).
 
 mod act;
@@ -76,10 +76,12 @@ pub enum Kind {
     C,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX-512 F/BW/VNNI for I2_S (`vpdpbusd`), the AVX2 kernels for everything else.
+    Avx512Vnni,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Scalar, Kind::C, Kind::Avx2];
+    pub const ALL: [Kind; 4] = [Kind::Scalar, Kind::C, Kind::Avx2, Kind::Avx512Vnni];
 
     /// The name used by `BITNET_KERNEL` and `system_info`.
     pub fn name(self) -> &'static str {
@@ -87,6 +89,7 @@ impl Kind {
             Kind::Scalar => "scalar",
             Kind::C => "c",
             Kind::Avx2 => "avx2",
+            Kind::Avx512Vnni => "avx512vnni",
         }
     }
 
@@ -162,8 +165,14 @@ pub fn table(kind: Kind) -> Option<&'static KernelTable> {
             OK.get_or_init(x86::avx2::detected)
                 .then_some(&x86::avx2::TABLE)
         }
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx512Vnni => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(x86::avx512::detected)
+                .then_some(&x86::avx512::TABLE)
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        Kind::Avx2 => None,
+        Kind::Avx2 | Kind::Avx512Vnni => None,
     }
 }
 
@@ -178,7 +187,7 @@ pub fn active() -> &'static KernelTable {
     static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
     ACTIVE.get_or_init(|| {
         let best = || {
-            [Kind::Avx2, Kind::C, Kind::Scalar]
+            [Kind::Avx512Vnni, Kind::Avx2, Kind::C, Kind::Scalar]
                 .into_iter()
                 .find_map(table)
                 .unwrap_or(&scalar::TABLE)
@@ -201,7 +210,7 @@ pub fn active() -> &'static KernelTable {
     })
 }
 
-/// The active kernel set's name ("avx2", "c", "scalar"), for `system_info`.
+/// The active kernel set's name ("avx512vnni", "avx2", "c", "scalar"), for `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
 }
@@ -274,7 +283,9 @@ fn strided_rows<X>(
 /// Owned by the context and grown on demand, so a warmed-up decode step does not allocate.
 #[derive(Default)]
 pub struct Scratch {
-    i8_q: Vec<i8>,
+    /// int8 activations in 64-byte units, so every row (k is a multiple of 128) starts on a
+    /// cache line and a 512-bit load never splits one.
+    i8_q: Vec<Line64>,
     i8_scale: Vec<f32>,
     i8_sum: Vec<i32>,
     q8k: Vec<BlockQ8K>,
@@ -288,6 +299,23 @@ impl Scratch {
     pub fn new() -> Self {
         Self::default()
     }
+}
+
+/// One cache line of int8 values: the storage unit of [`Scratch`]'s activations.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line64([i8; 64]);
+
+/// Grows `v` to hold at least `n` int8 values (never shrinks) and returns the first `n`,
+/// starting on a 64-byte boundary.
+fn grow_lines(v: &mut Vec<Line64>, n: usize) -> &mut [i8] {
+    let lines = n.div_ceil(64);
+    if v.len() < lines {
+        v.resize(lines, Line64([0; 64]));
+    }
+    // SAFETY: Line64 is 64 plain i8 with no padding (repr(C), size 64), so the first `lines`
+    // elements are `64 * lines >= n` initialized, exclusively borrowed i8.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut i8, n) }
 }
 
 /// Grows `v` to at least `n` elements (never shrinks, so steady state does not allocate) and
@@ -415,7 +443,7 @@ pub fn matmul_with(
         GgmlType::I2_S => {
             let scale = crate::tensor::i2s_scale(w.data, rows * k)
                 .ok_or_else(|| Error::internal("I2_S scale checked above"))?;
-            let q = grow(i8_q, n_tokens * k, 0);
+            let q = grow_lines(i8_q, n_tokens * k);
             let s = grow(i8_scale, n_tokens, 0.0);
             let sum = grow(i8_sum, n_tokens, 0);
             // One scale per token row: rows are independent, so a batch quantizes in parallel.

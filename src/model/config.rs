@@ -161,7 +161,7 @@ impl Config {
                 return bad(k, "must be at least 1".into());
             }
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(
                 "attention.head_count_kv",
                 format!(
@@ -180,7 +180,7 @@ impl Config {
                 ),
             );
         }
-        if self.n_rot % 2 != 0 {
+        if !self.n_rot.is_multiple_of(2) {
             return bad(
                 "rope.dimension_count",
                 format!("{} must be even", self.n_rot),

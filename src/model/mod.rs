@@ -86,7 +86,7 @@ impl Model {
         let row_bytes =
             t.ty.row_bytes(t.cols)
                 .ok_or_else(|| crate::Error::internal("token_embd row size"))?;
-        if t.cols % QK8_0 != 0 {
+        if !t.cols.is_multiple_of(QK8_0) {
             return Err(crate::Error::unsupported(format!(
                 "head_q8_0: n_embd {} is not a multiple of {QK8_0}",
                 t.cols

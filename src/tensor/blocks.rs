@@ -98,7 +98,9 @@ unsafe impl Pod for half::f16 {}
 /// `size_of::<T>()` or the start is not aligned for `T`.
 pub fn cast_slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || (bytes.as_ptr() as usize) % std::mem::align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
         return None;
     }
     // SAFETY: length and alignment checked above; T is Pod so any bytes are a valid T; the

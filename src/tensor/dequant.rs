@@ -144,7 +144,7 @@ fn dequant_q6k_block(b: &BlockQ6K, out: &mut [f32]) {
 
 /// Dequantizes a whole tensor of `n` elements (`n` a multiple of the row length `ne0`).
 pub fn dequantize_tensor(ty: GgmlType, data: &[u8], ne0: usize, n: usize) -> Result<Vec<f32>> {
-    if ne0 == 0 || n % ne0 != 0 {
+    if ne0 == 0 || !n.is_multiple_of(ne0) {
         return Err(Error::invalid_argument(format!(
             "{ty}: {n} elements are not rows of {ne0}"
         )));

@@ -93,7 +93,7 @@ impl GgmlType {
     /// Bytes of one row of `ne0` elements (for I2_S: the packed codes only, `ne0/4`).
     /// `None` if `ne0` is not a whole number of blocks.
     pub fn row_bytes(self, ne0: usize) -> Option<usize> {
-        if ne0 % self.block_size() != 0 {
+        if !ne0.is_multiple_of(self.block_size()) {
             return None;
         }
         (ne0 / self.block_size()).checked_mul(self.block_bytes())

@@ -14,7 +14,7 @@ fn f16_of(x: f32) -> u16 {
 /// the f32 scale and 28 zero bytes. `n = x.len()` must be a multiple of 128.
 pub fn quantize_i2_s(x: &[f32]) -> Vec<u8> {
     assert!(
-        x.len() % QK_I2_S == 0,
+        x.len().is_multiple_of(QK_I2_S),
         "I2_S needs a multiple of 128 elements"
     );
     let scale = x.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
@@ -50,7 +50,7 @@ fn amax_and_inverse(x: &[f32]) -> (f32, f32) {
 /// four codes per byte LSB-first.
 pub fn quantize_tq2_0(x: &[f32]) -> Vec<BlockTQ2_0> {
     assert!(
-        x.len() % QK_K == 0,
+        x.len().is_multiple_of(QK_K),
         "TQ2_0 needs a multiple of 256 elements"
     );
     x.chunks_exact(QK_K)
@@ -79,7 +79,7 @@ pub fn quantize_tq2_0(x: &[f32]) -> Vec<BlockTQ2_0> {
 /// as `ceil(q * 256 / 243)`.
 pub fn quantize_tq1_0(x: &[f32]) -> Vec<BlockTQ1_0> {
     assert!(
-        x.len() % QK_K == 0,
+        x.len().is_multiple_of(QK_K),
         "TQ1_0 needs a multiple of 256 elements"
     );
     x.chunks_exact(QK_K)
@@ -111,7 +111,10 @@ pub fn quantize_tq1_0(x: &[f32]) -> Vec<BlockTQ1_0> {
 
 /// Q8_0 (`quantize_row_q8_0_ref`): per 32-block `d = max|x|/127`, `q = roundf(x/d)`.
 pub fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ8_0> {
-    assert!(x.len() % QK8_0 == 0, "Q8_0 needs a multiple of 32 elements");
+    assert!(
+        x.len().is_multiple_of(QK8_0),
+        "Q8_0 needs a multiple of 32 elements"
+    );
     x.chunks_exact(QK8_0)
         .map(|src| {
             let amax = src.iter().fold(0f32, |m, &v| m.max(v.abs()));
@@ -134,7 +137,10 @@ pub fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ8_0> {
 /// `quantize_row_q6_K_ref`, so files differ bit-wise from llama-quantize's, but every block is
 /// valid Q6_K and decodes to within the format's error. Used only to make benchmark models.
 pub fn quantize_q6_k(x: &[f32]) -> Vec<BlockQ6K> {
-    assert!(x.len() % QK_K == 0, "Q6_K needs a multiple of 256 elements");
+    assert!(
+        x.len().is_multiple_of(QK_K),
+        "Q6_K needs a multiple of 256 elements"
+    );
     x.chunks_exact(QK_K)
         .map(|src| {
             let mut sub = [0f32; 16];

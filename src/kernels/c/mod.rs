@@ -131,7 +131,7 @@ fn check(what: &str, len: usize, need: usize) {
 /// blocks, `n_tok * k/block` activation blocks and writes `rows * n_tok` outputs.
 fn check_blocks(w: usize, x: usize, out: usize, d: MatDims, block: usize) {
     assert!(
-        d.k % block == 0,
+        d.k.is_multiple_of(block),
         "c kernel: k = {} is not whole blocks",
         d.k
     );

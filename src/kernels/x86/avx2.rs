@@ -46,7 +46,7 @@ pub(crate) static TABLE: KernelTable = KernelTable {
 
 /// Panics unless `len >= need`: the guard in front of every raw-pointer loop.
 #[inline(always)]
-fn check(what: &str, len: usize, need: usize) {
+pub(super) fn check(what: &str, len: usize, need: usize) {
     assert!(len >= need, "avx2 kernel: {what} has {len}, needs {need}");
 }
 
@@ -207,7 +207,7 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
 /// [`i2s_epilogue`] over values that hold i32 dots as raw bits: `((dot - sum) / act_scale) *
 /// w_scale` per value, the same three IEEE float32 operations vectorized.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn i2s_epilogue_in_place(v: &mut [f32], sum: i32, act_scale: f32, w_scale: f32) {
+pub(super) unsafe fn i2s_epilogue_in_place(v: &mut [f32], sum: i32, act_scale: f32, w_scale: f32) {
     let (vs, va, vw) = (
         _mm256_set1_ps(sum as f32),
         _mm256_set1_ps(act_scale),
@@ -226,7 +226,11 @@ unsafe fn i2s_epilogue_in_place(v: &mut [f32], sum: i32, act_scale: f32, w_scale
 }
 
 fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
-    assert!(d.k % 128 == 0, "avx2 i2s: k = {} is not whole blocks", d.k);
+    assert!(
+        d.k.is_multiple_of(128),
+        "avx2 i2s: k = {} is not whole blocks",
+        d.k
+    );
     check("i2s codes", codes.len(), d.rows * d.k / 4);
     check("i2s activations", act.q.len(), d.n_tok * d.k);
     check(
@@ -360,7 +364,11 @@ unsafe fn tq_row<B>(
 }
 
 fn check_q8k<B>(w: &[B], act: &[BlockQ8K], d: MatDims, out: &[f32]) -> usize {
-    assert!(d.k % QK_K == 0, "avx2: k = {} is not whole blocks", d.k);
+    assert!(
+        d.k.is_multiple_of(QK_K),
+        "avx2: k = {} is not whole blocks",
+        d.k
+    );
     let nb = d.k / QK_K;
     check("weight blocks", w.len(), d.rows * nb);
     check("Q8_K blocks", act.len(), d.n_tok * nb);
@@ -591,7 +599,11 @@ unsafe fn q8_0_two_rows(a: &[BlockQ8_0], b: &[BlockQ8_0], x: &[BlockQ8_0], dx: &
 const Q8_0_WIDE_MAX: usize = 512;
 
 fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
-    assert!(d.k % 32 == 0, "avx2 q8_0: k = {} is not whole blocks", d.k);
+    assert!(
+        d.k.is_multiple_of(32),
+        "avx2 q8_0: k = {} is not whole blocks",
+        d.k
+    );
     check("weight blocks", w.len(), d.rows * d.k / 32);
     check("Q8_0 blocks", act.len(), d.n_tok * d.k / 32);
     check("out", out.len(), d.rows * d.n_tok);

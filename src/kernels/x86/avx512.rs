@@ -1,0 +1,260 @@
+//! AVX-512 VNNI kernels (AVX-512 F + BW + VNNI, plus the AVX2/FMA/F16C of [`super::avx2`]).
+//!
+//! Only the integer ternary product is rewritten here: `vpdpbusd` multiplies 64 unsigned codes
+//! by 64 int8 activations and adds groups of four straight into int32 lanes, twice the work of
+//! AVX2's `maddubs` + `add` per instruction and with no int16 stage to flush. Integer sums are
+//! exact in any order, so the result is the scalar kernel's bit for bit; the float epilogue is
+//! the same three IEEE operations. Every float-ordered entry (F16, F32, the Q8_K types' lane
+//! sums) keeps the AVX2 kernel: the reference's summation order is AVX2's, and those products
+//! are bound by memory bandwidth, not arithmetic.
+//!
+//! The table's entries are safe `fn`s that check lengths before the raw-pointer loops; the
+//! `#[target_feature]` code is sound because [`TABLE`] is only reachable through
+//! [`super::super::table`] after [`detected`] returned true.
+
+use super::super::{I8Rows, KernelTable, Kind, MatDims};
+use super::avx2;
+use core::arch::x86_64::*;
+
+/// True when this CPU can run these kernels (and the AVX2 ones they reuse).
+pub(crate) fn detected() -> bool {
+    avx2::detected()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+pub(crate) static TABLE: KernelTable = KernelTable {
+    kind: Kind::Avx512Vnni,
+    i2s: i2s_matmul,
+    ..avx2::TABLE
+};
+
+/// Prefetch distance in bytes of each weight row stream of a matvec (6-12 KiB measured best
+/// with four streams; 3 KiB and 24 KiB were 5-10% slower).
+const PREFETCH: usize = 8192;
+
+/// The codes of one 128-element block at `p` as two vectors against activations `[0, 64)` and
+/// `[64, 128)`, scaled by 4 in the low 32 bytes and by 1 in the high 32 (see [`i2s_fold`]).
+///
+/// The block's byte j holds element j in bits 6-7, 32 + j in bits 4-5, 64 + j in 2-3 and 96 + j in
+/// 0-1. Broadcast to both halves of a zmm: `(v >> 4) & [0x0C | 0x03]` is `[4*c(j) | c(32+j)]` and
+/// `v & [0x0C | 0x03]` is `[4*c(64+j) | c(96+j)]`: one shift and two ANDs per block and row, and
+/// both vectors carry the same factor per half, so one accumulator serves both.
+#[inline(always)]
+unsafe fn i2s_codes_scaled(p: *const u8, mask: __m512i) -> [__m512i; 2] {
+    let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i));
+    [
+        _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask),
+        _mm512_and_si512(v, mask),
+    ]
+}
+
+/// `[0x0C x 32 | 0x03 x 32]`, the mask of [`i2s_codes_scaled`].
+#[inline(always)]
+unsafe fn i2s_scaled_mask() -> __m512i {
+    _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_set1_epi8(0x0C)),
+        _mm256_set1_epi8(0x03),
+    )
+}
+
+/// An accumulator of [`i2s_codes_scaled`] products folded to 8 int32 lanes of plain dots: the
+/// low half's lanes hold 4x their dots, exactly (every term is a multiple of 4), so an
+/// arithmetic shift by 2 undoes it.
+#[inline(always)]
+unsafe fn i2s_fold(a: __m512i) -> __m256i {
+    _mm256_add_epi32(
+        _mm256_srai_epi32::<2>(_mm512_castsi512_si256(a)),
+        _mm512_extracti64x4_epi64::<1>(a),
+    )
+}
+
+/// Lane t of the result is the sum of the 8 lanes of `g[t]`.
+#[inline(always)]
+unsafe fn hsum_8x8(g: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(g[0], g[1]);
+    let h23 = _mm256_hadd_epi32(g[2], g[3]);
+    let h45 = _mm256_hadd_epi32(g[4], g[5]);
+    let h67 = _mm256_hadd_epi32(g[6], g[7]);
+    // [g0 g1 g2 g3 (low 128) | g0 g1 g2 g3 (high 128)], same for 4..7.
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(h0123, h4567),
+        _mm256_permute2x128_si256::<0x31>(h0123, h4567),
+    )
+}
+
+/// Integer dots of `R` consecutive I2_S rows (`rb` bytes apart from `row`) with `NT` consecutive
+/// int8 activation rows (`k` apart from `q`), as `R` vectors whose lane t is token t's dot.
+/// Codes are 0..3 and products go straight to int32: nothing can overflow for any k a model has
+/// (|4 * sum| <= 12 * 128 * k).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn i2s_tile<const R: usize, const NT: usize>(
+    row: *const u8,
+    rb: usize,
+    k: usize,
+    q: *const i8,
+) -> [__m256i; R] {
+    let mask = i2s_scaled_mask();
+    let mut acc = [[_mm512_setzero_si512(); NT]; R];
+    for b in 0..k / 128 {
+        if NT == 1 && b % 2 == 0 {
+            // A matvec streams its rows from memory: one prefetch per row and cache line.
+            for r in 0..R {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    row.wrapping_add(r * rb + 32 * b + PREFETCH) as *const i8
+                );
+            }
+        }
+        let c: [[__m512i; 2]; R] =
+            core::array::from_fn(|r| i2s_codes_scaled(row.add(r * rb + 32 * b), mask));
+        for t in 0..NT {
+            let qp = q.add(t * k + 128 * b);
+            let x0 = _mm512_loadu_si512(qp as *const _);
+            let x1 = _mm512_loadu_si512(qp.add(64) as *const _);
+            for r in 0..R {
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[r][0], x0);
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[r][1], x1);
+            }
+        }
+    }
+    core::array::from_fn(|r| {
+        let mut g = [_mm256_setzero_si256(); 8];
+        for t in 0..NT {
+            g[t] = i2s_fold(acc[r][t]);
+        }
+        hsum_8x8(g)
+    })
+}
+
+/// The I2_S epilogue of [`i2s_epilogue`] for up to 8 tokens at once: lane t of `dots` is token
+/// `t0 + t`'s dot; writes `o[..nt]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn i2s_epilogue_tokens(
+    dots: __m256i,
+    act: &I8Rows,
+    t0: usize,
+    nt: usize,
+    w_scale: f32,
+    o: &mut [f32],
+) {
+    let mut sum = [0f32; 8];
+    let mut scale = [1f32; 8];
+    for t in 0..nt {
+        sum[t] = act.sum[t0 + t] as f32;
+        scale[t] = act.scale[t0 + t];
+    }
+    let d = _mm256_cvtepi32_ps(dots);
+    let y = _mm256_mul_ps(
+        _mm256_div_ps(
+            _mm256_sub_ps(d, _mm256_loadu_ps(sum.as_ptr())),
+            _mm256_loadu_ps(scale.as_ptr()),
+        ),
+        _mm256_set1_ps(w_scale),
+    );
+    let mut v = [0f32; 8];
+    _mm256_storeu_ps(v.as_mut_ptr(), y);
+    o[..nt].copy_from_slice(&v[..nt]);
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
+    let (k, n) = (d.k, d.n_tok);
+    let rb = k / 4;
+    let qp = |t: usize| act.q.as_ptr().add(t * k);
+    if n == 1 {
+        // A matvec: four rows stream at once (four prefetched streams; from DRAM on the 2B-4T
+        // shapes 11.0-11.7 GB/s at 1 thread and 18-20 at 2, against 9.0-9.9 and 14-16 for
+        // one row at a time), the integer dots go into `out` as raw bits and the epilogue runs
+        // vectorized afterwards.
+        let mut r = 0;
+        while r < d.rows {
+            let rr = (d.rows - r).min(4);
+            let row = codes.as_ptr().add(r * rb);
+            macro_rules! rows {
+                ($r:literal) => {{
+                    let dots = i2s_tile::<$r, 1>(row, rb, k, qp(0));
+                    for (i, v) in dots.into_iter().enumerate() {
+                        out[r + i] = f32::from_bits(_mm256_cvtsi256_si32(v) as u32);
+                    }
+                }};
+            }
+            match rr {
+                4 => rows!(4),
+                3 => rows!(3),
+                2 => rows!(2),
+                _ => rows!(1),
+            }
+            r += rr;
+        }
+        avx2::i2s_epilogue_in_place(&mut out[..d.rows], act.sum[0], act.scale[0], w_scale);
+        return;
+    }
+    // Several tokens: tiles of 4 rows x 4 tokens (16 accumulators, 8 code vectors): each code
+    // vector feeds 4 tokens and each activation load 4 rows. Measured on the 2B-4T shapes
+    // (1 thread, GOPS): 4x4 410-440, 4x5 385-420, 3x5 395-405, 5x3 380, 2x8 320-355, 3x6
+    // 320-370, 5x4 and 6x4 250-270 (register spills). A band of rows is swept once per token
+    // group so the group's activations stay in L1 (the band's size made no difference).
+    const BAND: usize = 16;
+    const GROUP: usize = 4;
+    const TR: usize = 4;
+    for r0 in (0..d.rows).step_by(BAND) {
+        let r1 = (r0 + BAND).min(d.rows);
+        let mut t = 0;
+        while t < n {
+            let nt = (n - t).min(GROUP);
+            let mut r = r0;
+            while r < r1 {
+                let rr = (r1 - r).min(TR);
+                let row = codes.as_ptr().add(r * rb);
+                macro_rules! tile {
+                    ($r:literal, $nt:literal) => {{
+                        let dots = i2s_tile::<$r, $nt>(row, rb, k, qp(t));
+                        for (i, v) in dots.into_iter().enumerate() {
+                            let o = &mut out[(r + i) * n + t..(r + i) * n + t + nt];
+                            i2s_epilogue_tokens(v, act, t, nt, w_scale, o);
+                        }
+                    }};
+                }
+                macro_rules! tiles {
+                    ($r:literal) => {
+                        match nt {
+                            4 => tile!($r, 4),
+                            3 => tile!($r, 3),
+                            2 => tile!($r, 2),
+                            _ => tile!($r, 1),
+                        }
+                    };
+                }
+                match rr {
+                    4 => tiles!(4),
+                    3 => tiles!(3),
+                    2 => tiles!(2),
+                    _ => tiles!(1),
+                }
+                r += rr;
+            }
+            t += nt;
+        }
+    }
+}
+
+fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
+    assert!(
+        d.k.is_multiple_of(128),
+        "avx512 i2s: k = {} is not whole blocks",
+        d.k
+    );
+    avx2::check("i2s codes", codes.len(), d.rows * d.k / 4);
+    avx2::check("i2s activations", act.q.len(), d.n_tok * d.k);
+    avx2::check(
+        "i2s act scales",
+        act.scale.len().min(act.sum.len()),
+        d.n_tok,
+    );
+    avx2::check("i2s out", out.len(), d.rows * d.n_tok);
+    // SAFETY: lengths checked above; the table is only used after `detected()`.
+    unsafe { i2s_impl(codes, w_scale, act, d, out) }
+}

@@ -16,11 +16,12 @@ pub const HELP: &str =
 
 Measures pp (one batch of -p tokens from an empty cache) and tg (-n tokens decoded one at a
 time from an empty cache) in tokens/s: the median and the range of -r runs after one warm-up,
-for each model and thread count, plus load time and peak RSS. -d 0,512,2048 also times tg
-with that many tokens already in the cache (filled by an untimed prompt batch; the test is
-named tg64@d512), for the attention cost at long context. Without -m it makes (once,
-cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape with random weights
-for each --weights x --embd combination (default: i2_s with f16). Prints a markdown table.";
+for each model and thread count, plus load time and peak RSS (per model, from its load).
+-d 0,512,2048 also times tg with that many tokens already in the cache (filled by an untimed
+prompt batch; the test is named tg64@d512), for the attention cost at long context. Without
+-m it makes (once, cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape
+with random weights for each --weights x --embd combination (default: i2_s with f16).
+Prints a markdown table.";
 
 fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
     s.split(',')
@@ -77,6 +78,9 @@ pub fn run(mut args: Args) -> Result<()> {
     );
     println!("|---|---:|---:|---|---:|---|---:|---:|");
     for path in &paths {
+        // Peak RSS per model: the generator that may have just written it, or the previous
+        // model, must not count.
+        reset_peak_rss();
         let t = Instant::now();
         let model = Arc::new(Model::load_with(path, mparams)?);
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -145,8 +149,25 @@ pub fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Peak resident set size of this process, in MiB.
+/// Starts a new peak-RSS measurement (Linux: `/proc/self/clear_refs` value 5 resets the
+/// high-water mark that `VmHWM` reports). Elsewhere the peak stays the process's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size in MiB: `VmHWM` (since the last [`reset_peak_rss`]) where
+/// `/proc/self/status` has it, else the process's `ru_maxrss`.
 pub fn peak_rss_mib() -> f64 {
+    let hwm_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        });
+    if let Some(kib) = hwm_kib {
+        return kib / 1024.0;
+    }
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();

@@ -74,8 +74,14 @@ pub fn cached_model(
     make: impl FnOnce(std::path::PathBuf) -> modelgen::Params,
 ) -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    // Bench and test binaries live in target/<profile>/deps: share target/<profile>/models
+    // with the `bitnet` binary instead of making a second copy.
     let dir = exe
         .parent()
+        .map(|d| match d.file_name() {
+            Some(n) if n == "deps" => d.parent().unwrap_or(d),
+            _ => d,
+        })
         .map(|d| d.join("models"))
         .unwrap_or_else(|| "models".into());
     let path = dir.join(file_name);

@@ -690,7 +690,7 @@ fn q8_0_kernels_exact_for_every_int8() {
 fn variants_match_scalar_float_types() {
     let shapes: Vec<(usize, usize)> = [1usize, 7, 8, 16, 31, 32, 33, 63, 64, 100, 256, 2560, 8200]
         .iter()
-        .flat_map(|&k| [(k, 1), (k, 3), (k, 6)])
+        .flat_map(|&k| [(k, 1), (k, 3), (k, 5), (k, 6)])
         .collect();
     for ty in [GgmlType::F32, GgmlType::F16] {
         compare_variants(ty, &shapes, &[1, 2, 3, 5], false);

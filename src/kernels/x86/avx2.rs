@@ -74,7 +74,7 @@ unsafe fn hsum8(x: __m256) -> f32 {
 /// `GGML_F32x8_REDUCE`: `a = (acc0+acc2) + (acc1+acc3)`, `t[l] = a[l]+a[l+4]`,
 /// `(t0+t1) + (t2+t3)` (two `hadd`s).
 #[inline(always)]
-unsafe fn reduce_4x8(acc: [__m256; 4]) -> f32 {
+pub(super) unsafe fn reduce_4x8(acc: [__m256; 4]) -> f32 {
     let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
     let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
     let t = _mm_hadd_ps(t, t);
@@ -89,7 +89,7 @@ const PREFETCH: usize = 3072;
 /// Prefetch hint for a future weight load. `_mm_prefetch` never faults, so addresses past the
 /// end of the weights are harmless (computed with `wrapping_add`, never dereferenced).
 #[inline(always)]
-unsafe fn prefetch(p: *const u8) {
+pub(super) unsafe fn prefetch(p: *const u8) {
     _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
 }
 
@@ -641,7 +641,7 @@ fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) 
 // Float dots (FORWARD.md §8)
 
 #[inline(always)]
-unsafe fn load_h(p: *const f16) -> __m256 {
+pub(super) unsafe fn load_h(p: *const f16) -> __m256 {
     _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
 }
 
@@ -749,7 +749,7 @@ fn dot_f32_ggml(a: &[f32], b: &[f32]) -> f32 {
     unsafe { dot_f32_ggml_impl(a, b) }
 }
 
-fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
+pub(super) fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
     // SAFETY: as above.
     unsafe { dot_f16_ggml_impl(a, b) }
 }
@@ -772,7 +772,7 @@ fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
     }
 }
 
-fn check_float<W, X>(w: &[W], x: &[X], d: MatDims, out: &[f32]) {
+pub(super) fn check_float<W, X>(w: &[W], x: &[X], d: MatDims, out: &[f32]) {
     check("weights", w.len(), d.rows * d.k);
     check("x", x.len(), d.n_tok * d.k);
     check("out", out.len(), d.rows * d.n_tok);
@@ -793,42 +793,55 @@ fn f32_ggml_matmul(w: &[f32], x: &[f32], d: MatDims, out: &mut [f32]) {
 /// two rows 14.1 (2 KiB), 14.9 (6 KiB), 16.2 (8 KiB), 16.3-18.3 (32 KiB), 17.6 (48-64 KiB). Far
 /// ahead wins because it also walks the page tables (4 KiB pages of the mmap) before the loads
 /// need them; tg64 on the 2B-4T model went from 12.7 to 13.7 t/s with 6 KiB -> 32 KiB.
-const PREFETCH_F16_PAIR: usize = 32768;
+pub(super) const PREFETCH_F16_PAIR: usize = 32768;
 
-/// `ggml_vec_dot_f16` order for two weight rows against one activation row already widened to
-/// f32 (f16 -> f32 is exact, so the products and sums are those of [`dot_f16_ggml_impl`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_two_rows(a: &[f16], b: &[f16], x: &[f32]) -> [f32; 2] {
+/// `ggml_vec_dot_f16` order for `R` weight rows against one activation row already widened to
+/// f32 (f16 -> f32 is exact, so the products and sums are those of [`dot_f16_ggml_impl`]); each
+/// row streams with its own prefetch. Inlined into a `#[target_feature]` wrapper per variant.
+#[inline(always)]
+pub(super) unsafe fn f16_rows<const R: usize, const PF: usize>(
+    w: [&[f16]; R],
+    x: &[f32],
+) -> [f32; R] {
     let n = x.len();
     let np = n & !31;
-    let (pa, pb, px) = (a.as_ptr(), b.as_ptr(), x.as_ptr());
-    let mut acc_a = [_mm256_setzero_ps(); 4];
-    let mut acc_b = [_mm256_setzero_ps(); 4];
+    let px = x.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
     for c in (0..np).step_by(32) {
-        prefetch((pa as *const u8).wrapping_add(2 * c + PREFETCH_F16_PAIR));
-        prefetch((pb as *const u8).wrapping_add(2 * c + PREFETCH_F16_PAIR));
+        for row in &w {
+            prefetch((row.as_ptr() as *const u8).wrapping_add(2 * c + PF));
+        }
         for j in 0..4 {
             let i = c + 8 * j;
             let xv = _mm256_loadu_ps(px.add(i));
-            acc_a[j] = _mm256_fmadd_ps(load_h(pa.add(i)), xv, acc_a[j]);
-            acc_b[j] = _mm256_fmadd_ps(load_h(pb.add(i)), xv, acc_b[j]);
+            for r in 0..R {
+                acc[r][j] = _mm256_fmadd_ps(load_h(w[r].as_ptr().add(i)), xv, acc[r][j]);
+            }
         }
     }
-    let (mut sa, mut sb) = (reduce_4x8(acc_a) as f64, reduce_4x8(acc_b) as f64);
-    for i in np..n {
-        sa += (a[i].to_f32() * x[i]) as f64;
-        sb += (b[i].to_f32() * x[i]) as f64;
-    }
-    [sa as f32, sb as f32]
+    core::array::from_fn(|r| {
+        let mut s = reduce_4x8(acc[r]) as f64;
+        for i in np..n {
+            s += (w[r][i].to_f32() * x[i]) as f64;
+        }
+        s as f32
+    })
+}
+
+/// [`f16_rows`] for two rows: with 8 accumulators and the activations it fits AVX2's 16 ymm
+/// registers.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_two_rows(a: &[f16], b: &[f16], x: &[f32]) -> [f32; 2] {
+    f16_rows::<2, PREFETCH_F16_PAIR>([a, b], x)
 }
 
 /// Longest activation row the F16 matvec widens on the stack (32 KiB); longer rows take the
 /// plain per-row dot.
-const F16_WIDE_MAX: usize = 8192;
+pub(super) const F16_WIDE_MAX: usize = 8192;
 
 /// `x` (at most [`F16_WIDE_MAX`] values) widened exactly to f32 in the front of `buf`. The rest
 /// of the buffer is left untouched: zero-filling it was a 32 KiB memset per attention call.
-fn widen_f16<'b>(x: &[f16], buf: &'b mut [MaybeUninit<f32>; F16_WIDE_MAX]) -> &'b [f32] {
+pub(super) fn widen_f16<'b>(x: &[f16], buf: &'b mut [MaybeUninit<f32>; F16_WIDE_MAX]) -> &'b [f32] {
     let n = x.len();
     assert!(n <= F16_WIDE_MAX, "widen_f16: {n} values");
     let dst = buf.as_mut_ptr() as *mut f32;
@@ -897,7 +910,7 @@ fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
     }
 }
 
-fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
+pub(super) fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
     check_float(w, x, d, out);
     let (k, n) = (d.k, d.n_tok);
     let row = |r: usize| &w[r * k..(r + 1) * k];

@@ -819,13 +819,18 @@ pub(super) unsafe fn f16_rows<const R: usize, const PF: usize>(
             }
         }
     }
-    core::array::from_fn(|r| {
+    // A loop, not `array::from_fn`: a closure here would be compiled without this function's
+    // target features (it has none of its own; it is inlined into wrappers that do), so its
+    // intrinsics would become calls.
+    let mut out = [0f32; R];
+    for r in 0..R {
         let mut s = reduce_4x8(acc[r]) as f64;
         for i in np..n {
             s += (w[r][i].to_f32() * x[i]) as f64;
         }
-        s as f32
-    })
+        out[r] = s as f32;
+    }
+    out
 }
 
 /// [`f16_rows`] for two rows: with 8 accumulators and the activations it fits AVX2's 16 ymm

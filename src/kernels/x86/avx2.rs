@@ -535,7 +535,7 @@ unsafe fn q8_0_lanes(w: &BlockQ8_0, x: &BlockQ8_0) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_impl(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
+pub(super) unsafe fn q8_0_impl(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
     let nb = d.k / 32;
     for r in 0..d.rows {
         let wrow = &w[r * nb..(r + 1) * nb];
@@ -566,39 +566,51 @@ unsafe fn q8_0_lanes_signed(wv: __m256i, xv: __m256i) -> __m256i {
 
 /// Prefetch distance of the two-row Q8_0 matvec, per weight stream (the F16 pair's reasoning:
 /// far enough ahead to walk the page tables early).
-const PREFETCH_Q8_PAIR: usize = 32768;
+pub(super) const PREFETCH_Q8_PAIR: usize = 32768;
 
-/// Two Q8_0 weight rows against one activation row whose block scales are already f32 (`dx`):
-/// per block `acc = fma(d_w * d_x, lanes, acc)`, then [`hsum8`], as [`q8_0_impl`].
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_two_rows(a: &[BlockQ8_0], b: &[BlockQ8_0], x: &[BlockQ8_0], dx: &[f32]) -> [f32; 2] {
-    let mut acc_a = _mm256_setzero_ps();
-    let mut acc_b = _mm256_setzero_ps();
-    for (i, ((wa, wb), xb)) in a.iter().zip(b).zip(x).enumerate() {
-        let (pa, pb) = (
-            wa as *const BlockQ8_0 as *const u8,
-            wb as *const BlockQ8_0 as *const u8,
-        );
+/// `R` Q8_0 weight rows against one activation row whose block scales are already f32 (`dx`):
+/// per block `acc = fma(d_w * d_x, lanes, acc)`, then [`hsum8`], as [`q8_0_impl`]. Inlined into
+/// a `#[target_feature]` wrapper per variant (loops, no closures: a closure would not inherit
+/// the wrapper's target features).
+#[inline(always)]
+pub(super) unsafe fn q8_0_rows<const R: usize>(
+    w: [&[BlockQ8_0]; R],
+    x: &[BlockQ8_0],
+    dx: &[f32],
+) -> [f32; R] {
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, xb) in x.iter().enumerate() {
         if i % 2 == 0 {
             // Blocks are 34 bytes: one prefetch per 68 bytes covers every cache line.
-            prefetch(pa.wrapping_add(PREFETCH_Q8_PAIR));
-            prefetch(pb.wrapping_add(PREFETCH_Q8_PAIR));
+            for row in &w {
+                prefetch((row.as_ptr().add(i) as *const u8).wrapping_add(PREFETCH_Q8_PAIR));
+            }
         }
         let xv = load_i(xb.qs.as_ptr() as *const u8);
-        let la = _mm256_cvtepi32_ps(q8_0_lanes_signed(load_i(wa.qs.as_ptr() as *const u8), xv));
-        let lb = _mm256_cvtepi32_ps(q8_0_lanes_signed(load_i(wb.qs.as_ptr() as *const u8), xv));
-        let da = f16_bits_to_f32(wa.d) * dx[i];
-        let db = f16_bits_to_f32(wb.d) * dx[i];
-        acc_a = _mm256_fmadd_ps(_mm256_set1_ps(da), la, acc_a);
-        acc_b = _mm256_fmadd_ps(_mm256_set1_ps(db), lb, acc_b);
+        for r in 0..R {
+            let wb = &w[r][i];
+            let l = _mm256_cvtepi32_ps(q8_0_lanes_signed(load_i(wb.qs.as_ptr() as *const u8), xv));
+            let d = f16_bits_to_f32(wb.d) * dx[i];
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), l, acc[r]);
+        }
     }
-    [hsum8(acc_a), hsum8(acc_b)]
+    let mut out = [0f32; R];
+    for r in 0..R {
+        out[r] = hsum8(acc[r]);
+    }
+    out
+}
+
+/// [`q8_0_rows`] for two rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_two_rows(a: &[BlockQ8_0], b: &[BlockQ8_0], x: &[BlockQ8_0], dx: &[f32]) -> [f32; 2] {
+    q8_0_rows([a, b], x, dx)
 }
 
 /// Longest row (in Q8_0 blocks) whose activation scales the matvec widens on the stack.
-const Q8_0_WIDE_MAX: usize = 512;
+pub(super) const Q8_0_WIDE_MAX: usize = 512;
 
-fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
+pub(super) fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
     assert!(
         d.k.is_multiple_of(32),
         "avx2 q8_0: k = {} is not whole blocks",

@@ -14,6 +14,7 @@
 
 use super::super::{I8Rows, KernelTable, Kind, MatDims};
 use super::avx2;
+use crate::tensor::blocks::BlockQ8_0;
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use half::f16;
@@ -31,6 +32,7 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     kind: Kind::Avx512Vnni,
     i2s: i2s_matmul,
     f16_ggml: f16_ggml_matmul,
+    q8_0: q8_0_matmul,
     ..avx2::TABLE
 };
 
@@ -296,5 +298,53 @@ fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
     }
     for r in r..d.rows {
         out[r] = avx2::dot_f16_ggml(row(r), &x[..k]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q8_0 matvec (the `--head-q8` lm_head)
+
+/// [`avx2::q8_0_rows`] for four rows (four prefetched streams, as for F16 and I2_S).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn q8_0_four_rows(w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0], dx: &[f32]) -> [f32; 4] {
+    avx2::q8_0_rows(w, x, dx)
+}
+
+/// One token whose activations hold no -128 (the sign trick's condition, as in AVX2): rows four
+/// at a time; everything else is the AVX2 kernel.
+fn q8_0_matmul(w: &[BlockQ8_0], act: &[BlockQ8_0], d: MatDims, out: &mut [f32]) {
+    let nb = d.k / 32;
+    let fast = d.n_tok == 1
+        && d.k.is_multiple_of(32)
+        && nb <= avx2::Q8_0_WIDE_MAX
+        && d.rows >= 4
+        && w.len() >= d.rows * nb
+        && act.len() >= nb
+        && out.len() >= d.rows
+        && act[..nb].iter().all(|b| !b.qs.contains(&i8::MIN));
+    if !fast {
+        return avx2::q8_0_matmul(w, act, d, out);
+    }
+    let mut dx = [0f32; avx2::Q8_0_WIDE_MAX];
+    for (f, b) in dx.iter_mut().zip(&act[..nb]) {
+        *f = f16::from_bits(b.d).to_f32();
+    }
+    let x = &act[..nb];
+    let row = |r: usize| &w[r * nb..(r + 1) * nb];
+    let mut r = 0;
+    while r + 4 <= d.rows {
+        // SAFETY: every row has nb blocks, dx has nb values; this table is reachable only after
+        // `detected()`, which checked the features `q8_0_four_rows` enables.
+        let s =
+            unsafe { q8_0_four_rows([row(r), row(r + 1), row(r + 2), row(r + 3)], x, &dx[..nb]) };
+        out[r..r + 4].copy_from_slice(&s);
+        r += 4;
+    }
+    if r < d.rows {
+        let rest = MatDims {
+            rows: d.rows - r,
+            ..d
+        };
+        avx2::q8_0_matmul(&w[r * nb..], act, rest, &mut out[r..]);
     }
 }

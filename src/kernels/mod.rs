@@ -143,6 +143,11 @@ pub struct KernelTable {
     pub f16_ggml_strided: fn(&[f16], usize, &[f16], &mut [f32]),
     /// `out[j] = dot_f16_f32_tinyblas(w[j*stride ..][..x.len()], x)` for `j in 0..out.len()`.
     pub f16_tinyblas_strided: fn(&[f16], usize, &[f32], &mut [f32]),
+    /// `out[j*g + t] = dot_f16_ggml(w[j*stride ..][..n], x[t*n ..][..n])` for the `g` rows of `x`
+    /// (`n = x.len() / g`), whose values are f16 values already widened to f32 (exact). One
+    /// pass over each `w` row serves all `g` rows of `x`: the query heads that share a KV head
+    /// in single-token attention (rows = cached keys, then V rows).
+    pub f16_ggml_strided_group: fn(&[f16], usize, &[f32], usize, &mut [f32]),
     pub quantize_i8: fn(&[f32], &mut [i8]) -> (f32, i32),
     pub quantize_q8k: fn(&[f32], &mut [BlockQ8K]),
 }
@@ -248,6 +253,49 @@ pub fn dot_f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]
 /// [`KernelTable::f16_tinyblas_strided`] on the active table (tinyBLAS order, f32 `x`).
 pub fn dot_f16_f32_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
     (active().f16_tinyblas_strided)(w, stride, x, out)
+}
+
+/// [`KernelTable::f16_ggml_strided_group`] on the active table: `out[j*g + t]` =
+/// `ggml_vec_dot_f16` of row `j` of a strided f16 matrix with row `t` of `x` (`g` rows of
+/// f16-representable f32 values), each weight row read once for all `g`.
+pub fn dot_f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    (active().f16_ggml_strided_group)(w, stride, x, g, out)
+}
+
+/// Checks a strided-group call and returns the row length `n`: `x` is `g` whole rows and
+/// `out` holds `g` outputs for each of its `out.len() / g` strided rows of `w`.
+fn check_strided_group(
+    w_len: usize,
+    stride: usize,
+    x_len: usize,
+    g: usize,
+    out_len: usize,
+) -> usize {
+    assert!(
+        g > 0 && x_len.is_multiple_of(g) && out_len.is_multiple_of(g),
+        "strided group: {x_len} x values and {out_len} outputs are not {g} whole rows"
+    );
+    let n = x_len / g;
+    check_strided(w_len, stride, n, out_len / g);
+    n
+}
+
+/// The portable [`KernelTable::f16_ggml_strided_group`]: one `dot` per (row, x row).
+fn strided_group(
+    w: &[f16],
+    stride: usize,
+    x: &[f32],
+    g: usize,
+    out: &mut [f32],
+    dot: fn(&[f16], &[f32]) -> f32,
+) {
+    let n = check_strided_group(w.len(), stride, x.len(), g, out.len());
+    for (j, o) in out.chunks_exact_mut(g).enumerate() {
+        let row = &w[j * stride..j * stride + n];
+        for (t, ot) in o.iter_mut().enumerate() {
+            *ot = dot(row, &x[t * n..(t + 1) * n]);
+        }
+    }
 }
 
 /// Checks a strided-rows call: `out.len()` rows of `n` values `stride` apart fit in `w_len`.

@@ -27,6 +27,7 @@ pub(super) static TABLE: KernelTable = KernelTable {
     dot_f16_f32_tinyblas,
     f16_ggml_strided,
     f16_tinyblas_strided,
+    f16_ggml_strided_group,
     quantize_i8: act::quantize_row_i8,
     quantize_q8k: act::quantize_row_q8k,
 };
@@ -241,6 +242,16 @@ pub(crate) fn dot_f32_ggml(a: &[f32], b: &[f32]) -> f32 {
 /// reference keeps the total in a double (`ggml_float`) and adds the leftover `n % 32` products
 /// (exact in float32: f16 x f16 fits 22 bits) in double, then rounds once to float32.
 pub(crate) fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
+    f16_ggml(a, b, f16::to_f32)
+}
+
+/// [`dot_f16_ggml`] with `b` already widened to f32 (its values must be f16 values, so the
+/// products and sums are the same).
+pub(crate) fn dot_f16_ggml_wide(a: &[f16], b: &[f32]) -> f32 {
+    f16_ggml(a, b, |v| v)
+}
+
+fn f16_ggml<B: Copy>(a: &[f16], b: &[B], cvt: impl Fn(B) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let np = n & !31;
     let mut acc = [[0f32; 8]; 4];
@@ -248,13 +259,13 @@ pub(crate) fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
         for j in 0..4 {
             for l in 0..8 {
                 let i = c + 8 * j + l;
-                acc[j][l] = a[i].to_f32().mul_add(b[i].to_f32(), acc[j][l]);
+                acc[j][l] = a[i].to_f32().mul_add(cvt(b[i]), acc[j][l]);
             }
         }
     }
     let mut sum = reduce_4x8(&acc) as f64;
     for i in np..n {
-        sum += (a[i].to_f32() * b[i].to_f32()) as f64;
+        sum += (a[i].to_f32() * cvt(b[i])) as f64;
     }
     sum as f32
 }
@@ -302,6 +313,10 @@ fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
 
 fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
     super::strided_rows(w, stride, x, out, dot_f16_f32_tinyblas)
+}
+
+fn f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    super::strided_group(w, stride, x, g, out, dot_f16_ggml_wide)
 }
 
 fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {

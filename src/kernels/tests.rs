@@ -882,3 +882,59 @@ fn strided_dots_match_scalar() {
         }
     }
 }
+
+#[test]
+fn strided_group_dots_match_scalar() {
+    // Single-token attention with the query heads of a KV head together: every (row, x row)
+    // output must be the plain `ggml_vec_dot_f16` of that row and that x row, for group sizes
+    // on and off the kernels' 4-row blocks, lengths off the 32 grid and degenerate shapes.
+    let mut rng = Rng::new(977);
+    let s = scalar();
+    for &(n, stride, rows, g) in &[
+        (128usize, 640usize, 37usize, 4usize),
+        (128, 128, 5, 1),
+        (128, 640, 9, 2),
+        (96, 100, 4, 3),
+        (2049, 4096, 7, 4),
+        (31, 40, 3, 5),
+        (33, 33, 2, 8),
+        (0, 4, 3, 4),
+        (64, 64, 0, 4),
+    ] {
+        let len = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + n
+        };
+        let w: Vec<f16> = (0..len).map(|_| f16::from_f32(rng.f32())).collect();
+        let xh: Vec<f16> = (0..g * n).map(|_| f16::from_f32(rng.f32())).collect();
+        let xw: Vec<f32> = xh.iter().map(|h| h.to_f32()).collect();
+        let mut want = vec![0f32; rows * g];
+        (s.f16_ggml_strided_group)(&w, stride, &xw, g, &mut want);
+        for j in 0..rows {
+            let row = &w[j * stride..j * stride + n];
+            for t in 0..g {
+                let plain = (s.dot_f16_ggml)(row, &xh[t * n..(t + 1) * n]);
+                assert_eq!(want[j * g + t].to_bits(), plain.to_bits(), "n={n} g={g}");
+            }
+        }
+        for kt in available() {
+            let mut got = vec![f32::NAN; rows * g];
+            (kt.f16_ggml_strided_group)(&w, stride, &xw, g, &mut got);
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{} n={n} rows={rows} g={g}",
+                kt.name()
+            );
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "not 4 whole rows")]
+fn strided_group_rejects_partial_rows() {
+    let w = vec![f16::ONE; 64];
+    let mut out = vec![0f32; 8];
+    (scalar().f16_ggml_strided_group)(&w, 32, &[1.0; 30], 4, &mut out);
+}

@@ -53,7 +53,8 @@ pub(crate) struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     scores: Vec<f32>,
-    p16: Vec<f16>,
+    probs: Vec<f32>,
+    grouped: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
     kernel: kernels::Scratch,
@@ -78,7 +79,8 @@ impl Scratch {
             gate: vec![0.0; n_ubatch * ff],
             up: vec![0.0; n_ubatch * ff],
             scores: vec![0.0; c.n_head * n_ctx],
-            p16: vec![f16::ZERO; c.n_head * n_ctx],
+            probs: vec![0.0; c.n_head * n_ctx],
+            grouped: vec![0.0; q],
             cos: vec![0.0; n_ubatch * half],
             sin: vec![0.0; n_ubatch * half],
             kernel: kernels::Scratch::new(),
@@ -262,20 +264,37 @@ pub(crate) fn forward(
             return Ok(());
         }
 
-        ops::to_f16_slice(&mut s.q16[..nt * nq], &s.q[..nt * nq]);
-        attention(
-            c.n_head,
-            c.n_head / c.n_head_kv,
+        let shape = AttnShape {
+            n_head: c.n_head,
+            group: c.n_head / c.n_head_kv,
             hd,
-            &kv.layers[il],
             size,
-            &s.q16[..nt * nq],
-            step,
             kq_scale,
-            &mut s.attn_heads,
-            &mut s.scores,
-            &mut s.p16,
-        );
+        };
+        if nt == 1 {
+            // Q rounded to F16 (FORWARD.md §5), kept widened for the grouped kernels.
+            ops::round_to_f16(&mut s.q[..nq]);
+            attention_token(
+                &shape,
+                &kv.layers[il],
+                &s.q[..nq],
+                &step.mask[..step.n_kv],
+                &mut s.attn_heads[..nq],
+                &mut s.scores,
+                &mut s.probs,
+                &mut s.grouped,
+            );
+        } else {
+            ops::to_f16_slice(&mut s.q16[..nt * nq], &s.q[..nt * nq]);
+            attention_prompt(
+                &shape,
+                &kv.layers[il],
+                &s.q16[..nt * nq],
+                step,
+                &mut s.attn_heads,
+                &mut s.scores,
+            );
+        }
         // Heads were computed head-major; concatenate them per token.
         for h in 0..c.n_head {
             for t in 0..nt {
@@ -385,74 +404,263 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// Causal GQA attention of the ubatch over the first `step.n_kv` cells, head-major output
-/// `out[h][t][hd]`. Heads run in parallel (each is independent, so the bits do not depend on
-/// the thread count); `scores`/`p16` give each head a row of `size` values.
-fn attention(
+/// The attention geometry of one layer.
+struct AttnShape {
     n_head: usize,
+    /// Query heads per KV head (GQA).
     group: usize,
     hd: usize,
-    layer: &LayerKv,
+    /// Cells in the cache: the stride of a transposed V row.
     size: usize,
-    q16: &[f16],
-    step: &Step,
     kq_scale: f32,
+}
+
+/// `scores[j]` scaled and masked as the reference does it: `-inf` for cells outside `lo..hi`
+/// (the span this token sees) or masked inside it, else `score * kq_scale + mask`.
+fn scale_and_mask(w: &mut [f32], mask: &[f32], lo: usize, hi: usize, kq_scale: f32) {
+    w[..lo].fill(f32::NEG_INFINITY);
+    w[hi..].fill(f32::NEG_INFINITY);
+    for (wj, &m) in w[lo..hi].iter_mut().zip(&mask[lo..hi]) {
+        *wj = if m == f32::NEG_INFINITY {
+            f32::NEG_INFINITY
+        } else {
+            *wj * kq_scale + m
+        };
+    }
+}
+
+/// The span `lo..hi` of cells a token's mask row lets it see (a prefix for a causal prompt);
+/// Q·K runs only there.
+fn visible_span(mask: &[f32]) -> (usize, usize) {
+    let lo = mask
+        .iter()
+        .position(|&m| m != f32::NEG_INFINITY)
+        .unwrap_or(mask.len());
+    let hi = mask
+        .iter()
+        .rposition(|&m| m != f32::NEG_INFINITY)
+        .map_or(lo, |i| i + 1);
+    (lo, hi)
+}
+
+/// Cells per parallel Q·K task of [`attention_token`], and V rows per P·V task.
+const QK_CELLS_PER_TASK: usize = 256;
+const PV_ROWS_PER_TASK: usize = 32;
+
+/// Single-token (decode) attention over `mask.len()` cells, out `[head][hd]`. The `group`
+/// query heads of each KV head go through the kernels together, so every cached K row and V
+/// row is read and widened once for the group rather than once per head; each head's products
+/// and sums are unchanged, so are the bits. Three parallel phases, each split finely enough to
+/// keep both cores busy with only a few KV heads:
+/// 1. Q·K per (KV head, span of cells) into `scores` as `[kv head][cell][group]`;
+/// 2. per head: scale, mask, softmax, and P rounded to F16 (ggml_vec_dot_f16 takes P in F16 for
+///    a single token, FORWARD.md §5) into `probs` as `[head][cell]`;
+/// 3. P·V per (KV head, span of V rows) into `grouped` as `[kv head][d][group]`, then
+///    transposed to `out`.
+#[allow(clippy::too_many_arguments)]
+fn attention_token(
+    a: &AttnShape,
+    layer: &LayerKv,
+    q: &[f32],
+    mask: &[f32],
     out: &mut [f32],
     scores: &mut [f32],
-    p16: &mut [f16],
+    probs: &mut [f32],
+    grouped: &mut [f32],
 ) {
+    let (g, hd, n_kv) = (a.group, a.hd, mask.len());
+    let n_embd_kv = (a.n_head / g) * hd;
+    let (lo, hi) = visible_span(mask);
+    if n_kv == 0 || hd == 0 {
+        out.fill(0.0);
+        return;
+    }
+
+    scores[..a.n_head * n_kv]
+        .par_chunks_mut(g * n_kv)
+        .enumerate()
+        .for_each(|(kvh, sg)| {
+            let qg = &q[kvh * g * hd..(kvh + 1) * g * hd];
+            sg[lo * g..hi * g]
+                .par_chunks_mut(g * QK_CELLS_PER_TASK)
+                .enumerate()
+                .for_each(|(i, part)| {
+                    let first = lo + i * QK_CELLS_PER_TASK;
+                    let keys = &layer.k[first * n_embd_kv + kvh * hd..];
+                    kernels::dot_f16_ggml_strided_group(keys, n_embd_kv, qg, g, part);
+                });
+        });
+
+    let scores = &scores[..a.n_head * n_kv];
+    probs[..a.n_head * n_kv]
+        .par_chunks_mut(n_kv)
+        .enumerate()
+        .for_each(|(h, p)| {
+            let (kvh, t) = (h / g, h % g);
+            let sg = &scores[kvh * g * n_kv..(kvh + 1) * g * n_kv];
+            for (pj, s) in p[lo..hi]
+                .iter_mut()
+                .zip(sg[lo * g..].iter().skip(t).step_by(g))
+            {
+                *pj = *s;
+            }
+            scale_and_mask(p, mask, lo, hi, a.kq_scale);
+            ops::softmax(p);
+            ops::round_to_f16(p);
+        });
+
+    let probs = &probs[..a.n_head * n_kv];
+    let rows_per_task = if hd.is_multiple_of(PV_ROWS_PER_TASK) {
+        PV_ROWS_PER_TASK
+    } else {
+        hd
+    };
+    let tasks_per_head = hd / rows_per_task;
+    grouped[..a.n_head * hd]
+        .par_chunks_mut(g * rows_per_task)
+        .enumerate()
+        .for_each(|(i, part)| {
+            let (kvh, d0) = (i / tasks_per_head, (i % tasks_per_head) * rows_per_task);
+            // The V rows of this KV head: row d is cell-contiguous, `size` apart.
+            let v_rows = &layer.v[(kvh * hd + d0) * a.size..];
+            let pg = &probs[kvh * g * n_kv..(kvh + 1) * g * n_kv];
+            kernels::dot_f16_ggml_strided_group(v_rows, a.size, pg, g, part);
+        });
+    for (kvh, gk) in grouped[..a.n_head * hd].chunks_exact(g * hd).enumerate() {
+        for (d, row) in gk.chunks_exact(g).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                out[(kvh * g + t) * hd + d] = v;
+            }
+        }
+    }
+}
+
+/// Causal GQA attention of a multi-token ubatch over the first `step.n_kv` cells, head-major
+/// output `out[h][t][hd]`. Heads run in parallel (each is independent, so the bits do not
+/// depend on the thread count); `scores` gives each head a row of `size` values. P stays F32
+/// and P·V takes llamafile's tinyBLAS order, as the reference's sgemm does for 2+ tokens
+/// (FORWARD.md §5).
+fn attention_prompt(
+    a: &AttnShape,
+    layer: &LayerKv,
+    q16: &[f16],
+    step: &Step,
+    out: &mut [f32],
+    scores: &mut [f32],
+) {
+    let (n_head, group, hd, size) = (a.n_head, a.group, a.hd, a.size);
     let nt = step.tokens.len();
     let n_kv = step.n_kv;
     let nq = n_head * hd;
     let n_embd_kv = (n_head / group) * hd;
-    // A single-token ubatch rounds P to F16 for ggml_vec_dot_f16; with 2+ tokens llamafile's
-    // sgemm takes the F16 x F32 product and P stays F32 (FORWARD.md §5).
-    let prompt = nt >= 2;
     out[..n_head * nt * hd]
         .par_chunks_mut(nt * hd)
         .zip(scores.par_chunks_mut(size))
-        .zip(p16.par_chunks_mut(size))
         .enumerate()
-        .for_each(|(h, ((out_h, w), p16))| {
+        .for_each(|(h, (out_h, w))| {
             let kvh = h / group;
             let w = &mut w[..n_kv];
             for t in 0..nt {
                 let q = &q16[t * nq + h * hd..t * nq + (h + 1) * hd];
                 let mask = &step.mask[t * n_kv..(t + 1) * n_kv];
-                // Q·K only over the span of cells this token may see (a prefix for a causal
-                // prompt); cells outside it and masked cells inside it get -inf.
-                let lo = mask
-                    .iter()
-                    .position(|&m| m != f32::NEG_INFINITY)
-                    .unwrap_or(n_kv);
-                let hi = mask
-                    .iter()
-                    .rposition(|&m| m != f32::NEG_INFINITY)
-                    .map_or(lo, |i| i + 1);
-                w[..lo].fill(f32::NEG_INFINITY);
-                w[hi..].fill(f32::NEG_INFINITY);
+                let (lo, hi) = visible_span(mask);
                 if lo < hi {
                     let keys = &layer.k[lo * n_embd_kv + kvh * hd..];
                     kernels::dot_f16_ggml_strided(keys, n_embd_kv, q, &mut w[lo..hi]);
-                    for (wj, &m) in w[lo..hi].iter_mut().zip(&mask[lo..hi]) {
-                        *wj = if m == f32::NEG_INFINITY {
-                            f32::NEG_INFINITY
-                        } else {
-                            *wj * kq_scale + m
-                        };
-                    }
                 }
+                scale_and_mask(w, mask, lo, hi, a.kq_scale);
                 ops::softmax(w);
                 let o = &mut out_h[t * hd..(t + 1) * hd];
                 // The V rows of this kv head: row d is cell-contiguous, `size` apart.
                 let v_head = &layer.v[kvh * hd * size..];
-                if prompt {
-                    kernels::dot_f16_f32_tinyblas_strided(v_head, size, w, o);
-                } else {
-                    let p = &mut p16[..n_kv];
-                    ops::to_f16_slice(p, w);
-                    kernels::dot_f16_ggml_strided(v_head, size, p, o);
-                }
+                kernels::dot_f16_f32_tinyblas_strided(v_head, size, w, o);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grouped single-token attention against the plain per-head computation it replaces
+    /// (one head at a time: Q·K rows, scale/mask, softmax, P to F16, P·V rows), bit for bit,
+    /// across several parallel Q·K and P·V tasks, a span that starts after cell 0 and masked
+    /// cells inside it.
+    #[test]
+    fn grouped_decode_attention_equals_per_head() {
+        let (n_head, group, hd, size) = (8usize, 4usize, 64usize, 700usize);
+        let n_kv = 650;
+        let n_embd_kv = n_head / group * hd;
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let layer = LayerKv {
+            k: (0..size * n_embd_kv)
+                .map(|_| f16::from_f32(rnd()))
+                .collect(),
+            v: (0..n_embd_kv * size)
+                .map(|_| f16::from_f32(rnd()))
+                .collect(),
+        };
+        let mut q: Vec<f32> = (0..n_head * hd).map(|_| rnd() * 4.0).collect();
+        ops::round_to_f16(&mut q);
+        let mut mask = vec![0f32; n_kv];
+        mask[..3].fill(f32::NEG_INFINITY);
+        mask[100..110].fill(f32::NEG_INFINITY);
+        mask[640..].fill(f32::NEG_INFINITY);
+        let shape = AttnShape {
+            n_head,
+            group,
+            hd,
+            size,
+            kq_scale: 1.0 / (hd as f32).sqrt(),
+        };
+
+        let mut got = vec![f32::NAN; n_head * hd];
+        let (mut scores, mut probs, mut grouped) = (
+            vec![0f32; n_head * size],
+            vec![0f32; n_head * size],
+            vec![0f32; n_head * hd],
+        );
+        attention_token(
+            &shape,
+            &layer,
+            &q,
+            &mask,
+            &mut got,
+            &mut scores,
+            &mut probs,
+            &mut grouped,
+        );
+
+        let (lo, hi) = visible_span(&mask);
+        assert_eq!((lo, hi), (3, 640));
+        for h in 0..n_head {
+            let kvh = h / group;
+            let qh: Vec<f16> = q[h * hd..(h + 1) * hd]
+                .iter()
+                .map(|&v| f16::from_f32(v))
+                .collect();
+            let mut w = vec![0f32; n_kv];
+            let keys = &layer.k[lo * n_embd_kv + kvh * hd..];
+            kernels::dot_f16_ggml_strided(keys, n_embd_kv, &qh, &mut w[lo..hi]);
+            scale_and_mask(&mut w, &mask, lo, hi, shape.kq_scale);
+            ops::softmax(&mut w);
+            let mut p16 = vec![f16::ZERO; n_kv];
+            ops::to_f16_slice(&mut p16, &w);
+            let mut want = vec![0f32; hd];
+            kernels::dot_f16_ggml_strided(&layer.v[kvh * hd * size..], size, &p16, &mut want);
+            for d in 0..hd {
+                assert_eq!(
+                    got[h * hd + d].to_bits(),
+                    want[d].to_bits(),
+                    "head {h} dim {d}"
+                );
+            }
+        }
+    }
 }

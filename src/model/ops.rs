@@ -218,6 +218,18 @@ pub fn to_f16_slice(dst: &mut [f16], src: &[f32]) {
     dst.convert_from_f32_slice(src);
 }
 
+/// Each value rounded to f16 and widened back (exact), in place: the f16 values of [`to_f16`]
+/// kept as f32 for kernels that take widened f16 operands. Vectorized through [`to_f16_slice`].
+pub fn round_to_f16(v: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut tmp = [f16::ZERO; 64];
+    for chunk in v.chunks_mut(64) {
+        let h = &mut tmp[..chunk.len()];
+        to_f16_slice(h, chunk);
+        h.convert_to_f32_slice(chunk);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +259,18 @@ mod tests {
                 assert!(d.is_nan());
             } else {
                 assert_eq!(d.to_bits(), to_f16(s).to_bits(), "{s}");
+            }
+        }
+        // In place and widened back: the same values, in chunks with a ragged tail.
+        let mut wide = src.clone();
+        round_to_f16(&mut wide[..src.len() - 3]);
+        for (i, (w, (d, s))) in wide.iter().zip(dst.iter().zip(&src)).enumerate() {
+            if i >= src.len() - 3 {
+                assert_eq!(w.to_bits(), s.to_bits(), "tail untouched");
+            } else if s.is_nan() {
+                assert!(w.is_nan());
+            } else {
+                assert_eq!(w.to_bits(), d.to_f32().to_bits(), "{s}");
             }
         }
     }

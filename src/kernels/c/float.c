@@ -26,27 +26,34 @@ float bitnet_c_dot_f32_ggml(const float *a, const float *b, size_t n) {
 }
 
 /* ggml_vec_dot_f16: same lanes on exactly converted operands; the total is kept in double and
- * the leftover products (exact in float) are added in double, then rounded once. */
-float bitnet_c_dot_f16_ggml(const uint16_t *a, const uint16_t *b, size_t n) {
-    float acc[4][8] = {{0}};
-    size_t np = n & ~(size_t)31, c, i;
-    int j, l;
-    double sum;
-    for (c = 0; c < np; c += 32) {
-        for (j = 0; j < 4; j++) {
-            for (l = 0; l < 8; l++) {
-                i = c + 8 * j + l;
-                acc[j][l] = fmaf(bitnet_c_f16_to_f32(a[i]), bitnet_c_f16_to_f32(b[i]), acc[j][l]);
-            }
-        }
+ * the leftover products (exact in float) are added in double, then rounded once. The _wide
+ * form takes b already widened to float (its values are f16 values, so the products and sums
+ * are the same): attention's grouped query heads. */
+#define DOT_F16_GGML(name, BT, CVT_B)                                                  \
+    float name(const uint16_t *a, const BT *b, size_t n) {                             \
+        float acc[4][8] = {{0}};                                                        \
+        size_t np = n & ~(size_t)31, c, i;                                              \
+        int j, l;                                                                       \
+        double sum;                                                                     \
+        for (c = 0; c < np; c += 32) {                                                  \
+            for (j = 0; j < 4; j++) {                                                   \
+                for (l = 0; l < 8; l++) {                                               \
+                    i = c + 8 * j + l;                                                  \
+                    acc[j][l] = fmaf(bitnet_c_f16_to_f32(a[i]), CVT_B(b[i]), acc[j][l]); \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        sum = (double)bitnet_c_reduce_4x8((const float(*)[8])acc);                      \
+        for (i = np; i < n; i++) {                                                      \
+            float p = bitnet_c_f16_to_f32(a[i]) * CVT_B(b[i]);                          \
+            sum += (double)p;                                                           \
+        }                                                                               \
+        return (float)sum;                                                              \
     }
-    sum = (double)bitnet_c_reduce_4x8((const float(*)[8])acc);
-    for (i = np; i < n; i++) {
-        float p = bitnet_c_f16_to_f32(a[i]) * bitnet_c_f16_to_f32(b[i]);
-        sum += (double)p;
-    }
-    return (float)sum;
-}
+
+#define AS_FLOAT(v) (v)
+DOT_F16_GGML(bitnet_c_dot_f16_ggml, uint16_t, bitnet_c_f16_to_f32)
+DOT_F16_GGML(bitnet_c_dot_f16_ggml_wide, float, AS_FLOAT)
 
 /* tinyBLAS: 8 fma lanes in steps of 8, hsum8; leftovers (not a reference case) fma'd after. */
 float bitnet_c_dot_f32_tinyblas(const float *a, const float *b, size_t n) {

@@ -46,6 +46,7 @@ void bitnet_c_q8_0_matmul(const bitnet_block_q8_0 *w, const bitnet_block_q8_0 *x
 /* Float dots (FORWARD.md section 8 orders) and matmuls built on them. */
 float bitnet_c_dot_f32_ggml(const float *a, const float *b, size_t n);
 float bitnet_c_dot_f16_ggml(const uint16_t *a, const uint16_t *b, size_t n);
+float bitnet_c_dot_f16_ggml_wide(const uint16_t *a, const float *b, size_t n);
 float bitnet_c_dot_f32_tinyblas(const float *a, const float *b, size_t n);
 float bitnet_c_dot_f16_f32_tinyblas(const uint16_t *a, const float *b, size_t n);
 void bitnet_c_f32_ggml_matmul(const float *w, const float *x, size_t k, size_t rows, size_t n_tok,

@@ -57,6 +57,7 @@ mod ffi {
         );
         pub fn bitnet_c_dot_f32_ggml(a: *const f32, b: *const f32, n: usize) -> f32;
         pub fn bitnet_c_dot_f16_ggml(a: *const u16, b: *const u16, n: usize) -> f32;
+        pub fn bitnet_c_dot_f16_ggml_wide(a: *const u16, b: *const f32, n: usize) -> f32;
         pub fn bitnet_c_dot_f32_tinyblas(a: *const f32, b: *const f32, n: usize) -> f32;
         pub fn bitnet_c_dot_f16_f32_tinyblas(a: *const u16, b: *const f32, n: usize) -> f32;
         pub fn bitnet_c_f32_ggml_matmul(
@@ -119,6 +120,7 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     dot_f16_f32_tinyblas,
     f16_ggml_strided,
     f16_tinyblas_strided,
+    f16_ggml_strided_group,
     quantize_i8,
     quantize_q8k,
 };
@@ -272,6 +274,15 @@ fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
 
 fn f16_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
     super::strided_rows(w, stride, x, out, dot_f16_f32_tinyblas)
+}
+
+fn dot_f16_ggml_wide(a: &[f16], b: &[f32]) -> f32 {
+    // SAFETY: both pointers valid for min(len) elements.
+    unsafe { ffi::bitnet_c_dot_f16_ggml_wide(bits(a), b.as_ptr(), a.len().min(b.len())) }
+}
+
+fn f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    super::strided_group(w, stride, x, g, out, dot_f16_ggml_wide)
 }
 
 fn quantize_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {

@@ -33,6 +33,7 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     i2s: i2s_matmul,
     f16_ggml: f16_ggml_matmul,
     q8_0: q8_0_matmul,
+    f16_ggml_strided_group,
     ..avx2::TABLE
 };
 
@@ -299,6 +300,64 @@ fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
     for r in r..d.rows {
         out[r] = avx2::dot_f16_ggml(row(r), &x[..k]);
     }
+}
+
+/// The AVX2 grouped row (`avx2::f16_row_group`) with 512-bit vectors: one zmm holds two of
+/// the reference's 8-lane accumulators (`[acc0 | acc1]` for values `[0, 16)` of each 32-value
+/// step, `[acc2 | acc3]` for `[16, 32)`), so every product lands in the lane it has in AVX2 and
+/// the halves go to the same [`avx2::reduce_4x8`]: the same bits at half the instructions per
+/// value. `pf` is a later row, prefetched line by line in step with this one.
+///
+/// # Safety
+/// `w` and every `x[t]` readable for `n` values; AVX-512 F + AVX2 + FMA + F16C available.
+#[inline(always)]
+unsafe fn f16_row_group_512<const T: usize>(
+    w: *const f16,
+    pf: *const f16,
+    x: [*const f32; T],
+    n: usize,
+) -> [f32; T] {
+    let np = n & !31;
+    let mut lo = [_mm512_setzero_ps(); T];
+    let mut hi = [_mm512_setzero_ps(); T];
+    for c in (0..np).step_by(32) {
+        avx2::prefetch(pf.wrapping_add(c) as *const u8);
+        let wl = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(c) as *const __m256i));
+        let wh = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(c + 16) as *const __m256i));
+        for t in 0..T {
+            lo[t] = _mm512_fmadd_ps(wl, _mm512_loadu_ps(x[t].add(c)), lo[t]);
+            hi[t] = _mm512_fmadd_ps(wh, _mm512_loadu_ps(x[t].add(c + 16)), hi[t]);
+        }
+    }
+    let mut acc = [[_mm256_setzero_ps(); 4]; T];
+    for t in 0..T {
+        acc[t] = [
+            _mm512_castps512_ps256(lo[t]),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(lo[t]))),
+            _mm512_castps512_ps256(hi[t]),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(hi[t]))),
+        ];
+    }
+    avx2::group_finish(w, x, n, acc)
+}
+
+/// `avx2::GroupRows` with [`f16_row_group_512`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn f16_group_avx512(
+    w: *const f16,
+    stride: usize,
+    rows: usize,
+    n: usize,
+    x: &[*const f32],
+    out: *mut f32,
+    g: usize,
+) {
+    avx2::group_rows_body!(f16_row_group_512, w, stride, rows, n, x, out, g)
+}
+
+/// Single-token grouped attention (see the AVX2 entry) with [`f16_row_group_512`].
+fn f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    avx2::strided_group_by4(w, stride, x, g, out, f16_group_avx512)
 }
 
 // ---------------------------------------------------------------------------------------------

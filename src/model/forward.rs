@@ -279,7 +279,8 @@ pub(crate) fn forward(
                 &kv.layers[il],
                 &s.q[..nq],
                 &step.mask[..step.n_kv],
-                &mut s.attn_heads[..nq],
+                // One token: head-major is already the token's concatenation of heads.
+                &mut s.attn[..nq],
                 &mut s.scores,
                 &mut s.probs,
                 &mut s.grouped,
@@ -294,12 +295,12 @@ pub(crate) fn forward(
                 &mut s.attn_heads,
                 &mut s.scores,
             );
-        }
-        // Heads were computed head-major; concatenate them per token.
-        for h in 0..c.n_head {
-            for t in 0..nt {
-                let src = &s.attn_heads[(h * nt + t) * hd..(h * nt + t + 1) * hd];
-                s.attn[t * nq + h * hd..t * nq + (h + 1) * hd].copy_from_slice(src);
+            // Heads were computed head-major; concatenate them per token.
+            for h in 0..c.n_head {
+                for t in 0..nt {
+                    let src = &s.attn_heads[(h * nt + t) * hd..(h * nt + t + 1) * hd];
+                    s.attn[t * nq + h * hd..t * nq + (h + 1) * hd].copy_from_slice(src);
+                }
             }
         }
         show(&|| name("attn_out"), &s.attn[..nt * nq], nq);

@@ -991,33 +991,44 @@ pub(super) fn group_prefetch_rows(n: usize) -> usize {
 pub(super) type GroupRows =
     unsafe fn(*const f16, usize, usize, usize, &[*const f32], *mut f32, usize);
 
-/// Expands to the body of a [`GroupRows`] kernel: the row loop around `$row::<T>` for T = the
-/// number of x rows, so each instantiation inlines into the `#[target_feature]` function that
-/// uses it (a closure or generic callback would be compiled without those features).
-macro_rules! group_rows_body {
-    ($row:ident, $w:ident, $stride:ident, $rows:ident, $n:ident, $x:ident, $out:ident, $g:ident) => {{
-        let ahead = $crate::kernels::x86::avx2::group_prefetch_rows($n) * $stride;
-        macro_rules! run {
-            ($t:literal, $xs:expr) => {
-                for j in 0..$rows {
-                    let row = $w.add(j * $stride);
-                    let r = $row::<$t>(row, row.wrapping_add(ahead), $xs, $n);
-                    for (t, v) in r.into_iter().enumerate() {
-                        *$out.add(j * $g + t) = v;
+/// Defines a [`GroupRows`] kernel `$name` with `$features`: the row loop around `$row::<T>` for
+/// T = the number of x rows, so each instantiation inlines into this `#[target_feature]`
+/// function (a closure or generic callback would be compiled without those features).
+macro_rules! group_rows_kernel {
+    ($name:ident, $row:ident, $features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            w: *const f16,
+            stride: usize,
+            rows: usize,
+            n: usize,
+            x: &[*const f32],
+            out: *mut f32,
+            g: usize,
+        ) {
+            let ahead = $crate::kernels::x86::avx2::group_prefetch_rows(n) * stride;
+            macro_rules! run {
+                ($t:literal, $xs:expr) => {
+                    for j in 0..rows {
+                        let row = w.add(j * stride);
+                        let r = $row::<$t>(row, row.wrapping_add(ahead), $xs, n);
+                        for (t, v) in r.into_iter().enumerate() {
+                            *out.add(j * g + t) = v;
+                        }
                     }
-                }
-            };
+                };
+            }
+            match *x {
+                [a, b, c, d] => run!(4, [a, b, c, d]),
+                [a, b, c] => run!(3, [a, b, c]),
+                [a, b] => run!(2, [a, b]),
+                [a] => run!(1, [a]),
+                _ => unreachable!("grouped rows: {} x rows", x.len()),
+            }
         }
-        match *$x {
-            [a, b, c, d] => run!(4, [a, b, c, d]),
-            [a, b, c] => run!(3, [a, b, c]),
-            [a, b] => run!(2, [a, b]),
-            [a] => run!(1, [a]),
-            _ => unreachable!("grouped rows: {} x rows", $x.len()),
-        }
-    }};
+    };
 }
-pub(super) use group_rows_body;
+pub(super) use group_rows_kernel;
 
 /// Checks a grouped call and runs `kernel` over all rows, four x rows per call. Shared by the
 /// AVX2 and AVX-512 tables.
@@ -1053,19 +1064,7 @@ pub(super) fn strided_group_by4(
     }
 }
 
-/// [`GroupRows`] with [`f16_row_group`].
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_group_avx2(
-    w: *const f16,
-    stride: usize,
-    rows: usize,
-    n: usize,
-    x: &[*const f32],
-    out: *mut f32,
-    g: usize,
-) {
-    group_rows_body!(f16_row_group, w, stride, rows, n, x, out, g)
-}
+group_rows_kernel!(f16_group_avx2, f16_row_group, "avx2,fma,f16c");
 
 /// Single-token attention with the query heads of one KV head together: Q·K (rows = cached
 /// keys, x = the group's queries) and P·V (rows = V rows, x = the group's probabilities).

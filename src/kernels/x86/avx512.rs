@@ -341,19 +341,11 @@ unsafe fn f16_row_group_512<const T: usize>(
     avx2::group_finish(w, x, n, acc)
 }
 
-/// `avx2::GroupRows` with [`f16_row_group_512`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
-unsafe fn f16_group_avx512(
-    w: *const f16,
-    stride: usize,
-    rows: usize,
-    n: usize,
-    x: &[*const f32],
-    out: *mut f32,
-    g: usize,
-) {
-    avx2::group_rows_body!(f16_row_group_512, w, stride, rows, n, x, out, g)
-}
+avx2::group_rows_kernel!(
+    f16_group_avx512,
+    f16_row_group_512,
+    "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c"
+);
 
 /// Single-token grouped attention (see the AVX2 entry) with [`f16_row_group_512`].
 fn f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 const TARGET_BYTES: usize = 100_000;
 
 fn main() {
-    let Some(inp) = bitnet::testdata::path("vocab/extra/ggml-vocab-llama-bpe.inp") else {
+    let Some(inp) = bitnet_testdata::path("vocab/extra/ggml-vocab-llama-bpe.inp") else {
         return;
     };
     let raw = std::fs::read(inp).expect("read test strings");
@@ -43,7 +43,7 @@ fn main() {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let Some(p) = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
+        let Some(p) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
         let t0 = Instant::now();

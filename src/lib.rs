@@ -5,7 +5,6 @@
 //! model → context/KV → sampling, with vocab beside them and the C API (`ffi`) and the CLI on
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
-pub mod cli;
 pub mod context;
 pub mod error;
 pub mod ffi;
@@ -13,7 +12,6 @@ pub mod gguf;
 pub mod kernels;
 pub mod log;
 pub mod model;
-pub mod modelgen;
 pub mod sampling;
 pub mod tensor;
 pub mod vocab;
@@ -22,9 +20,6 @@ pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Model, ModelParams};
 pub use vocab::Vocab;
-
-#[doc(hidden)]
-pub mod testdata;
 
 /// The README's Rust example, compiled as a doctest so it cannot drift from the API.
 #[doc = include_str!("../README.md")]

@@ -7,7 +7,7 @@ use crate::tensor::blocks::as_bytes;
 use crate::tensor::{
     dequantize_tensor, quantize_i2_s, quantize_q6_k, quantize_tq1_0, quantize_tq2_0,
 };
-use crate::testdata;
+use bitnet_testdata as testdata;
 
 /// xorshift64*: deterministic test data without a dependency.
 pub(super) struct Rng(u64);

@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn shared_model_describes_itself() {
-        let Some(p) = crate::testdata::path("models/tiny-spm-i2_s.gguf") else {
+        let Some(p) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
             return;
         };
         let m = Model::load_with_progress(&p, |_| true).unwrap();

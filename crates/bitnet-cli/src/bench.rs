@@ -1,11 +1,11 @@
 //! `bitnet bench`: prompt-processing and generation speed, like llama-bench.
 
 use super::args::Args;
-use crate::context::{Batch, Context, ContextParams};
-use crate::error::{Error, Result};
-use crate::model::{Model, ModelParams};
 use crate::modelgen::{Params, Shape};
-use crate::tensor::GgmlType;
+use bitnet::context::{Batch, Context, ContextParams};
+use bitnet::model::{Model, ModelParams};
+use bitnet::tensor::GgmlType;
+use bitnet::{Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

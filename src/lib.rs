@@ -10,10 +10,12 @@ pub mod error;
 pub mod ffi;
 pub mod gguf;
 pub mod kernels;
+pub mod kv;
 pub mod log;
 pub mod model;
 pub mod sampling;
 pub mod tensor;
+pub mod types;
 pub mod vocab;
 
 pub use context::{Batch, Context, ContextParams};

@@ -3,11 +3,11 @@
 //! before it).
 
 use super::batch::{Batch, Pos, SeqId, Token};
-use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
 use super::perf::{PerfContextData, PerfCounters};
 use crate::error::{Error, Result};
+use crate::kv::{KvCache, KV_PAD, MAX_SEQ};
 use crate::model::forward::{self, Step, Tap};
-use crate::model::{ops, Model};
+use crate::model::Model;
 use std::sync::Arc;
 
 /// Context options, llama.cpp's `llama_context_params` subset with its defaults.
@@ -391,18 +391,7 @@ impl Context {
         self.n_outputs = 0;
 
         // Re-rotate K of moved cells before anything attends to them.
-        if self.kv.has_shift() {
-            let cfg = self.model.config();
-            let theta_scale = ops::rope_theta_scale(cfg.rope_freq_base, cfg.n_rot);
-            let half = cfg.n_rot / 2;
-            let freqs = self.model.weights().rope_freqs.clone();
-            let mut cos = vec![0.0; half];
-            let mut sin = vec![0.0; half];
-            self.kv
-                .apply_k_shift(cfg.head_dim, &mut cos, &mut sin, |d, c, s| {
-                    ops::rope_angles(d, theta_scale, freqs.as_deref(), c, s)
-                });
-        }
+        forward::shift_k(&self.model, &mut self.kv);
 
         let n_ubatch = self.params.n_ubatch as usize;
         self.stored.clear();

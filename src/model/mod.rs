@@ -2,6 +2,7 @@
 //! bound to the map without copying. The forward pass lives in `forward.rs`, its element-wise
 //! operations in [`ops`].
 
+mod attention;
 pub mod config;
 pub(crate) mod forward;
 pub mod meta;

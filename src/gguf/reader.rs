@@ -392,6 +392,10 @@ impl GgufFile {
     pub fn data_offset(&self) -> usize {
         self.data_offset
     }
+    /// The whole file's bytes (tensor ranges bound at load slice it directly).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
     /// Total bytes of the file.
     pub fn file_size(&self) -> usize {
         self.storage.bytes().len()

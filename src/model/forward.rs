@@ -16,7 +16,7 @@ use super::Model;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::kv::KvCache;
-use crate::tensor::{dequantize_row, i2s_scale, GgmlType};
+use crate::tensor::dequantize_row;
 use crate::types::{Pos, Token};
 use half::f16;
 use rayon::prelude::*;
@@ -179,11 +179,7 @@ pub(crate) fn forward(
     let emb = &w.token_embd;
     let emb_data = model.tensor_data(emb);
     let row_bytes = emb.ty.row_bytes(e).unwrap_or(0);
-    let emb_scale = if emb.ty == GgmlType::I2_S {
-        i2s_scale(emb_data, emb.rows * emb.cols).unwrap_or(0.0)
-    } else {
-        0.0
-    };
+    let emb_scale = emb.scale;
     for (t, &id) in step.tokens.iter().enumerate() {
         let at = usize::try_from(id).ok().filter(|&i| i < emb.rows);
         let row = at

@@ -17,7 +17,7 @@ fn run(model: &Arc<Model>, prompt: &[i32], steps: usize, threads: i32) -> Vec<Ve
     ctx.decode(&Batch::get_one(prompt)).unwrap();
     for _ in 0..steps {
         let logits = ctx.logits_ith(-1).unwrap().to_vec();
-        let next = bitnet::context::argmax(&logits) as i32;
+        let next = bitnet::sampling::argmax(&logits) as i32;
         out.push(logits);
         ctx.decode(&Batch::get_one(&[next])).unwrap();
     }

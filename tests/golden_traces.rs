@@ -5,7 +5,7 @@
 
 mod common;
 
-use bitnet::context::{argmax, top_k};
+use bitnet::sampling::{argmax, top_k};
 use bitnet::{Batch, Context};
 use common::{fnv1a64, parse_trace};
 use std::sync::Arc;

@@ -57,8 +57,8 @@ fn q8_0_head_stays_close_to_the_reference_logits() {
         assert!(max < 0.05, "{m}: max |diff| {max}");
         assert!(cos > 0.9995, "{m}: cosine {cos}");
         assert_eq!(
-            bitnet::context::argmax(ours),
-            bitnet::context::argmax(&golden),
+            bitnet::sampling::argmax(ours),
+            bitnet::sampling::argmax(&golden),
             "{m}: argmax"
         );
     }

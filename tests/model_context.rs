@@ -3,9 +3,9 @@
 
 mod common;
 
-use bitnet::context::argmax;
 use bitnet::gguf::{GgufFile, GgufWriter, Value};
 use bitnet::model::Arch;
+use bitnet::sampling::argmax;
 use bitnet::tensor::GgmlType;
 use bitnet::{Batch, Context, ContextParams, ErrorKind, Model};
 use std::sync::Arc;

@@ -8,8 +8,10 @@
 //! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
-//! - The active table is picked once ([`active`]) by CPU detection, overridable with the
-//!   environment variable `BITNET_KERNEL=scalar|c|avx2|avx512vnni`.
+//! - The table is a value: each `Context` holds one (`ContextParams::kernel`, default
+//!   [`active`]: picked once by CPU detection, overridable with the environment variable
+//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni`) and passes it to matmul and attention, so two
+//!   contexts in one process can run two variants.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
 //! always available: the fallback on CPUs without a SIMD variant), `avx2` (x86-64 with AVX2, FMA
@@ -278,8 +280,9 @@ pub fn available() -> Vec<&'static KernelTable> {
     Kind::ALL.into_iter().filter_map(table).collect()
 }
 
-/// The table every call without an explicit table uses: `BITNET_KERNEL` if set and usable here,
-/// else the fastest available variant. Chosen once per process.
+/// The default table, which a context uses unless its `ContextParams::kernel` names another:
+/// `BITNET_KERNEL` if set and usable here, else the fastest available variant. Chosen once per
+/// process.
 pub fn active() -> &'static KernelTable {
     static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
     ACTIVE.get_or_init(|| {
@@ -307,51 +310,54 @@ pub fn active() -> &'static KernelTable {
     })
 }
 
-/// The active kernel set's name ("avx512vnni", "avx2", "c", "scalar"), for `system_info`.
+/// The default kernel set's name ("avx512vnni", "avx2", "c", "scalar"), for `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
 }
 
-/// `ggml_vec_dot_f32` order (FORWARD.md §8). Lengths must match (the shorter one wins otherwise).
-pub fn dot_f32_ggml(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f32_ggml)(a, b)
-}
+impl KernelTable {
+    /// [`matmul`] with this table: `y = W·x` for `n_tokens` rows of `x`.
+    pub fn matmul(
+        &self,
+        w: &Weights,
+        x: &[f32],
+        n_tokens: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        matmul_with(self, w, x, n_tokens, y, scratch)
+    }
 
-/// `ggml_vec_dot_f16` order, operands converted to f32 exactly (FORWARD.md §8).
-pub fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f16_ggml)(a, b)
-}
+    /// [`KernelTable::f16_ggml_strided`]: `out[j]` = `ggml_vec_dot_f16` of row `j` of a
+    /// strided f16 matrix (`w[j*stride..j*stride + x.len()]`) with `x`.
+    pub fn dot_f16_ggml_strided(&self, w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+        (self.f16_ggml_strided)(w, stride, x, out)
+    }
 
-/// tinyBLAS 8-lane order (FORWARD.md §8).
-pub fn dot_f32_tinyblas(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f32_tinyblas)(a, b)
-}
+    /// [`KernelTable::f16_tinyblas_strided`] (tinyBLAS order, f32 `x`).
+    pub fn dot_f16_f32_tinyblas_strided(
+        &self,
+        w: &[f16],
+        stride: usize,
+        x: &[f32],
+        out: &mut [f32],
+    ) {
+        (self.f16_tinyblas_strided)(w, stride, x, out)
+    }
 
-/// tinyBLAS 8-lane order with f16 `a` converted exactly.
-pub fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f16_f32_tinyblas)(a, b)
-}
-
-/// [`KernelTable::f16_ggml_strided`] on the active table: `out[j]` = `ggml_vec_dot_f16` of row
-/// `j` of a strided f16 matrix (`w[j*stride..j*stride + x.len()]`) with `x`.
-pub fn dot_f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
-    (active().f16_ggml_strided)(w, stride, x, out)
-}
-
-/// [`KernelTable::f16_tinyblas_strided`] on the active table (tinyBLAS order, f32 `x`).
-pub fn dot_f16_f32_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
-    (active().f16_tinyblas_strided)(w, stride, x, out)
-}
-
-/// [`KernelTable::f16_ggml_strided_group`] on the active table: `out[j*g + t]` =
-/// `ggml_vec_dot_f16` of row `j` of a strided f16 matrix with row `t` of `x` (`g` rows of
-/// f16-representable f32 values), each weight row read once for all `g`.
-pub fn dot_f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
-    (active().f16_ggml_strided_group)(w, stride, x, g, out)
+    /// [`KernelTable::f16_ggml_strided_group`]: `out[j*g + t]` = `ggml_vec_dot_f16` of row `j`
+    /// of a strided f16 matrix with row `t` of `x` (`g` rows of f16-representable f32 values),
+    /// each weight row read once for all `g`.
+    pub fn dot_f16_ggml_strided_group(
+        &self,
+        w: &[f16],
+        stride: usize,
+        x: &[f32],
+        g: usize,
+        out: &mut [f32],
+    ) {
+        (self.f16_ggml_strided_group)(w, stride, x, g, out)
+    }
 }
 
 /// Checks a strided-group call and returns the row length `n`: `x` is `g` whole rows and
@@ -501,7 +507,7 @@ pub fn matmul(
     matmul_with(active(), w, x, n_tokens, y, scratch)
 }
 
-/// [`matmul`] with an explicit kernel table (tests and benchmarks).
+/// [`matmul`] with an explicit kernel table (a context's, or a test's).
 pub fn matmul_with(
     kt: &KernelTable,
     w: &Weights,

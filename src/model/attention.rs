@@ -4,7 +4,7 @@
 //! [`KvLayer`] (rows and strides) and takes the mask and `n_kv`; it knows nothing of contexts.
 
 use super::ops;
-use crate::kernels;
+use crate::kernels::KernelTable;
 use crate::kv::KvLayer;
 use half::f16;
 use rayon::prelude::*;
@@ -62,6 +62,7 @@ const PV_ROWS_PER_TASK: usize = 32;
 ///    transposed to `out`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_token(
+    kt: &KernelTable,
     a: &AttnShape,
     layer: KvLayer,
     q: &[f32],
@@ -89,7 +90,7 @@ pub(crate) fn attention_token(
                 .for_each(|(i, part)| {
                     let first = lo + i * QK_CELLS_PER_TASK;
                     let keys = layer.k_rows(first, kvh * hd);
-                    kernels::dot_f16_ggml_strided_group(keys, layer.k_stride, qg, g, part);
+                    kt.dot_f16_ggml_strided_group(keys, layer.k_stride, qg, g, part);
                 });
         });
 
@@ -126,7 +127,7 @@ pub(crate) fn attention_token(
             // The V rows of this KV head: row d is cell-contiguous, `v_stride` apart.
             let v_rows = layer.v_rows(kvh * hd + d0);
             let pg = &probs[kvh * g * n_kv..(kvh + 1) * g * n_kv];
-            kernels::dot_f16_ggml_strided_group(v_rows, layer.v_stride, pg, g, part);
+            kt.dot_f16_ggml_strided_group(v_rows, layer.v_stride, pg, g, part);
         });
     for (kvh, gk) in grouped[..a.n_head * hd].chunks_exact(g * hd).enumerate() {
         for (d, row) in gk.chunks_exact(g).enumerate() {
@@ -144,6 +145,7 @@ pub(crate) fn attention_token(
 /// sgemm does for 2+ tokens (FORWARD.md §5).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_prompt(
+    kt: &KernelTable,
     a: &AttnShape,
     layer: KvLayer,
     q16: &[f16],
@@ -167,14 +169,14 @@ pub(crate) fn attention_prompt(
                 let (lo, hi) = visible_span(mask);
                 if lo < hi {
                     let keys = layer.k_rows(lo, kvh * hd);
-                    kernels::dot_f16_ggml_strided(keys, layer.k_stride, q, &mut w[lo..hi]);
+                    kt.dot_f16_ggml_strided(keys, layer.k_stride, q, &mut w[lo..hi]);
                 }
                 scale_and_mask(w, mask, lo, hi, a.kq_scale);
                 ops::softmax(w);
                 let o = &mut out_h[t * hd..(t + 1) * hd];
                 // The V rows of this kv head: row d is cell-contiguous, `v_stride` apart.
                 let v_head = layer.v_rows(kvh * hd);
-                kernels::dot_f16_f32_tinyblas_strided(v_head, layer.v_stride, w, o);
+                kt.dot_f16_f32_tinyblas_strided(v_head, layer.v_stride, w, o);
             }
         });
 }
@@ -230,7 +232,9 @@ mod tests {
             vec![0f32; n_head * size],
             vec![0f32; n_head * hd],
         );
+        let kt = crate::kernels::active();
         attention_token(
+            kt,
             &shape,
             layer,
             &q,
@@ -251,13 +255,13 @@ mod tests {
                 .collect();
             let mut w = vec![0f32; n_kv];
             let keys = layer.k_rows(lo, kvh * hd);
-            kernels::dot_f16_ggml_strided(keys, n_embd_kv, &qh, &mut w[lo..hi]);
+            kt.dot_f16_ggml_strided(keys, n_embd_kv, &qh, &mut w[lo..hi]);
             scale_and_mask(&mut w, &mask, lo, hi, shape.kq_scale);
             ops::softmax(&mut w);
             let mut p16 = vec![f16::ZERO; n_kv];
             ops::to_f16_slice(&mut p16, &w);
             let mut want = vec![0f32; hd];
-            kernels::dot_f16_ggml_strided(layer.v_rows(kvh * hd), size, &p16, &mut want);
+            kt.dot_f16_ggml_strided(layer.v_rows(kvh * hd), size, &p16, &mut want);
             for d in 0..hd {
                 assert_eq!(
                     got[h * hd + d].to_bits(),

@@ -14,7 +14,7 @@ use super::ops;
 use super::weights::Linear;
 use super::Model;
 use crate::error::{Error, Result};
-use crate::kernels;
+use crate::kernels::{self, KernelTable};
 use crate::kv::KvCache;
 use crate::tensor::dequantize_row;
 use crate::types::{Pos, Token};
@@ -92,6 +92,7 @@ impl Scratch {
 /// `y = W·x` for `n` rows of `x`, then the layer's optional extras. `scale_first`: the
 /// attention projections apply a `bitnet` scale before the bias, `llm_build_ffn` after it.
 fn linear(
+    kt: &KernelTable,
     model: &Model,
     lin: &Linear,
     x: &[f32],
@@ -102,7 +103,7 @@ fn linear(
 ) -> Result<()> {
     let w = &lin.weight;
     let y = &mut y[..n * w.rows];
-    kernels::matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks)?;
+    kt.matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks)?;
     let scale = |y: &mut [f32]| {
         if let Some(s) = lin.scale {
             y.iter_mut().for_each(|v| *v *= s);
@@ -151,6 +152,7 @@ fn gather_rows(buf: &mut [f32], width: usize, keep: &[usize]) {
 /// Evaluates one ubatch: stores its K/V in the cache and writes the logits of `step.outputs`
 /// (in that order) into `logits` (`outputs.len() * n_vocab` values).
 pub(crate) fn forward(
+    kt: &KernelTable,
     model: &Model,
     kv: &mut KvCache,
     step: &Step,
@@ -212,9 +214,9 @@ pub(crate) fn forward(
         // Attention block.
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.attn_norm), nt, eps);
         show(&|| name("attn_norm"), &s.cur[..nt * e], e);
-        linear(model, &lw.wq, &s.cur, nt, &mut s.q, &mut s.kernel, true)?;
-        linear(model, &lw.wk, &s.cur, nt, &mut s.k, &mut s.kernel, true)?;
-        linear(model, &lw.wv, &s.cur, nt, &mut s.v, &mut s.kernel, true)?;
+        linear(kt, model, &lw.wq, &s.cur, nt, &mut s.q, &mut s.kernel, true)?;
+        linear(kt, model, &lw.wk, &s.cur, nt, &mut s.k, &mut s.kernel, true)?;
+        linear(kt, model, &lw.wv, &s.cur, nt, &mut s.v, &mut s.kernel, true)?;
         show(&|| name("q"), &s.q[..nt * nq], nq);
         show(&|| name("k"), &s.k[..nt * nkv], nkv);
         show(&|| name("v"), &s.v[..nt * nkv], nkv);
@@ -265,6 +267,7 @@ pub(crate) fn forward(
             // Q rounded to F16 (FORWARD.md §5), kept widened for the grouped kernels.
             ops::round_to_f16(&mut s.q[..nq]);
             attention::attention_token(
+                kt,
                 &shape,
                 kv.layer(il),
                 &s.q[..nq],
@@ -278,6 +281,7 @@ pub(crate) fn forward(
         } else {
             ops::to_f16_slice(&mut s.q16[..nt * nq], &s.q[..nt * nq]);
             attention::attention_prompt(
+                kt,
                 &shape,
                 kv.layer(il),
                 &s.q16[..nt * nq],
@@ -304,7 +308,7 @@ pub(crate) fn forward(
             eps,
         );
         show(&|| name("attn_sub_norm"), &s.cur[..nt * nq], nq);
-        linear(model, &lw.wo, &s.cur, nt, &mut s.o, &mut s.kernel, true)?;
+        linear(kt, model, &lw.wo, &s.cur, nt, &mut s.o, &mut s.kernel, true)?;
         show(&|| name("wo_out"), &s.o[..nt * e], e);
 
         if last {
@@ -322,6 +326,7 @@ pub(crate) fn forward(
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.ffn_norm), n, eps);
         show(&|| name("ffn_norm"), &s.cur[..n * e], e);
         linear(
+            kt,
             model,
             &lw.ffn_gate,
             &s.cur,
@@ -331,6 +336,7 @@ pub(crate) fn forward(
             false,
         )?;
         linear(
+            kt,
             model,
             &lw.ffn_up,
             &s.cur,
@@ -366,6 +372,7 @@ pub(crate) fn forward(
         );
         show(&|| name("ffn_sub_norm"), &s.cur[..n * ff], ff);
         linear(
+            kt,
             model,
             &lw.ffn_down,
             &s.cur,
@@ -386,7 +393,7 @@ pub(crate) fn forward(
     // lm_head: the tied embedding table (these archs never use output.weight), or its Q8_0
     // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;
-    kernels::matmul(
+    kt.matmul(
         &model.head_matrix(),
         &s.cur[..n * e],
         n,

@@ -23,6 +23,7 @@ pub mod candidates;
 pub mod chain;
 #[cfg(test)]
 mod crosscheck;
+mod helpers;
 pub mod logit_bias;
 pub mod mirostat;
 pub mod penalties;
@@ -35,6 +36,7 @@ pub mod truncate;
 
 pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
+pub use helpers::{argmax, top_k};
 pub use logit_bias::{LogitBias, LogitBiasSampler};
 pub use mirostat::{Mirostat, MirostatV2};
 pub use penalties::Penalties;

@@ -123,7 +123,7 @@ pub fn run(mut args: Args) -> Result<()> {
         tokens.len(),
         tokens.len() as f64 / prompt_s,
         n_gen as f64 / gen_s.max(1e-9),
-        bitnet::kernels::active_name()
+        ctx.kernels().name()
     );
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! run diffs line by line against the reference's traces.
 
 use super::args::Args;
-use bitnet::context::{top_k, Batch, Context, ContextParams};
+use bitnet::context::{Batch, Context, ContextParams};
 use bitnet::model::{Model, ModelParams};
+use bitnet::sampling::top_k;
 use bitnet::{Error, Result};
 use std::io::Write;
 use std::sync::Arc;

@@ -818,9 +818,9 @@ struct bitnet_sampler *bitnet_sampler_chain_remove(struct bitnet_sampler *chain,
 struct bitnet_sampler *bitnet_sampler_init_greedy(void);
 
 /**
- * Draws from the candidates' current probabilities with std::mt19937(seed);
- * BITNET_DEFAULT_SEED = a random seed. Like the reference fork, dist does not compute the
- * probabilities: put bitnet_sampler_init_softmax() before it.
+ * Samples a token: computes the candidates' probabilities (sort by logit, softmax), then draws
+ * from them with std::mt19937(seed) as libstdc++'s discrete_distribution does;
+ * BITNET_DEFAULT_SEED = a random seed. As in current llama.h, no softmax is needed before it.
  */
 struct bitnet_sampler *bitnet_sampler_init_dist(uint32_t seed);
 

@@ -10,8 +10,8 @@
 
 use bitnet::context::{Batch, SeqId, Token};
 use bitnet::sampling::{
-    Chain, ChainParams, Dist, Greedy, LogitBias, LogitBiasSampler, MinP, Penalties, Sampler,
-    Softmax, Temp, TopK, TopP,
+    Chain, ChainParams, Dist, Greedy, LogitBias, LogitBiasSampler, MinP, Penalties, Sampler, Temp,
+    TopK, TopP,
 };
 use bitnet::{Context, ContextParams, ErrorKind, Model};
 use std::collections::VecDeque;
@@ -60,7 +60,7 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     /// The sampler chain: logit bias, penalties, then greedy (temperature 0) or top-k, top-p,
-    /// min-p, temperature, softmax and a seeded draw.
+    /// min-p, temperature and a seeded draw (dist takes the softmax itself).
     pub fn chain(&self, n_vocab: i32, n_ctx_slot: usize, extra: Option<Box<dyn Sampler>>) -> Chain {
         let mut c = Chain::new(ChainParams::default());
         if let Some(s) = extra {
@@ -99,7 +99,6 @@ impl SamplingParams {
         c.add(Box::new(Temp {
             t: self.temperature,
         }));
-        c.add(Box::new(Softmax));
         c.add(Box::new(Dist::new(
             self.seed.unwrap_or(bitnet::sampling::DEFAULT_SEED),
         )));

@@ -474,6 +474,13 @@ async fn generate(app: Arc<App>, kind: Kind, common: &api::Common, prompt: Vec<i
         logprobs: g.logprobs,
         events: tx,
     };
+    if !app.engine.is_alive() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the engine stopped",
+        ));
+    }
     if app.engine.submit(job, app.cfg.max_queue).is_err() {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -31,6 +31,13 @@ pub struct ContextParams {
     /// default, [`kernels::active`] (`BITNET_KERNEL` if set, else the fastest variant this CPU
     /// has). A variant this machine cannot run is an error at [`Context::new`].
     pub kernel: Option<kernels::Kind>,
+    /// Batch-invariant arithmetic (for serving): each token's logits are the same bits whatever
+    /// else is in its batch and wherever its sequence's cells lie in the cache, at the price of
+    /// a per-token K/V gather in attention and one-token F16/F32 matmuls (see
+    /// `model/invariant.rs`). A sequence then gets the same bits however its prompt is split
+    /// into ubatches, and the bits of default single-token decoding. Off by default: the
+    /// default follows the reference's order (tinyBLAS for multi-token ubatches).
+    pub batch_invariant: bool,
 }
 
 impl Default for ContextParams {
@@ -43,6 +50,7 @@ impl Default for ContextParams {
             n_threads: 0,
             n_threads_batch: 0,
             kernel: None,
+            batch_invariant: false,
         }
     }
 }
@@ -167,7 +175,7 @@ impl Context {
         Ok(Context {
             kv,
             kernels,
-            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx),
+            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx, p.batch_invariant),
             pool_decode,
             pool_batch,
             logits: vec![0.0; p.n_seq_max as usize * n_vocab],
@@ -468,6 +476,7 @@ impl Context {
                 mask: &self.mask[..len * n_kv],
                 n_kv,
                 outputs: &self.outputs,
+                batch_invariant: self.params.batch_invariant,
             };
             let logits = &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab];
             // llama.cpp: n_threads for a single token, n_threads_batch otherwise.

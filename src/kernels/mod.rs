@@ -10,7 +10,7 @@
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
 //! - The table is a value: each `Context` holds one (`ContextParams::kernel`, default
 //!   [`active`]: picked once by CPU detection, overridable with the environment variable
-//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni`) and passes it to matmul and attention, so two
+//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod`) and passes it to matmul and attention, so two
 //!   contexts in one process can run two variants.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
@@ -20,6 +20,8 @@
 //! variant, a module filling a `KernelTable`, an arm in [`table`] that checks the CPU. The variant tests iterate over [`available`], so it is compared with scalar on every shape
 //! automatically (only on a machine that has the instructions: do not ship untested variants).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod act;
 mod c;
 mod scalar;
@@ -172,10 +174,21 @@ pub enum Kind {
     Avx2,
     /// x86-64 AVX-512 F/BW/VNNI for I2_S (`vpdpbusd`), the AVX2 kernels for everything else.
     Avx512Vnni,
+    /// aarch64 Advanced SIMD (every aarch64 CPU).
+    Neon,
+    /// aarch64 Advanced SIMD with `SDOT` (ARMv8.2-A dotprod) for the integer products.
+    NeonDotprod,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Scalar, Kind::C, Kind::Avx2, Kind::Avx512Vnni];
+    pub const ALL: [Kind; 6] = [
+        Kind::Scalar,
+        Kind::C,
+        Kind::Avx2,
+        Kind::Avx512Vnni,
+        Kind::Neon,
+        Kind::NeonDotprod,
+    ];
 
     /// The name used by `BITNET_KERNEL` and `system_info`.
     pub fn name(self) -> &'static str {
@@ -184,6 +197,8 @@ impl Kind {
             Kind::C => "c",
             Kind::Avx2 => "avx2",
             Kind::Avx512Vnni => "avx512vnni",
+            Kind::Neon => "neon",
+            Kind::NeonDotprod => "dotprod",
         }
     }
 
@@ -272,6 +287,16 @@ pub fn table(kind: Kind) -> Option<&'static KernelTable> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         Kind::Avx2 | Kind::Avx512Vnni => None,
+        #[cfg(target_arch = "aarch64")]
+        Kind::Neon => Some(&aarch64::NEON),
+        #[cfg(target_arch = "aarch64")]
+        Kind::NeonDotprod => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(aarch64::dotprod_detected)
+                .then_some(&aarch64::DOTPROD)
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        Kind::Neon | Kind::NeonDotprod => None,
     }
 }
 
@@ -287,7 +312,14 @@ pub fn active() -> &'static KernelTable {
     static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
     ACTIVE.get_or_init(|| {
         let best = || {
-            [Kind::Avx512Vnni, Kind::Avx2, Kind::C, Kind::Scalar]
+            [
+                Kind::Avx512Vnni,
+                Kind::Avx2,
+                Kind::NeonDotprod,
+                Kind::Neon,
+                Kind::C,
+                Kind::Scalar,
+            ]
                 .into_iter()
                 .find_map(table)
                 .unwrap_or(&scalar::TABLE)
@@ -310,7 +342,8 @@ pub fn active() -> &'static KernelTable {
     })
 }
 
-/// The default kernel set's name ("avx512vnni", "avx2", "c", "scalar"), for `system_info`.
+/// The default kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
+/// `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
 }

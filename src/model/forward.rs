@@ -10,6 +10,7 @@
 
 use super::attention::{self, AttnShape};
 use super::config::FfnActivation;
+use super::invariant;
 use super::ops;
 use super::weights::Linear;
 use super::Model;
@@ -32,6 +33,9 @@ pub(crate) struct Step<'a> {
     pub n_kv: usize,
     /// Indices (ascending) of the tokens whose logits are wanted.
     pub outputs: &'a [usize],
+    /// Compute every token as if it were alone in its ubatch and its sequence alone in the
+    /// cache ([`crate::ContextParams::batch_invariant`]).
+    pub batch_invariant: bool,
 }
 
 /// Receives named intermediate tensors (`name`, rows of `width` values) for debugging against
@@ -59,10 +63,13 @@ pub(crate) struct Scratch {
     cos: Vec<f32>,
     sin: Vec<f32>,
     kernel: kernels::Scratch,
+    /// Batch-invariant mode only (empty otherwise): a token's visible cells in position
+    /// order, and their K rows / transposed V rows and mask gathered from the cache.
+    inv: invariant::Gather,
 }
 
 impl Scratch {
-    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize) -> Scratch {
+    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize, batch_invariant: bool) -> Scratch {
         let c = model.config();
         let (e, q, kv, ff) = (c.n_embd, c.n_embd_q(), c.n_embd_kv(), c.n_ff);
         let half = c.n_rot / 2;
@@ -85,6 +92,11 @@ impl Scratch {
             cos: vec![0.0; n_ubatch * half],
             sin: vec![0.0; n_ubatch * half],
             kernel: kernels::Scratch::new(),
+            inv: if batch_invariant {
+                invariant::Gather::new(n_ctx, c.n_embd_kv())
+            } else {
+                invariant::Gather::default()
+            },
         }
     }
 }
@@ -100,10 +112,11 @@ fn linear(
     y: &mut [f32],
     ks: &mut kernels::Scratch,
     scale_first: bool,
+    inv: bool,
 ) -> Result<()> {
     let w = &lin.weight;
     let y = &mut y[..n * w.rows];
-    kt.matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks)?;
+    invariant::matmul(kt, &model.matrix(w), &x[..n * w.cols], n, y, ks, inv)?;
     let scale = |y: &mut [f32]| {
         if let Some(s) = lin.scale {
             y.iter_mut().for_each(|v| *v *= s);
@@ -207,6 +220,10 @@ pub(crate) fn forward(
     }
 
     let kq_scale = 1.0f32 / (hd as f32).sqrt();
+    let inv = step.batch_invariant;
+    if inv {
+        s.inv.visible_cells(kv, step);
+    }
     let mut n = nt; // rows alive in x (all but in the last layer's FFN)
     for (il, lw) in w.layers.iter().enumerate() {
         let name = |what: &str| format!("blk.{il}.{what}");
@@ -214,9 +231,39 @@ pub(crate) fn forward(
         // Attention block.
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.attn_norm), nt, eps);
         show(&|| name("attn_norm"), &s.cur[..nt * e], e);
-        linear(kt, model, &lw.wq, &s.cur, nt, &mut s.q, &mut s.kernel, true)?;
-        linear(kt, model, &lw.wk, &s.cur, nt, &mut s.k, &mut s.kernel, true)?;
-        linear(kt, model, &lw.wv, &s.cur, nt, &mut s.v, &mut s.kernel, true)?;
+        linear(
+            kt,
+            model,
+            &lw.wq,
+            &s.cur,
+            nt,
+            &mut s.q,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
+        linear(
+            kt,
+            model,
+            &lw.wk,
+            &s.cur,
+            nt,
+            &mut s.k,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
+        linear(
+            kt,
+            model,
+            &lw.wv,
+            &s.cur,
+            nt,
+            &mut s.v,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
         show(&|| name("q"), &s.q[..nt * nq], nq);
         show(&|| name("k"), &s.k[..nt * nkv], nkv);
         show(&|| name("v"), &s.v[..nt * nkv], nkv);
@@ -263,7 +310,24 @@ pub(crate) fn forward(
             hd,
             kq_scale,
         };
-        if nt == 1 {
+        if inv {
+            // Each token alone: the single-token path over its own cells in position order.
+            ops::round_to_f16(&mut s.q[..nt * nq]);
+            for t in 0..nt {
+                let (layer, mask) = s.inv.gather(kv.layer(il), t);
+                attention::attention_token(
+                    kt,
+                    &shape,
+                    layer,
+                    &s.q[t * nq..(t + 1) * nq],
+                    mask,
+                    &mut s.attn[t * nq..(t + 1) * nq],
+                    &mut s.scores,
+                    &mut s.probs,
+                    &mut s.grouped,
+                );
+            }
+        } else if nt == 1 {
             // Q rounded to F16 (FORWARD.md §5), kept widened for the grouped kernels.
             ops::round_to_f16(&mut s.q[..nq]);
             attention::attention_token(
@@ -308,7 +372,17 @@ pub(crate) fn forward(
             eps,
         );
         show(&|| name("attn_sub_norm"), &s.cur[..nt * nq], nq);
-        linear(kt, model, &lw.wo, &s.cur, nt, &mut s.o, &mut s.kernel, true)?;
+        linear(
+            kt,
+            model,
+            &lw.wo,
+            &s.cur,
+            nt,
+            &mut s.o,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
         show(&|| name("wo_out"), &s.o[..nt * e], e);
 
         if last {
@@ -334,6 +408,7 @@ pub(crate) fn forward(
             &mut s.gate,
             &mut s.kernel,
             false,
+            inv,
         )?;
         linear(
             kt,
@@ -344,6 +419,7 @@ pub(crate) fn forward(
             &mut s.up,
             &mut s.kernel,
             false,
+            inv,
         )?;
         show(&|| name("ffn_gate"), &s.gate[..n * ff], ff);
         show(&|| name("ffn_up"), &s.up[..n * ff], ff);
@@ -380,6 +456,7 @@ pub(crate) fn forward(
             &mut s.o,
             &mut s.kernel,
             false,
+            inv,
         )?;
         show(&|| name("ffn_down"), &s.o[..n * e], e);
         for (x, &d) in s.x[..n * e].iter_mut().zip(&s.o[..n * e]) {
@@ -393,12 +470,14 @@ pub(crate) fn forward(
     // lm_head: the tied embedding table (these archs never use output.weight), or its Q8_0
     // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;
-    kt.matmul(
+    invariant::matmul(
+        kt,
         &model.head_matrix(),
         &s.cur[..n * e],
         n,
         &mut logits[..n * n_vocab],
         &mut s.kernel,
+        inv,
     )?;
     show(&|| "logits".into(), &logits[..n * n_vocab], n_vocab);
     Ok(())

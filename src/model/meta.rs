@@ -22,7 +22,7 @@ pub fn value_to_string(v: &Value) -> Option<String> {
 }
 
 /// `llama_model_ftype_name` for the `general.file_type` values BitNet models use.
-fn ftype_name(ftype: Option<u32>) -> String {
+pub(crate) fn ftype_name(ftype: Option<u32>) -> String {
     match ftype {
         Some(0) => "all F32".into(),
         Some(1) => "F16".into(),
@@ -146,7 +146,7 @@ mod tests {
             .all(|(k, _)| !k.starts_with("tokenizer.ggml.tokens")));
         assert_eq!(
             m.size_bytes(),
-            m.gguf().tensors().iter().map(|t| t.size as u64).sum()
+            m.gguf().tensors().iter().map(|t| t.size as u64).sum::<u64>()
         );
         assert!(m.n_params() > 256 * 32000);
         assert_eq!(m.chat_template(None), None);

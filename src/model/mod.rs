@@ -5,6 +5,7 @@
 mod attention;
 pub mod config;
 pub(crate) mod forward;
+mod invariant;
 pub mod meta;
 pub mod ops;
 pub mod weights;

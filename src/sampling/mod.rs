@@ -23,6 +23,7 @@ pub mod candidates;
 pub mod chain;
 #[cfg(test)]
 mod crosscheck;
+pub mod grammar;
 mod helpers;
 pub mod logit_bias;
 pub mod mirostat;

@@ -146,7 +146,11 @@ mod tests {
             .all(|(k, _)| !k.starts_with("tokenizer.ggml.tokens")));
         assert_eq!(
             m.size_bytes(),
-            m.gguf().tensors().iter().map(|t| t.size as u64).sum::<u64>()
+            m.gguf()
+                .tensors()
+                .iter()
+                .map(|t| t.size as u64)
+                .sum::<u64>()
         );
         assert!(m.n_params() > 256 * 32000);
         assert_eq!(m.chat_template(None), None);

@@ -48,7 +48,9 @@ fn rebuild(
 }
 
 fn refused(f: GgufFile) -> (ErrorKind, String) {
-    let e = Model::from_gguf(f).err().expect("the file must be refused");
+    let Err(e) = Model::from_gguf(f) else {
+        panic!("the file must be refused");
+    };
     (e.kind(), e.message().to_string())
 }
 

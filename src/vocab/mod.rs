@@ -28,8 +28,10 @@ mod special;
 mod spm;
 mod unicode;
 mod unicode_tables;
+pub mod vocab_only;
 
 pub use detok::clean_spaces;
+pub use vocab_only::{BasicHparams, VocabOnlyModel};
 
 use crate::error::{Error, Result};
 use hash::FxHashMap;

@@ -296,8 +296,9 @@ struct bitnet_model_params {
    */
   void *progress_callback_user_data;
   /**
-   * Only the vocabulary is needed. The weights are memory-mapped either way, which costs
-   * no reads, so this changes nothing.
+   * Load only the vocabulary and the metadata, from any GGUF file with `tokenizer.ggml.*`
+   * whatever its architecture (tensors are neither bound nor needed). The model queries
+   * answer; creating a context from such a model fails.
    */
   bool vocab_only;
   /**

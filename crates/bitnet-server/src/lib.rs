@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod grammar;
 pub mod http;
 pub mod template;
 
@@ -191,6 +192,7 @@ pub fn serve(cfg: ServerConfig) -> Result<(), String> {
             )
     });
     let app = Arc::new(http::App {
+        grammars: grammar::Grammars::new(model.clone()),
         model,
         engine,
         cfg: cfg.clone(),

@@ -25,6 +25,8 @@ mod crosscheck;
 #[doc(hidden)]
 pub mod golden;
 pub mod grammar;
+pub mod json;
+pub mod json_schema;
 pub mod logit_bias;
 pub mod mirostat;
 pub mod penalties;

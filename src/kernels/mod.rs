@@ -9,7 +9,7 @@
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
 //! - The active table is picked once ([`active`]) by CPU detection, overridable with the
-//!   environment variable `BITNET_KERNEL=scalar|c|avx2|avx512vnni`.
+//!   environment variable `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod`.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
 //! always available: the fallback on CPUs without a SIMD variant), `avx2` (x86-64 with AVX2, FMA
@@ -18,6 +18,8 @@
 //! variant, a module filling a `KernelTable`, an arm in [`table`] that checks the CPU. The variant tests iterate over [`available`], so it is compared with scalar on every shape
 //! automatically (only on a machine that has the instructions: do not ship untested variants).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod act;
 mod c;
 mod scalar;
@@ -78,10 +80,21 @@ pub enum Kind {
     Avx2,
     /// x86-64 AVX-512 F/BW/VNNI for I2_S (`vpdpbusd`), the AVX2 kernels for everything else.
     Avx512Vnni,
+    /// aarch64 Advanced SIMD (every aarch64 CPU).
+    Neon,
+    /// aarch64 Advanced SIMD with `SDOT` (ARMv8.2-A dotprod) for the integer products.
+    NeonDotprod,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Scalar, Kind::C, Kind::Avx2, Kind::Avx512Vnni];
+    pub const ALL: [Kind; 6] = [
+        Kind::Scalar,
+        Kind::C,
+        Kind::Avx2,
+        Kind::Avx512Vnni,
+        Kind::Neon,
+        Kind::NeonDotprod,
+    ];
 
     /// The name used by `BITNET_KERNEL` and `system_info`.
     pub fn name(self) -> &'static str {
@@ -90,6 +103,8 @@ impl Kind {
             Kind::C => "c",
             Kind::Avx2 => "avx2",
             Kind::Avx512Vnni => "avx512vnni",
+            Kind::Neon => "neon",
+            Kind::NeonDotprod => "dotprod",
         }
     }
 
@@ -178,6 +193,16 @@ pub fn table(kind: Kind) -> Option<&'static KernelTable> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         Kind::Avx2 | Kind::Avx512Vnni => None,
+        #[cfg(target_arch = "aarch64")]
+        Kind::Neon => Some(&aarch64::NEON),
+        #[cfg(target_arch = "aarch64")]
+        Kind::NeonDotprod => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(aarch64::dotprod_detected)
+                .then_some(&aarch64::DOTPROD)
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        Kind::Neon | Kind::NeonDotprod => None,
     }
 }
 
@@ -192,7 +217,14 @@ pub fn active() -> &'static KernelTable {
     static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
     ACTIVE.get_or_init(|| {
         let best = || {
-            [Kind::Avx512Vnni, Kind::Avx2, Kind::C, Kind::Scalar]
+            [
+                Kind::Avx512Vnni,
+                Kind::Avx2,
+                Kind::NeonDotprod,
+                Kind::Neon,
+                Kind::C,
+                Kind::Scalar,
+            ]
                 .into_iter()
                 .find_map(table)
                 .unwrap_or(&scalar::TABLE)
@@ -215,7 +247,8 @@ pub fn active() -> &'static KernelTable {
     })
 }
 
-/// The active kernel set's name ("avx512vnni", "avx2", "c", "scalar"), for `system_info`.
+/// The active kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
+/// `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
 }

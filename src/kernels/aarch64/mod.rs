@@ -1,0 +1,199 @@
+//! aarch64 kernel variants: `neon` (Advanced SIMD, part of every aarch64 CPU) and `dotprod`
+//! (the same kernels with the integer products done by `SDOT`, ARMv8.2-A+dotprod: Apple M1 and
+//! later, Graviton 2+, Ampere Altra, Neoverse N1+, Cortex-A76+ and Snapdragon 8xx). `dotprod` is
+//! only handed out by [`super::table`] after `is_aarch64_feature_detected!("dotprod")`.
+//!
+//! Every kernel reproduces [`super::scalar`] bit for bit: integer parts are exact (so any order
+//! of integer accumulation gives the same sum), float parts keep the reference's 8 lanes (two
+//! 4-lane registers: lanes 0..3 and 4..7), the same fma / no-fma choices and the same horizontal
+//! sums. One file per kernel family: `ternary.rs` (I2_S, TQ2_0, TQ1_0), `kquant.rs` (Q6_K,
+//! Q8_0), `float.rs` (F32 / F16 products and the strided attention rows), `act.rs` (activation
+//! quantization).
+//!
+//! `vdotq_s32` is unstable on stable Rust, so `SDOT` is written with `asm!` inside a
+//! `#[target_feature(enable = "dotprod")]` function ([`sdot`]); the integer kernels are generic
+//! over `const SDOT: bool` and instantiated twice by [`dot_entries!`]: once as plain NEON, once
+//! inside a dotprod function (so the NEON-only table never contains an `SDOT`).
+
+mod act;
+mod float;
+mod kquant;
+mod ternary;
+
+use super::{KernelTable, Kind};
+use core::arch::aarch64::*;
+
+/// True when this CPU has the `SDOT` / `UDOT` instructions.
+pub(crate) fn dotprod_detected() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+macro_rules! aarch64_table {
+    ($kind:expr, $i2s:path, $tq2:path, $tq1:path, $q6k:path, $q80:path) => {
+        KernelTable {
+            kind: $kind,
+            i2s: $i2s,
+            tq2_0: $tq2,
+            tq1_0: $tq1,
+            q6_k: $q6k,
+            q8_0: $q80,
+            f16_ggml: float::f16_ggml_matmul,
+            f16_tinyblas: float::f16_tinyblas_matmul,
+            f32_ggml: float::f32_ggml_matmul,
+            f32_tinyblas: float::f32_tinyblas_matmul,
+            dot_f32_ggml: float::dot_f32_ggml,
+            dot_f16_ggml: float::dot_f16_ggml,
+            dot_f32_tinyblas: float::dot_f32_tinyblas,
+            dot_f16_f32_tinyblas: float::dot_f16_f32_tinyblas,
+            f16_ggml_strided: float::f16_ggml_strided,
+            f16_tinyblas_strided: float::f16_tinyblas_strided,
+            f16_ggml_strided_group: float::f16_ggml_strided_group,
+            quantize_i8: act::quantize_i8,
+            quantize_q8k: act::quantize_q8k,
+        }
+    };
+}
+
+/// NEON only (every aarch64 CPU).
+pub(crate) static NEON: KernelTable = aarch64_table!(
+    Kind::Neon,
+    ternary::i2s_neon,
+    ternary::tq2_0_neon,
+    ternary::tq1_0_neon,
+    kquant::q6_k_neon,
+    kquant::q8_0_neon
+);
+
+/// NEON with `SDOT` for the integer products.
+pub(crate) static DOTPROD: KernelTable = aarch64_table!(
+    Kind::NeonDotprod,
+    ternary::i2s_sdot,
+    ternary::tq2_0_sdot,
+    ternary::tq1_0_sdot,
+    kquant::q6_k_sdot,
+    kquant::q8_0_sdot
+);
+
+/// Panics unless `len >= need`: the guard in front of every raw-pointer loop.
+#[inline(always)]
+fn check(what: &str, len: usize, need: usize) {
+    assert!(
+        len >= need,
+        "aarch64 kernel: {what} has {len}, needs {need}"
+    );
+}
+
+/// `SDOT`: lane i of `acc` plus the dot product of bytes 4i..4i+3 of `a` and `b` (signed).
+#[target_feature(enable = "dotprod")]
+#[inline]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: a register-only instruction; this function is only compiled into and called from
+    // dotprod code (the caller's contract: the CPU has dotprod).
+    unsafe {
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// `acc + sdot(a, b)` lane for lane: with `SDOT` when `SDOT` is true (the caller must then run
+/// with the dotprod feature), otherwise with widening multiplies and pairwise adds (every
+/// product of two int8 fits an int16; the pairs are widened to int32 before they are added).
+#[inline(always)]
+unsafe fn dot4<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: NEON is baseline on aarch64; the SDOT branch is only instantiated by dotprod code.
+    unsafe {
+        if SDOT {
+            sdot(acc, a, b)
+        } else {
+            let p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            let p1 = vmull_high_s8(a, b);
+            vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)))
+        }
+    }
+}
+
+/// ggml `hsum_float_8` / tinyBLAS `hsum` of 8 lanes held as `lo` (0..3) and `hi` (4..7):
+/// `t[l] = acc[l+4] + acc[l]`, `(t0+t2) + (t1+t3)`.
+#[inline(always)]
+unsafe fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let t = vaddq_f32(hi, lo);
+        let u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+        vget_lane_f32::<0>(u) + vget_lane_f32::<1>(u)
+    }
+}
+
+/// Defines a NEON entry `$neon` and a dotprod entry `$sdot` (safe `fn`s with the table's
+/// signature) around one `unsafe fn $body<const SDOT: bool>` that checks its own lengths.
+macro_rules! dot_entries {
+    ($body:ident => $neon:ident, $sdot:ident ($($a:ident: $t:ty),*)) => {
+        pub(super) fn $neon($($a: $t),*) {
+            // SAFETY: NEON is baseline on aarch64 and the body checks every length it reads.
+            unsafe { $body::<false>($($a),*) }
+        }
+        pub(super) fn $sdot($($a: $t),*) {
+            #[target_feature(enable = "dotprod")]
+            unsafe fn tf($($a: $t),*) {
+                // SAFETY: see the caller.
+                unsafe { $body::<true>($($a),*) }
+            }
+            // SAFETY: this entry is only in `DOTPROD`, which `table()` hands out after
+            // `dotprod_detected()`; the body checks every length it reads.
+            unsafe { tf($($a),*) }
+        }
+    };
+}
+use dot_entries;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The NEON fallback and (where the CPU has it) SDOT agree with a plain integer dot, on the
+    /// extreme values too.
+    #[test]
+    fn dot4_matches_integer_dot() {
+        let mut rng = crate::kernels::tests::Rng::new(5);
+        for round in 0..200 {
+            let mut a = [0i8; 16];
+            let mut b = [0i8; 16];
+            for i in 0..16 {
+                a[i] = if round % 3 == 0 {
+                    i8::MIN
+                } else {
+                    rng.next_u64() as i8
+                };
+                b[i] = if round % 5 == 0 {
+                    i8::MIN
+                } else {
+                    rng.next_u64() as i8
+                };
+            }
+            let want: [i32; 4] = core::array::from_fn(|l| {
+                (4 * l..4 * l + 4)
+                    .map(|i| a[i] as i32 * b[i] as i32)
+                    .sum::<i32>()
+                    + 7
+            });
+            // SAFETY: NEON is baseline; the SDOT path runs only when detected.
+            unsafe {
+                let (va, vb, acc) = (vld1q_s8(a.as_ptr()), vld1q_s8(b.as_ptr()), vdupq_n_s32(7));
+                let mut got = [0i32; 4];
+                vst1q_s32(got.as_mut_ptr(), dot4::<false>(acc, va, vb));
+                assert_eq!(got, want, "neon");
+                if dotprod_detected() {
+                    vst1q_s32(got.as_mut_ptr(), sdot(acc, va, vb));
+                    assert_eq!(got, want, "sdot");
+                }
+            }
+        }
+    }
+}

@@ -511,7 +511,7 @@ impl<'a> Converter<'a> {
             for (k, _) in s.as_object().unwrap_or(&[]) {
                 if !matches!(
                     k.as_str(),
-                    "properties" | "required" | "type" | "additionalProperties"
+                    "properties" | "required" | "type" | "additionalProperties" | "allOf"
                 ) && !ANNOTATIONS.contains(&k.as_str())
                 {
                     return Err(unsupported(p, format!("'allOf' member with keyword '{k}'")));

@@ -296,8 +296,9 @@ struct bitnet_model_params {
    */
   void *progress_callback_user_data;
   /**
-   * Only the vocabulary is needed. The weights are memory-mapped either way, which costs
-   * no reads, so this changes nothing.
+   * Load only the vocabulary and the metadata, from any GGUF file with `tokenizer.ggml.*`
+   * whatever its architecture (tensors are neither bound nor needed). The model queries
+   * answer; creating a context from such a model fails.
    */
   bool vocab_only;
   /**
@@ -818,9 +819,9 @@ struct bitnet_sampler *bitnet_sampler_chain_remove(struct bitnet_sampler *chain,
 struct bitnet_sampler *bitnet_sampler_init_greedy(void);
 
 /**
- * Draws from the candidates' current probabilities with std::mt19937(seed);
- * BITNET_DEFAULT_SEED = a random seed. Like the reference fork, dist does not compute the
- * probabilities: put bitnet_sampler_init_softmax() before it.
+ * Samples a token: computes the candidates' probabilities (sort by logit, softmax), then draws
+ * from them with std::mt19937(seed) as libstdc++'s discrete_distribution does;
+ * BITNET_DEFAULT_SEED = a random seed. As in current llama.h, no softmax is needed before it.
  */
 struct bitnet_sampler *bitnet_sampler_init_dist(uint32_t seed);
 

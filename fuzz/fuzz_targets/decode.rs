@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         n_seq_max: 4,
         n_threads: 1,
         n_threads_batch: 1,
+        ..Default::default()
     };
     let Ok(mut ctx) = Context::new(m.clone(), params) else {
         return;

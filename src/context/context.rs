@@ -26,6 +26,13 @@ pub struct ContextParams {
     pub n_threads: i32,
     /// Threads for multi-token batches (prompts); 0 or less = all available cores.
     pub n_threads_batch: i32,
+    /// Batch-invariant arithmetic (for serving): each token's logits are the same bits whatever
+    /// else is in its batch and wherever its sequence's cells lie in the cache, at the price of
+    /// a per-token K/V gather in attention and one-token F16/F32 matmuls (see
+    /// `model/invariant.rs`). A sequence then gets the same bits however its prompt is split
+    /// into ubatches, and the bits of default single-token decoding. Off by default: the
+    /// default follows the reference's order (tinyBLAS for multi-token ubatches).
+    pub batch_invariant: bool,
 }
 
 impl Default for ContextParams {
@@ -37,6 +44,7 @@ impl Default for ContextParams {
             n_seq_max: 1,
             n_threads: 0,
             n_threads_batch: 0,
+            batch_invariant: false,
         }
     }
 }
@@ -143,7 +151,7 @@ impl Context {
         let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
         Ok(Context {
             kv,
-            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx),
+            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx, p.batch_invariant),
             pool_decode,
             pool_batch,
             logits: vec![0.0; p.n_seq_max as usize * n_vocab],
@@ -449,6 +457,7 @@ impl Context {
                 mask: &self.mask[..len * n_kv],
                 n_kv,
                 outputs: &self.outputs,
+                batch_invariant: self.params.batch_invariant,
             };
             let logits = &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab];
             // llama.cpp: n_threads for a single token, n_threads_batch otherwise.

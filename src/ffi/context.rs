@@ -91,6 +91,7 @@ fn rust_params(p: &bitnet_context_params) -> Result<ContextParams> {
         n_seq_max: p.n_seq_max,
         n_threads: p.n_threads,
         n_threads_batch: p.n_threads_batch,
+        batch_invariant: false,
     })
 }
 
@@ -103,7 +104,7 @@ pub extern "C" fn bitnet_init_from_model(
 ) -> *mut bitnet_context {
     call(std::ptr::null_mut(), || {
         let m = model_ref(model)?;
-        let ctx = Context::new(Arc::clone(&m.model), rust_params(&params)?)?;
+        let ctx = Context::new(Arc::clone(m.source.full()?), rust_params(&params)?)?;
         Ok(into_handle(bitnet_context {
             ctx,
             model,

@@ -8,6 +8,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::log::log_warn;
 use crate::model::Model;
+use crate::vocab::VocabOnlyModel;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +28,9 @@ pub struct bitnet_model_params {
     pub progress_callback: bitnet_progress_callback,
     /// Passed to progress_callback.
     pub progress_callback_user_data: *mut c_void,
-    /// Only the vocabulary is needed. The weights are memory-mapped either way, which costs
-    /// no reads, so this changes nothing.
+    /// Load only the vocabulary and the metadata, from any GGUF file with `tokenizer.ggml.*`
+    /// whatever its architecture (tensors are neither bound nor needed). The model queries
+    /// answer; creating a context from such a model fails.
     pub vocab_only: bool,
     /// Memory-map the file. bitnet always maps it (weights are never copied): ignored.
     pub use_mmap: bool,
@@ -38,9 +40,89 @@ pub struct bitnet_model_params {
     pub check_tensors: bool,
 }
 
+/// What a model handle holds: a runnable model, or (vocab_only) the vocabulary and metadata.
+#[derive(Clone)]
+pub(crate) enum ModelSource {
+    Full(Arc<Model>),
+    VocabOnly(Arc<VocabOnlyModel>),
+}
+
+impl ModelSource {
+    pub(crate) fn vocab(&self) -> &crate::vocab::Vocab {
+        match self {
+            ModelSource::Full(m) => m.vocab(),
+            ModelSource::VocabOnly(m) => m.vocab(),
+        }
+    }
+
+    /// The runnable model, or an error saying the handle holds only a vocabulary.
+    pub(crate) fn full(&self) -> Result<&Arc<Model>> {
+        match self {
+            ModelSource::Full(m) => Ok(m),
+            ModelSource::VocabOnly(m) => Err(Error::invalid_argument(format!(
+                "model {} was loaded with vocab_only: it has a vocabulary but no weights, \
+                 so it cannot make a context (load it without vocab_only)",
+                m.gguf().source()
+            ))),
+        }
+    }
+
+    fn meta_strings(&self) -> Vec<(&str, String)> {
+        match self {
+            ModelSource::Full(m) => m.meta_strings(),
+            ModelSource::VocabOnly(m) => m.meta_strings(),
+        }
+    }
+
+    fn desc(&self) -> String {
+        match self {
+            ModelSource::Full(m) => m.desc(),
+            ModelSource::VocabOnly(m) => m.desc(),
+        }
+    }
+
+    fn size_bytes(&self) -> u64 {
+        match self {
+            ModelSource::Full(m) => m.size_bytes(),
+            ModelSource::VocabOnly(m) => m.size_bytes(),
+        }
+    }
+
+    fn n_params(&self) -> u64 {
+        match self {
+            ModelSource::Full(m) => m.n_params(),
+            ModelSource::VocabOnly(m) => m.n_params(),
+        }
+    }
+
+    fn chat_template(&self, name: Option<&str>) -> Option<&str> {
+        match self {
+            ModelSource::Full(m) => m.chat_template(name),
+            ModelSource::VocabOnly(m) => m.chat_template(name),
+        }
+    }
+
+    /// The hyper-parameters llama.h's model queries report.
+    pub(crate) fn hparams(&self) -> crate::vocab::BasicHparams {
+        match self {
+            ModelSource::Full(m) => {
+                let c = m.config();
+                crate::vocab::BasicHparams {
+                    n_ctx_train: c.n_ctx_train,
+                    n_embd: c.n_embd,
+                    n_layer: c.n_layer,
+                    n_head: c.n_head,
+                    n_head_kv: c.n_head_kv,
+                }
+            }
+            ModelSource::VocabOnly(m) => *m.hparams(),
+        }
+    }
+}
+
 /// A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
 pub struct bitnet_model {
-    pub(crate) model: Arc<Model>,
+    pub(crate) source: ModelSource,
     pub(crate) vocab: bitnet_vocab,
     /// NUL-terminated chat templates handed out by bitnet_model_chat_template, by name.
     chat_templates: Mutex<Vec<(Option<String>, CString)>>,
@@ -77,18 +159,40 @@ pub extern "C" fn bitnet_model_load_from_file(
         if params.use_mlock {
             log_warn!("bitnet: use_mlock is not supported; the model stays pageable");
         }
-        let model = Model::load_with_progress(path, |p| match params.progress_callback {
+        let progress = |p: f32| match params.progress_callback {
             // SAFETY: the caller's callback, called as its contract says.
             Some(cb) => unsafe { cb(p, params.progress_callback_user_data) },
             None => true,
-        })?;
-        let model = Arc::new(model);
+        };
+        let source = if params.vocab_only {
+            load_vocab_only(path, progress)?
+        } else {
+            ModelSource::Full(Arc::new(Model::load_with_progress(path, progress)?))
+        };
         Ok(into_handle(bitnet_model {
-            vocab: bitnet_vocab::new(Arc::clone(&model)),
-            model,
+            vocab: bitnet_vocab::new(source.clone()),
+            source,
             chat_templates: Mutex::new(Vec::new()),
         }))
     })
+}
+
+/// vocab_only loading, with the progress callback called at 0 and 1 as for a full load.
+fn load_vocab_only(path: &str, mut progress: impl FnMut(f32) -> bool) -> Result<ModelSource> {
+    let aborted = || {
+        Error::new(
+            crate::error::ErrorKind::Aborted,
+            "model loading aborted by the progress callback",
+        )
+    };
+    if !progress(0.0) {
+        return Err(aborted());
+    }
+    let m = VocabOnlyModel::load(path)?;
+    if !progress(1.0) {
+        return Err(aborted());
+    }
+    Ok(ModelSource::VocabOnly(Arc::new(m)))
 }
 
 /// Frees a model. Contexts made from it must be freed first. NULL is a no-op. Using the model
@@ -109,9 +213,12 @@ pub extern "C" fn bitnet_model_get_vocab(model: *const bitnet_model) -> *const b
     })
 }
 
-fn config_value(model: *const bitnet_model, f: impl FnOnce(&crate::model::Config) -> usize) -> i32 {
+fn config_value(
+    model: *const bitnet_model,
+    f: impl FnOnce(&crate::vocab::BasicHparams) -> usize,
+) -> i32 {
     call(-1, || {
-        let v = f(borrow(model, "model")?.model.config());
+        let v = f(&borrow(model, "model")?.source.hparams());
         i32::try_from(v).map_err(|_| Error::internal(format!("value {v} does not fit int32_t")))
     })
 }
@@ -155,7 +262,7 @@ pub extern "C" fn bitnet_model_desc(
     buf_size: usize,
 ) -> i32 {
     call(-1, || {
-        let desc = borrow(model, "model")?.model.desc();
+        let desc = borrow(model, "model")?.source.desc();
         write_c_string(buf, buf_size, desc.as_bytes(), "buf")
     })
 }
@@ -163,13 +270,13 @@ pub extern "C" fn bitnet_model_desc(
 /// Total bytes of all tensors. 0 on a NULL model.
 #[no_mangle]
 pub extern "C" fn bitnet_model_size(model: *const bitnet_model) -> u64 {
-    call(0, || Ok(borrow(model, "model")?.model.size_bytes()))
+    call(0, || Ok(borrow(model, "model")?.source.size_bytes()))
 }
 
 /// Total number of weights (elements of all tensors). 0 on a NULL model.
 #[no_mangle]
 pub extern "C" fn bitnet_model_n_params(model: *const bitnet_model) -> u64 {
-    call(0, || Ok(borrow(model, "model")?.model.n_params()))
+    call(0, || Ok(borrow(model, "model")?.source.n_params()))
 }
 
 /// Number of metadata entries with a string form (arrays are left out, as in llama.cpp);
@@ -177,7 +284,7 @@ pub extern "C" fn bitnet_model_n_params(model: *const bitnet_model) -> u64 {
 #[no_mangle]
 pub extern "C" fn bitnet_model_meta_count(model: *const bitnet_model) -> i32 {
     call(-1, || {
-        Ok(borrow(model, "model")?.model.meta_strings().len() as i32)
+        Ok(borrow(model, "model")?.source.meta_strings().len() as i32)
     })
 }
 
@@ -193,7 +300,7 @@ pub extern "C" fn bitnet_model_meta_val_str(
 ) -> i32 {
     call(-1, || {
         clear_buf(buf, buf_size);
-        let m = &borrow(model, "model")?.model;
+        let m = &borrow(model, "model")?.source;
         let key = c_str(key, "key")?;
         let meta = m.meta_strings();
         let (_, v) = meta.iter().find(|(k, _)| *k == key).ok_or_else(|| {
@@ -236,7 +343,7 @@ fn meta_by_index(
 ) -> i32 {
     call(-1, || {
         clear_buf(buf, buf_size);
-        let meta = borrow(model, "model")?.model.meta_strings();
+        let meta = borrow(model, "model")?.source.meta_strings();
         let (k, v) = usize::try_from(i)
             .ok()
             .and_then(|i| meta.get(i))
@@ -270,7 +377,7 @@ pub extern "C" fn bitnet_model_chat_template(
         } else {
             Some(c_str(name, "name")?.to_string())
         };
-        let Some(tmpl) = m.model.chat_template(name.as_deref()) else {
+        let Some(tmpl) = m.source.chat_template(name.as_deref()) else {
             return Ok(std::ptr::null());
         };
         let mut cache = m.chat_templates.lock().unwrap_or_else(|p| p.into_inner());

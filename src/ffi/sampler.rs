@@ -213,9 +213,9 @@ pub extern "C" fn bitnet_sampler_init_greedy() -> *mut bitnet_sampler {
     new_sampler(Greedy)
 }
 
-/// Draws from the candidates' current probabilities with std::mt19937(seed);
-/// BITNET_DEFAULT_SEED = a random seed. Like the reference fork, dist does not compute the
-/// probabilities: put bitnet_sampler_init_softmax() before it.
+/// Samples a token: computes the candidates' probabilities (sort by logit, softmax), then draws
+/// from them with std::mt19937(seed) as libstdc++'s discrete_distribution does;
+/// BITNET_DEFAULT_SEED = a random seed. As in current llama.h, no softmax is needed before it.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_init_dist(seed: u32) -> *mut bitnet_sampler {
     call(std::ptr::null_mut(), || Ok(new_sampler(Dist::new(seed))))

@@ -1,16 +1,16 @@
 //! Vocab group: tokenize, token_to_piece, detokenize, special tokens, per-token attributes.
 
+use super::model::ModelSource;
 use super::{bitnet_token, borrow, call, error, slice, slice_mut, BITNET_TOKEN_NULL};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::Model;
 use crate::vocab::{Vocab, VocabType};
 use std::ffi::c_char;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The vocabulary of a model (opaque, owned by the model: never freed by the caller).
 pub struct bitnet_vocab {
-    /// The model whose vocabulary this is ([`Model::vocab`]).
-    model: Arc<Model>,
+    /// The model (or vocab-only file) whose vocabulary this is.
+    source: ModelSource,
     /// Every token's text, NUL-terminated, for bitnet_vocab_get_text (built on first use).
     texts: OnceLock<TextTable>,
 }
@@ -21,15 +21,15 @@ struct TextTable {
 }
 
 impl bitnet_vocab {
-    pub(crate) fn new(model: Arc<Model>) -> bitnet_vocab {
+    pub(crate) fn new(source: ModelSource) -> bitnet_vocab {
         bitnet_vocab {
-            model,
+            source,
             texts: OnceLock::new(),
         }
     }
 
     pub(crate) fn vocab(&self) -> &Vocab {
-        self.model.vocab()
+        self.source.vocab()
     }
 
     fn texts(&self) -> &TextTable {

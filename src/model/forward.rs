@@ -9,6 +9,7 @@
 //! activation and `bitnet`'s optional per-tensor output scales (§7).
 
 use super::config::FfnActivation;
+use super::invariant;
 use super::ops;
 use super::weights::Linear;
 use super::Model;
@@ -31,6 +32,9 @@ pub(crate) struct Step<'a> {
     pub n_kv: usize,
     /// Indices (ascending) of the tokens whose logits are wanted.
     pub outputs: &'a [usize],
+    /// Compute every token as if it were alone in its ubatch and its sequence alone in the
+    /// cache ([`crate::ContextParams::batch_invariant`]).
+    pub batch_invariant: bool,
 }
 
 /// Receives named intermediate tensors (`name`, rows of `width` values) for debugging against
@@ -58,10 +62,13 @@ pub(crate) struct Scratch {
     cos: Vec<f32>,
     sin: Vec<f32>,
     kernel: kernels::Scratch,
+    /// Batch-invariant mode only (empty otherwise): a token's visible cells in position
+    /// order, and their K rows / transposed V rows and mask gathered from the cache.
+    inv: invariant::Gather,
 }
 
 impl Scratch {
-    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize) -> Scratch {
+    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize, batch_invariant: bool) -> Scratch {
         let c = model.config();
         let (e, q, kv, ff) = (c.n_embd, c.n_embd_q(), c.n_embd_kv(), c.n_ff);
         let half = c.n_rot / 2;
@@ -84,6 +91,11 @@ impl Scratch {
             cos: vec![0.0; n_ubatch * half],
             sin: vec![0.0; n_ubatch * half],
             kernel: kernels::Scratch::new(),
+            inv: if batch_invariant {
+                invariant::Gather::new(n_ctx, c.n_embd_kv())
+            } else {
+                invariant::Gather::default()
+            },
         }
     }
 }
@@ -98,10 +110,11 @@ fn linear(
     y: &mut [f32],
     ks: &mut kernels::Scratch,
     scale_first: bool,
+    inv: bool,
 ) -> Result<()> {
     let w = &lin.weight;
     let y = &mut y[..n * w.rows];
-    kernels::matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks)?;
+    invariant::matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks, inv)?;
     let scale = |y: &mut [f32]| {
         if let Some(s) = lin.scale {
             y.iter_mut().for_each(|v| *v *= s);
@@ -209,6 +222,10 @@ pub(crate) fn forward(
 
     let kq_scale = 1.0f32 / (hd as f32).sqrt();
     let size = kv.size();
+    let inv = step.batch_invariant;
+    if inv {
+        s.inv.visible_cells(kv, step);
+    }
     let mut n = nt; // rows alive in x (all but in the last layer's FFN)
     for (il, lw) in w.layers.iter().enumerate() {
         let name = |what: &str| format!("blk.{il}.{what}");
@@ -216,9 +233,36 @@ pub(crate) fn forward(
         // Attention block.
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.attn_norm), nt, eps);
         show(&|| name("attn_norm"), &s.cur[..nt * e], e);
-        linear(model, &lw.wq, &s.cur, nt, &mut s.q, &mut s.kernel, true)?;
-        linear(model, &lw.wk, &s.cur, nt, &mut s.k, &mut s.kernel, true)?;
-        linear(model, &lw.wv, &s.cur, nt, &mut s.v, &mut s.kernel, true)?;
+        linear(
+            model,
+            &lw.wq,
+            &s.cur,
+            nt,
+            &mut s.q,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
+        linear(
+            model,
+            &lw.wk,
+            &s.cur,
+            nt,
+            &mut s.k,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
+        linear(
+            model,
+            &lw.wv,
+            &s.cur,
+            nt,
+            &mut s.v,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
         show(&|| name("q"), &s.q[..nt * nq], nq);
         show(&|| name("k"), &s.k[..nt * nkv], nkv);
         show(&|| name("v"), &s.v[..nt * nkv], nkv);
@@ -271,12 +315,35 @@ pub(crate) fn forward(
             size,
             kq_scale,
         };
-        if nt == 1 {
+        if inv {
+            // Each token alone: the single-token path over its own cells in position order.
+            ops::round_to_f16(&mut s.q[..nt * nq]);
+            for t in 0..nt {
+                let (k, v, mask) = s.inv.gather(&kv.layers[il], t, nkv, size);
+                let one = AttnShape {
+                    size: mask.len(),
+                    ..shape
+                };
+                attention_token(
+                    &one,
+                    k,
+                    v,
+                    &s.q[t * nq..(t + 1) * nq],
+                    mask,
+                    &mut s.attn[t * nq..(t + 1) * nq],
+                    &mut s.scores,
+                    &mut s.probs,
+                    &mut s.grouped,
+                );
+            }
+        } else if nt == 1 {
             // Q rounded to F16 (FORWARD.md §5), kept widened for the grouped kernels.
             ops::round_to_f16(&mut s.q[..nq]);
+            let layer = &kv.layers[il];
             attention_token(
                 &shape,
-                &kv.layers[il],
+                &layer.k,
+                &layer.v,
                 &s.q[..nq],
                 &step.mask[..step.n_kv],
                 // One token: head-major is already the token's concatenation of heads.
@@ -312,7 +379,16 @@ pub(crate) fn forward(
             eps,
         );
         show(&|| name("attn_sub_norm"), &s.cur[..nt * nq], nq);
-        linear(model, &lw.wo, &s.cur, nt, &mut s.o, &mut s.kernel, true)?;
+        linear(
+            model,
+            &lw.wo,
+            &s.cur,
+            nt,
+            &mut s.o,
+            &mut s.kernel,
+            true,
+            inv,
+        )?;
         show(&|| name("wo_out"), &s.o[..nt * e], e);
 
         if last {
@@ -337,6 +413,7 @@ pub(crate) fn forward(
             &mut s.gate,
             &mut s.kernel,
             false,
+            inv,
         )?;
         linear(
             model,
@@ -346,6 +423,7 @@ pub(crate) fn forward(
             &mut s.up,
             &mut s.kernel,
             false,
+            inv,
         )?;
         show(&|| name("ffn_gate"), &s.gate[..n * ff], ff);
         show(&|| name("ffn_up"), &s.up[..n * ff], ff);
@@ -381,6 +459,7 @@ pub(crate) fn forward(
             &mut s.o,
             &mut s.kernel,
             false,
+            inv,
         )?;
         show(&|| name("ffn_down"), &s.o[..n * e], e);
         for (x, &d) in s.x[..n * e].iter_mut().zip(&s.o[..n * e]) {
@@ -394,18 +473,20 @@ pub(crate) fn forward(
     // lm_head: the tied embedding table (these archs never use output.weight), or its Q8_0
     // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;
-    kernels::matmul(
+    invariant::matmul(
         &model.head_matrix(),
         &s.cur[..n * e],
         n,
         &mut logits[..n * n_vocab],
         &mut s.kernel,
+        inv,
     )?;
     show(&|| "logits".into(), &logits[..n * n_vocab], n_vocab);
     Ok(())
 }
 
 /// The attention geometry of one layer.
+#[derive(Clone, Copy)]
 struct AttnShape {
     n_head: usize,
     /// Query heads per KV head (GQA).
@@ -461,7 +542,8 @@ const PV_ROWS_PER_TASK: usize = 32;
 #[allow(clippy::too_many_arguments)]
 fn attention_token(
     a: &AttnShape,
-    layer: &LayerKv,
+    layer_k: &[f16],
+    layer_v: &[f16],
     q: &[f32],
     mask: &[f32],
     out: &mut [f32],
@@ -487,7 +569,7 @@ fn attention_token(
                 .enumerate()
                 .for_each(|(i, part)| {
                     let first = lo + i * QK_CELLS_PER_TASK;
-                    let keys = &layer.k[first * n_embd_kv + kvh * hd..];
+                    let keys = &layer_k[first * n_embd_kv + kvh * hd..];
                     kernels::dot_f16_ggml_strided_group(keys, n_embd_kv, qg, g, part);
                 });
         });
@@ -523,7 +605,7 @@ fn attention_token(
         .for_each(|(i, part)| {
             let (kvh, d0) = (i / tasks_per_head, (i % tasks_per_head) * rows_per_task);
             // The V rows of this KV head: row d is cell-contiguous, `size` apart.
-            let v_rows = &layer.v[(kvh * hd + d0) * a.size..];
+            let v_rows = &layer_v[(kvh * hd + d0) * a.size..];
             let pg = &probs[kvh * g * n_kv..(kvh + 1) * g * n_kv];
             kernels::dot_f16_ggml_strided_group(v_rows, a.size, pg, g, part);
         });
@@ -629,7 +711,8 @@ mod tests {
         );
         attention_token(
             &shape,
-            &layer,
+            &layer.k,
+            &layer.v,
             &q,
             &mask,
             &mut got,

@@ -22,7 +22,7 @@ pub fn value_to_string(v: &Value) -> Option<String> {
 }
 
 /// `llama_model_ftype_name` for the `general.file_type` values BitNet models use.
-fn ftype_name(ftype: Option<u32>) -> String {
+pub(crate) fn ftype_name(ftype: Option<u32>) -> String {
     match ftype {
         Some(0) => "all F32".into(),
         Some(1) => "F16".into(),

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub(crate) mod forward;
+mod invariant;
 pub mod meta;
 pub mod ops;
 pub mod weights;

@@ -24,6 +24,7 @@ pub mod chain;
 mod crosscheck;
 #[doc(hidden)]
 pub mod golden;
+pub mod grammar;
 pub mod logit_bias;
 pub mod mirostat;
 pub mod penalties;

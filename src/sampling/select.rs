@@ -29,7 +29,8 @@ impl Sampler for Greedy {
 }
 
 /// `llama_sampler_init_softmax()` (fork only): sort descending if unsorted, then probabilities.
-/// The fork's `dist` reads `p` without computing it, so a chain must put this right before it.
+/// The fork's `dist` needed it right before it; this library's [`Dist`] computes the same
+/// softmax itself, so it is a harmless extra kept for the fork's chains.
 #[derive(Debug, Clone, Default)]
 pub struct Softmax;
 
@@ -45,9 +46,12 @@ impl Sampler for Softmax {
     }
 }
 
-/// `llama_sampler_init_dist(seed)`: a `discrete_distribution` draw over the candidates' current
-/// `p` values in the current order. It does NOT compute probabilities (see [`Softmax`]); with
-/// all `p = 0` it always selects index 0 (and still consumes two RNG outputs).
+/// `llama_sampler_init_dist(seed)` as SAMPLER.md §4 gives it: first exactly what [`Softmax`]
+/// does (sort descending if unsorted, float softmax), then the fork's `discrete_distribution`
+/// draw over those probabilities in that order. Current llama.h's dist computes the
+/// probabilities itself, and clients written for it (`top_k, top_p, temp, dist`) rely on that;
+/// the fork's chains put `softmax` right before `dist`, and recomputing it from the same logits
+/// gives the same bits, so their tokens are unchanged.
 #[derive(Debug, Clone)]
 pub struct Dist {
     seed_requested: u32,
@@ -72,6 +76,7 @@ impl Sampler for Dist {
         "dist"
     }
     fn apply(&mut self, cur: &mut TokenDataArray) {
+        candidates::softmax(cur);
         let weights: Vec<f32> = cur.data.iter().map(|t| t.p).collect();
         cur.selected = rng::discrete_distribution_sample(&weights, &mut self.rng) as i64;
     }
@@ -116,27 +121,61 @@ mod tests {
     }
 
     #[test]
-    fn dist_without_softmax_always_picks_index_zero() {
+    fn dist_computes_the_softmax_itself() {
+        // Without a softmax before it, dist still samples from the logits' distribution: over
+        // many draws every candidate shows up, the most likely one most often.
         let mut d = Dist::new(42);
-        for _ in 0..10 {
-            let mut cur = arr(&[0.1, 5.0, 0.3]);
+        let mut counts = [0usize; 3];
+        for _ in 0..2000 {
+            let mut cur = arr(&[0.1, 1.5, 0.3]);
             d.apply(&mut cur);
-            assert_eq!(cur.selected, 0);
+            assert!(cur.sorted);
+            counts[cur.selected_token().unwrap().id as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+        assert!(counts[1] > counts[0] && counts[1] > counts[2], "{counts:?}");
+    }
+
+    #[test]
+    fn dist_equals_softmax_then_the_forks_draw() {
+        // `softmax, dist` and `dist` alone give the same tokens, and both equal the fork's
+        // draw over the sorted softmax probabilities.
+        let logits = [0.3f32, -1.0, 2.5, 2.5, 0.0, 1.25];
+        let mut alone = Dist::new(777);
+        let mut after_softmax = Dist::new(777);
+        let mut reference = Mt19937::new(777);
+        for _ in 0..200 {
+            let mut a = arr(&logits);
+            alone.apply(&mut a);
+            let mut b = arr(&logits);
+            Softmax.apply(&mut b);
+            let expected_p: Vec<f32> = b.data.iter().map(|t| t.p).collect();
+            after_softmax.apply(&mut b);
+            assert_eq!(
+                a.selected_token().unwrap().id,
+                b.selected_token().unwrap().id
+            );
+            assert_eq!(
+                a.data.iter().map(|t| t.p).collect::<Vec<_>>(),
+                expected_p,
+                "recomputed probabilities are bit-identical"
+            );
+            let want = rng::discrete_distribution_sample(&expected_p, &mut reference);
+            assert_eq!(a.selected, want as i64);
         }
     }
 
     #[test]
-    fn dist_draws_from_p_in_current_order() {
-        // p = (0.25, 0.75): index 0 iff u <= 0.25.
-        let mut d = Dist::new(1234);
-        let mut reference = Mt19937::new(1234);
-        for _ in 0..100 {
-            let mut cur = arr(&[0.0, 0.0]);
-            cur.data[0].p = 0.25;
-            cur.data[1].p = 0.75;
+    fn dist_after_low_temperature_is_nearly_greedy() {
+        // temp 0.01 then dist: the 1.0 gap becomes 100 in logit space, so the top token wins.
+        let mut d = Dist::new(3);
+        for _ in 0..200 {
+            let mut cur = arr(&[0.5, 1.5, 0.2, 1.0]);
+            for t in cur.data.iter_mut() {
+                t.logit /= 0.01;
+            }
             d.apply(&mut cur);
-            let u = reference.next_canonical_f64();
-            assert_eq!(cur.selected, if u <= 0.25 { 0 } else { 1 });
+            assert_eq!(cur.selected_token().unwrap().id, 1);
         }
     }
 

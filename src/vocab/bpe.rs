@@ -6,10 +6,9 @@
 //! So a merge is a lookup of an id pair, and the loop never builds strings.
 
 use super::hash::{map_with_capacity, FxHashMap};
+use super::queue::MinQueue;
 use super::unicode::push_utf8;
 use crate::error::{Error, Result};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// The code point that byte `b` becomes in byte-level BPE text (GPT-2's `bytes_to_unicode`).
 pub fn byte_to_char(b: u8) -> u32 {
@@ -80,6 +79,9 @@ pub struct BpeTables {
     n_tokens: u32,
     /// (left symbol, right symbol) -> (rank, merged symbol)
     merges: FxHashMap<(u32, u32), (u32, u32)>,
+    /// rank -> (left symbol, right symbol, merged symbol) of the merges in `merges`; lines
+    /// that are skipped or repeat an earlier pair hold NONE.
+    by_rank: Vec<(u32, u32, u32)>,
     /// Symbol of each single byte (its byte-level char), NONE if that string is unknown.
     byte_symbol: [u32; 256],
     /// Token for the one-byte string of a printable ASCII byte: the reference's fallback when a
@@ -129,6 +131,13 @@ impl BpeTables {
             let id = symbol(&merged, &mut extra);
             table.entry((l, r)).or_insert((rank as u32, id)); // the first occurrence wins
         }
+        if merges.len() >= u32::MAX as usize {
+            return Err(Error::metadata("tokenizer.ggml.merges: too many merges"));
+        }
+        let mut by_rank = vec![(NONE, NONE, NONE); merges.len()];
+        for (&(l, r), &(rank, id)) in &table {
+            by_rank[rank as usize] = (l, r, id);
+        }
         if n_tokens as u64 + extra.len() as u64 >= NONE as u64 {
             return Err(Error::metadata("tokenizer.ggml.merges: too many symbols"));
         }
@@ -157,6 +166,7 @@ impl BpeTables {
         Ok(BpeTables {
             n_tokens,
             merges: table,
+            by_rank,
             byte_symbol,
             ascii_token,
             bytes_to_token,
@@ -169,28 +179,32 @@ impl BpeTables {
     }
 }
 
+/// A byte (or merged run) of the word, indexed by its first byte: the run ends where the next
+/// one starts.
 #[derive(Clone, Copy)]
 struct Symbol {
-    start: u32,
-    len: u32,
     id: u32,
     prev: i32,
     next: i32,
 }
 
-/// A queued merge: (rank, left index, right index, left len, right len, merged symbol). Tuple
-/// order is heap order: lowest rank first, then leftmost.
-type QueuedPair = (u32, u32, u32, u32, u32, u32);
+/// `next` of a symbol merged into its left neighbour.
+const DEAD: i32 = i32::MIN;
+
+/// Buffers larger than this are freed after a word, so one long word does not pin its memory.
+const KEEP_BYTES: usize = 16 << 20;
 
 /// Reusable buffers for the merge loop.
 #[derive(Default)]
 pub struct BpeSession {
     symbols: Vec<Symbol>,
-    queue: BinaryHeap<Reverse<QueuedPair>>,
+    /// Queued merges as `rank << 32 | left index` (see `queue.rs`): lowest rank first, then
+    /// leftmost, the reference's order.
+    queue: MinQueue,
 }
 
 impl BpeSession {
-    /// Appends the tokens of one pre-tokenized word (raw bytes) to `out`.
+    /// Appends the tokens of one pre-tokenized word (raw bytes, shorter than 2^31) to `out`.
     pub fn tokenize_word(
         &mut self,
         t: &BpeTables,
@@ -207,47 +221,82 @@ impl BpeSession {
                 return;
             }
         }
-        self.symbols.clear();
-        self.queue.clear();
+        self.merge(t, word, out);
+        if self.symbols.capacity() * size_of::<Symbol>() > KEEP_BYTES {
+            self.symbols = Vec::new();
+        }
+        self.queue.shrink_to(KEEP_BYTES);
+    }
+
+    fn merge(&mut self, t: &BpeTables, word: &[u8], out: &mut Vec<i32>) {
+        let symbols = &mut self.symbols;
+        let queue = &mut self.queue;
+        symbols.clear();
+        queue.clear();
         let n = word.len();
-        for (i, &b) in word.iter().enumerate() {
-            self.symbols.push(Symbol {
-                start: i as u32,
-                len: 1,
-                id: t.byte_symbol[b as usize],
-                prev: i as i32 - 1,
-                next: if i + 1 == n { -1 } else { i as i32 + 1 },
-            });
-        }
-        for i in 1..n {
-            self.push_pair(t, i as i32 - 1, i as i32);
-        }
-        while let Some(Reverse((_, li, ri, llen, rlen, merged))) = self.queue.pop() {
-            let (l, r) = (li as usize, ri as usize);
-            if self.symbols[l].len != llen || self.symbols[r].len != rlen {
-                continue; // stale: one side merged since this pair was queued
+        symbols.extend(word.iter().enumerate().map(|(i, &b)| Symbol {
+            id: t.byte_symbol[b as usize],
+            prev: i as i32 - 1,
+            next: i as i32 + 1,
+        }));
+        symbols[n - 1].next = -1;
+        // The merge rank of the pair at `l` (the symbol there and its right neighbour).
+        let pair = |symbols: &[Symbol], l: usize| -> Option<u32> {
+            let r = symbols[l].next;
+            if r < 0 {
+                return None;
             }
-            let right = self.symbols[r];
-            let left = &mut self.symbols[l];
-            left.len += right.len;
-            left.id = merged;
-            left.next = right.next;
-            self.symbols[r].len = 0;
-            if right.next >= 0 {
-                self.symbols[right.next as usize].prev = li as i32;
+            t.merges
+                .get(&(symbols[l].id, symbols[r as usize].id))
+                .map(|&(rank, _)| rank)
+        };
+        let key = |rank: u32, l: usize| ((rank as u64) << 32) | l as u64;
+        queue.reserve(n);
+        for l in 0..n - 1 {
+            if let Some(r) = pair(symbols, l) {
+                queue.push(key(r, l));
             }
-            let prev = self.symbols[l].prev;
-            self.push_pair(t, prev, li as i32);
-            self.push_pair(t, li as i32, right.next);
+        }
+        // The reference queues (rank, left, right, text) and skips a popped entry whose symbols
+        // changed since. Here an entry is (rank, left), merged when the pair now at `left` is
+        // that rank's merge. The two agree: every adjacent pair was queued when it became
+        // adjacent and has not been popped (or it would be merged), so a key that matches the
+        // current pair equals that pair's own entry, and equal keys are interchangeable.
+        while let Some(k) = queue.pop() {
+            let (rank, l) = ((k >> 32) as usize, k as u32 as usize);
+            let s = symbols[l];
+            if s.next < 0 {
+                continue; // merged away (DEAD), or the last symbol
+            }
+            let right = s.next as usize;
+            let (ml, mr, merged) = t.by_rank[rank];
+            if s.id != ml || symbols[right].id != mr {
+                continue; // stale: one side changed since this pair was queued
+            }
+            let after = symbols[right].next;
+            symbols[l].id = merged;
+            symbols[l].next = after;
+            symbols[right].next = DEAD;
+            if after >= 0 {
+                symbols[after as usize].prev = l as i32;
+            }
+            if s.prev >= 0 {
+                if let Some(r) = pair(symbols, s.prev as usize) {
+                    queue.push(key(r, s.prev as usize));
+                }
+            }
+            if let Some(r) = pair(symbols, l) {
+                queue.push(key(r, l));
+            }
         }
         let mut i = 0i32;
         while i >= 0 {
-            let s = self.symbols[i as usize];
+            let s = symbols[i as usize];
             if s.id < t.n_tokens {
                 out.push(s.id as i32);
             } else {
-                let bytes = &word[s.start as usize..(s.start + s.len) as usize];
-                for &b in bytes {
+                let end = if s.next < 0 { n } else { s.next as usize };
+                for &b in &word[i as usize..end] {
                     let id = t.ascii_token[b as usize];
                     if id != NONE {
                         out.push(id as i32);
@@ -255,23 +304,6 @@ impl BpeSession {
                 }
             }
             i = s.next;
-        }
-    }
-
-    fn push_pair(&mut self, t: &BpeTables, left: i32, right: i32) {
-        if left < 0 || right < 0 {
-            return;
-        }
-        let (l, r) = (self.symbols[left as usize], self.symbols[right as usize]);
-        if let Some(&(rank, merged)) = t.merges.get(&(l.id, r.id)) {
-            self.queue.push(Reverse((
-                rank,
-                left as u32,
-                right as u32,
-                l.len,
-                r.len,
-                merged,
-            )));
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use super::hash::{map_with_capacity, FxHashMap};
 use super::special::SpecialMatcher;
-use super::{attr, bpe, PreType, SpecialTokens, Token, TokenData, TokenType, Vocab, VocabType};
+use super::{
+    attr, bpe, spm, PreType, SpecialTokens, Token, TokenData, TokenType, Vocab, VocabType,
+};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use std::collections::HashSet;
@@ -271,6 +273,13 @@ impl Vocab {
             }
             VocabType::Spm => None,
         };
+        let spm = match kind {
+            VocabType::Spm => {
+                let texts: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+                spm::SpmTables::new(&texts, tokens.iter().map(|t| t.score))
+            }
+            VocabType::Bpe => spm::SpmTables::default(),
+        };
         // Defaults that name a token the vocab does not have are dropped.
         for s in [&mut special.bos, &mut special.eos, &mut special.unk] {
             *s = s.filter(|&id| (id as usize) < n);
@@ -299,6 +308,7 @@ impl Vocab {
             // special tokens, as in the reference.
             special_matcher: SpecialMatcher::new(std::iter::empty()),
             bpe,
+            spm,
             pieces: Vec::new(),
             byte_tokens,
         };

@@ -20,13 +20,18 @@ mod bpe;
 mod detok;
 mod hash;
 mod load;
+#[cfg(test)]
+mod long_text_tests;
 mod pretokenize;
+mod queue;
 mod special;
 mod spm;
 mod unicode;
 mod unicode_tables;
+pub mod vocab_only;
 
 pub use detok::clean_spaces;
+pub use vocab_only::{BasicHparams, VocabOnlyModel};
 
 use crate::error::{Error, Result};
 use hash::FxHashMap;
@@ -166,6 +171,8 @@ pub struct Vocab {
     /// Finds CONTROL, USER_DEFINED and UNKNOWN token texts in raw text.
     special_matcher: SpecialMatcher,
     bpe: Option<bpe::BpeTables>,
+    /// Score ranks and longest token for the SPM merge loop; empty for BPE.
+    spm: spm::SpmTables,
     /// The token of each byte without the UNK fallback (`<0xXX>`, else the one-byte text).
     byte_tokens: [Option<Token>; 256],
     /// Each token's bytes as `token_to_piece(id, 0, special = true)` gives them.
@@ -174,6 +181,7 @@ pub struct Vocab {
 
 thread_local! {
     static BPE_SESSION: RefCell<bpe::BpeSession> = RefCell::new(bpe::BpeSession::default());
+    static SPM_SESSION: RefCell<spm::SpmSession> = RefCell::new(spm::SpmSession::default());
 }
 
 impl Vocab {
@@ -368,13 +376,15 @@ impl Vocab {
                             buf.push(c);
                         }
                     }
-                    spm::tokenize(
-                        &buf,
-                        &self.token_to_id,
-                        |id| self.tokens[id as usize].score,
-                        |b| self.byte_to_token(b),
-                        out,
-                    )?;
+                    SPM_SESSION.with(|s| {
+                        s.borrow_mut().tokenize(
+                            &buf,
+                            &self.token_to_id,
+                            &self.spm,
+                            |b| self.byte_to_token(b),
+                            out,
+                        )
+                    })?;
                     prev_special = false;
                 }
             }

@@ -77,6 +77,7 @@ pub fn tracer_params() -> ContextParams {
         n_seq_max: 1,
         n_threads: 1,
         n_threads_batch: 1,
+        batch_invariant: false,
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod abort;
 pub mod batch;
+pub mod chat;
 pub mod context;
 pub mod decode;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod model;
 pub mod perf;
 pub mod sampler;
+pub mod sampler_ext;
 pub mod state;
 pub mod system;
 pub mod vocab;

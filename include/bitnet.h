@@ -327,6 +327,12 @@ struct bitnet_model_params {
    * Validate tensor data. Shapes, types and sizes are always checked; values are not.
    */
   bool check_tensors;
+  /**
+   * Re-quantize the tied lm_head (an F16/BF16/F32 token_embd) to Q8_0 at load time: the
+   * output matmul streams about half the bytes, for that much extra memory and logits that
+   * are no longer the reference's bit for bit. Default false. (bitnet extension, appended.)
+   */
+  bool head_q8_0;
 };
 
 /**

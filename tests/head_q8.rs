@@ -63,3 +63,61 @@ fn q8_0_head_stays_close_to_the_reference_logits() {
         );
     }
 }
+
+/// `bitnet_model_params.head_q8_0` reaches the same option from C: the logits of a C-loaded
+/// model equal the Rust `ModelParams { head_q8_0: true }` ones bit for bit (and differ from the
+/// exact head's).
+#[test]
+fn head_q8_0_is_reachable_from_c() {
+    use bitnet::ffi::batch::bitnet_batch_get_one;
+    use bitnet::ffi::context::{
+        bitnet_context_default_params, bitnet_free, bitnet_init_from_model,
+    };
+    use bitnet::ffi::decode::{bitnet_decode, bitnet_get_logits_ith};
+    use bitnet::ffi::model::{
+        bitnet_model_default_params, bitnet_model_free, bitnet_model_load_from_file,
+    };
+    let Some(path) = bitnet_testdata::path("models/tiny-b158-i2_s.gguf") else {
+        return;
+    };
+    let prompt = vec![128000, 791, 4062, 14198];
+    let mut c_prompt = prompt.clone();
+    let rust = |head_q8_0: bool| {
+        let m = Model::load_with(&path, ModelParams { head_q8_0 }).unwrap();
+        let mut ctx = Context::new(
+            std::sync::Arc::new(m),
+            ContextParams {
+                n_threads: 1,
+                n_threads_batch: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        ctx.decode(&Batch::get_one(&prompt)).unwrap();
+        ctx.logits_ith(-1).unwrap().to_vec()
+    };
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut mp = bitnet_model_default_params();
+    assert!(!mp.head_q8_0);
+    mp.head_q8_0 = true;
+    let model = bitnet_model_load_from_file(cpath.as_ptr(), mp);
+    assert!(!model.is_null());
+    let mut cp = bitnet_context_default_params();
+    cp.n_threads = 1;
+    cp.n_threads_batch = 1;
+    let ctx = bitnet_init_from_model(model, cp);
+    assert_eq!(
+        bitnet_decode(ctx, bitnet_batch_get_one(c_prompt.as_mut_ptr(), 4)),
+        0
+    );
+    let row = bitnet_get_logits_ith(ctx, -1);
+    assert!(!row.is_null());
+    let want = rust(true);
+    // SAFETY: a logits row holds n_vocab floats and stays valid until the next decode.
+    let got = unsafe { std::slice::from_raw_parts(row, want.len()) }.to_vec();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    assert_ne!(bits(&got), bits(&rust(false)));
+    bitnet_free(ctx);
+    bitnet_model_free(model);
+}

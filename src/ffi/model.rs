@@ -38,6 +38,10 @@ pub struct bitnet_model_params {
     pub use_mlock: bool,
     /// Validate tensor data. Shapes, types and sizes are always checked; values are not.
     pub check_tensors: bool,
+    /// Re-quantize the tied lm_head (an F16/BF16/F32 token_embd) to Q8_0 at load time: the
+    /// output matmul streams about half the bytes, for that much extra memory and logits that
+    /// are no longer the reference's bit for bit. Default false. (bitnet extension, appended.)
+    pub head_q8_0: bool,
 }
 
 /// What a model handle holds: a runnable model, or (vocab_only) the vocabulary and metadata.
@@ -143,6 +147,7 @@ fn default_params() -> bitnet_model_params {
         use_mmap: true,
         use_mlock: false,
         check_tensors: false,
+        head_q8_0: false,
     }
 }
 
@@ -167,7 +172,12 @@ pub extern "C" fn bitnet_model_load_from_file(
         let source = if params.vocab_only {
             load_vocab_only(path, progress)?
         } else {
-            ModelSource::Full(Arc::new(Model::load_with_progress(path, progress)?))
+            let mp = crate::ModelParams {
+                head_q8_0: params.head_q8_0,
+            };
+            ModelSource::Full(Arc::new(Model::load_with_params_progress(
+                path, mp, progress,
+            )?))
         };
         Ok(into_handle(bitnet_model {
             vocab: bitnet_vocab::new(source.clone()),

@@ -42,6 +42,15 @@ impl Model {
     /// 1.0 when done). When `progress` returns false, loading stops with an `Aborted` error.
     pub fn load_with_progress(
         path: impl AsRef<Path>,
+        progress: impl FnMut(f32) -> bool,
+    ) -> Result<Model> {
+        Model::load_with_params_progress(path, super::ModelParams::default(), progress)
+    }
+
+    /// [`Model::load_with_progress`] with [`super::ModelParams`].
+    pub fn load_with_params_progress(
+        path: impl AsRef<Path>,
+        params: super::ModelParams,
         mut progress: impl FnMut(f32) -> bool,
     ) -> Result<Model> {
         let aborted = || {
@@ -53,7 +62,7 @@ impl Model {
         if !progress(0.0) {
             return Err(aborted());
         }
-        let model = Model::load(path)?;
+        let model = Model::load_with(path, params)?;
         if !progress(1.0) {
             return Err(aborted());
         }

@@ -211,6 +211,15 @@ struct bitnet_batch {
 };
 
 /**
+ * One message of a conversation: role ("system", "user", "assistant", ...) and content, both
+ * NUL-terminated UTF-8.
+ */
+struct bitnet_chat_message {
+  const char *role;
+  const char *content;
+};
+
+/**
  * Context options: the llama_context_params fields that mean something here, in llama.h's
  * order.
  */
@@ -455,6 +464,28 @@ struct bitnet_batch bitnet_batch_init(int32_t n_tokens, int32_t embd, int32_t n_
  * pointers are all NULL is a no-op.
  */
 void bitnet_batch_free(struct bitnet_batch batch);
+
+/**
+ * Formats a conversation with a chat template: `tmpl` is a built-in template name (see
+ * bitnet_chat_builtin_templates) or a model's Jinja template (bitnet_model_chat_template),
+ * recognised as llama.cpp recognises it; NULL means "chatml". This is not a Jinja engine.
+ * `add_ass` appends the start of an assistant turn. Writes at most `length` bytes into `buf`
+ * as strncpy does (NUL-terminated only when the text is shorter than `length`) and returns the
+ * text's full length: call again with a larger buffer when it exceeds `length`. Returns -1
+ * when the template is not recognised or an argument is invalid (bitnet_last_error says which).
+ */
+int32_t bitnet_chat_apply_template(const char *tmpl,
+                                   const struct bitnet_chat_message *chat,
+                                   size_t n_msg,
+                                   bool add_ass,
+                                   char *buf,
+                                   int32_t length);
+
+/**
+ * Writes up to `len` built-in template names (static strings, byte order) into `output` and
+ * returns how many there are in total. `output` may be NULL when `len` is 0.
+ */
+int32_t bitnet_chat_builtin_templates(const char **output, size_t len);
 
 /**
  * llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16

@@ -464,7 +464,7 @@ fn json_schema_cases() {
 /// prints the time per token of the grammar step beside an unconstrained softmax + dist.
 #[test]
 fn json_grammar_on_128k_vocab_with_timing() {
-    let Some(path) = bitnet::testdata::path("vocab/ggml-vocab-llama-bpe.gguf") else {
+    let Some(path) = bitnet_testdata::path("vocab/ggml-vocab-llama-bpe.gguf") else {
         return;
     };
     let m = bitnet::vocab::vocab_only::VocabOnlyModel::load(&path).unwrap();
@@ -576,7 +576,7 @@ fn c_api_arguments_and_errors() {
     assert!(bitnet_json_schema_to_grammar(std::ptr::null(), buf.as_mut_ptr(), buf.len()) < 0);
 
     // With a real vocabulary.
-    let Some(path) = bitnet::testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
+    let Some(path) = bitnet_testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
         return;
     };
     use bitnet::ffi::model::*;

@@ -176,7 +176,7 @@ print("OK", n)
         .arg(script)
         .arg(dir)
         .output();
-    let required = bitnet::testdata::required();
+    let required = bitnet_testdata::required();
     let out = match out {
         Ok(o) => o,
         Err(e) => {

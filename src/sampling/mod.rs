@@ -11,8 +11,9 @@
 //! - [`candidates`]: the candidate array and the shared softmax / top-k steps;
 //! - [`select`] (greedy, dist, softmax), [`truncate`] (top-k, top-p, min-p, typical, tail-free),
 //!   [`temperature`] (temp, temp-ext), [`penalties`], [`logit_bias`], [`mirostat`] (v1, v2);
-//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation;
-//!   `golden`: the golden chains a..h and the `.trace`/`.probe` parsers.
+//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation.
+//!   (The golden chains a..h and the `.trace`/`.probe` parsers are test code:
+//!   `tests/common/golden.rs`.)
 //!
 //! Verification beyond the unit tests: `crosscheck` (test-only) pins tie order and draws against
 //! real libstdc++ 12 (harness in `testdata/libstdcxx_crosscheck.cpp`); `testdata/pyref_golden/`
@@ -23,9 +24,8 @@ pub mod chain;
 #[cfg(test)]
 mod crosscheck;
 pub mod dry;
-#[doc(hidden)]
-pub mod golden;
 pub mod grammar;
+mod helpers;
 pub mod infill;
 pub mod json;
 pub mod json_schema;
@@ -45,6 +45,7 @@ pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
 pub use dry::Dry;
 pub use grammar::{Grammar, GrammarSampler};
+pub use helpers::{argmax, top_k};
 pub use infill::Infill;
 pub use logit_bias::{LogitBias, LogitBiasSampler};
 pub use mirostat::{Mirostat, MirostatV2};

@@ -6,5 +6,5 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    std::process::exit(bitnet::cli::main(std::env::args().skip(1).collect()));
+    std::process::exit(bitnet_cli::main(std::env::args().skip(1).collect()));
 }

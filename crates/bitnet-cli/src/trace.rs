@@ -2,9 +2,10 @@
 //! run diffs line by line against the reference's traces.
 
 use super::args::Args;
-use crate::context::{top_k, Batch, Context, ContextParams};
-use crate::error::{Error, Result};
-use crate::model::{Model, ModelParams};
+use bitnet::context::{Batch, Context, ContextParams};
+use bitnet::model::{Model, ModelParams};
+use bitnet::sampling::top_k;
+use bitnet::{Error, Result};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;

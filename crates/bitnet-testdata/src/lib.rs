@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub fn root() -> PathBuf {
     match std::env::var_os("BITNET_TEST_DATA") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
     }
 }
 

@@ -1,7 +1,7 @@
 //! A small command-line parser: options with values (`-m FILE`, `--model FILE`,
 //! `--model=FILE`), switches, positionals, and errors for anything left over.
 
-use crate::error::{Error, Result};
+use bitnet::{Error, Result};
 
 pub struct Args {
     items: Vec<Option<String>>,

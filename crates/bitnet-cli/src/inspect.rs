@@ -1,8 +1,8 @@
 //! `bitnet inspect MODEL`: metadata and tensor table, like gguf-dump.
 
 use super::args::Args;
-use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
+use bitnet::gguf::GgufFile;
+use bitnet::{Error, Result};
 
 pub const HELP: &str = "usage: bitnet inspect MODEL.gguf [--all]
 
@@ -26,7 +26,7 @@ pub fn run(mut args: Args) -> Result<()> {
     println!("\n{} metadata keys:", g.metadata().len());
     for (k, v) in g.metadata() {
         let shown = match v {
-            crate::gguf::Value::Array(a) if all => format!("{a:?}"),
+            bitnet::gguf::Value::Array(a) if all => format!("{a:?}"),
             _ => v.display_short(),
         };
         println!("  {k:<48} {:<7} {shown}", v.value_type().name());

@@ -7,9 +7,9 @@
 
 mod rng;
 
-use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, GgufWriter, Value};
-use crate::tensor::{self, blocks::as_bytes, GgmlType};
+use bitnet::gguf::{GgufFile, GgufWriter, Value};
+use bitnet::tensor::{self, blocks::as_bytes, GgmlType};
+use bitnet::{Error, Result};
 use rayon::prelude::*;
 use rng::Rng;
 use std::path::Path;

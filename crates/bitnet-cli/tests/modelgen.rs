@@ -1,9 +1,9 @@
 //! The model generator writes files with the reference's keys, types and tensor layout.
 
 use bitnet::gguf::GgufFile;
-use bitnet::modelgen::{generate, Params, Shape};
 use bitnet::tensor::GgmlType;
-use bitnet::testdata;
+use bitnet_cli::modelgen::{generate, Params, Shape};
+use bitnet_testdata as testdata;
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("bitnet-test-{}", std::process::id()));

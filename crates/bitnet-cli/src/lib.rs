@@ -5,10 +5,11 @@ mod bench;
 mod generate;
 mod inspect;
 mod make_model;
+pub mod modelgen;
 mod trace;
 
-use crate::error::{Error, Result};
 use args::Args;
+use bitnet::{Error, Result};
 
 const HELP: &str = "usage: bitnet COMMAND [OPTIONS]   (bitnet COMMAND --help for details)
 

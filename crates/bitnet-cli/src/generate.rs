@@ -1,10 +1,10 @@
 //! `bitnet generate`: text generation, like llama.cpp's `llama-cli -no-cnv`.
 
 use super::args::Args;
-use crate::context::{Batch, Context, ContextParams};
-use crate::error::{Error, Result};
-use crate::model::{Model, ModelParams};
-use crate::sampling::spec::{parse_chain, ModelInfo};
+use bitnet::context::{Batch, Context, ContextParams};
+use bitnet::model::{Model, ModelParams};
+use bitnet::sampling::spec::{parse_chain, ModelInfo};
+use bitnet::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let top_p: f32 = args.parse(&["--top-p"], 0.95)?;
     let min_p: f32 = args.parse(&["--min-p"], 0.05)?;
     let repeat: f32 = args.parse(&["--repeat-penalty"], 1.0)?;
-    let seed: u32 = args.parse(&["--seed"], crate::sampling::DEFAULT_SEED)?;
+    let seed: u32 = args.parse(&["--seed"], bitnet::sampling::DEFAULT_SEED)?;
     let spec = args.value(&["--samplers"])?;
     let ignore_eos = args.switch(&["--ignore-eos"]);
     let mparams = ModelParams {
@@ -123,7 +123,7 @@ pub fn run(mut args: Args) -> Result<()> {
         tokens.len(),
         tokens.len() as f64 / prompt_s,
         n_gen as f64 / gen_s.max(1e-9),
-        crate::kernels::active_name()
+        ctx.kernels().name()
     );
     Ok(())
 }
@@ -132,8 +132,8 @@ pub fn run(mut args: Args) -> Result<()> {
 fn demo_model() -> Result<PathBuf> {
     super::make_model::cached_model("demo-tiny-i2_s.gguf", |vocab| crate::modelgen::Params {
         shape: crate::modelgen::Shape::TINY,
-        weights: crate::tensor::GgmlType::I2_S,
-        embedding: crate::tensor::GgmlType::F16,
+        weights: bitnet::tensor::GgmlType::I2_S,
+        embedding: bitnet::tensor::GgmlType::F16,
         seed: 2025,
         vocab,
     })

@@ -1,13 +1,23 @@
-//! The KV cache: `size` cells, each with a position and a set of sequence ids, and per layer an
-//! F16 K store (one row of `n_embd_kv` per cell, K after RoPE) and an F16 V store kept transposed
-//! (one row of `size` per V dimension), as llama.cpp's default (non flash-attention) cache.
+//! The KV cache: `size` cells, each with a position and a set of sequence ids (this file), and
+//! their K and V values in a storage layout only this module knows ([`store`]: per layer F16 K
+//! rows and V kept transposed, as llama.cpp's default non flash-attention cache), saved and
+//! restored as state bytes ([`state`]).
+//!
 //! Slot finding, sequence operations and the K-shift follow llama.cpp, because which cell a token
-//! lands in decides its lane in the attention sums, and so the last bits of the logits.
+//! lands in decides its lane in the attention sums, and so the last bits of the logits. The model
+//! writes a token's K/V with [`KvCache::store`] and reads them back through [`KvLayer`] (rows and
+//! their strides); the K-shift hands each moved cell's K rows to a rotation the caller supplies
+//! (RoPE is the model's business).
 
-use super::batch::{Pos, SeqId};
+mod state;
+mod store;
+
+pub(crate) use state::{StateReader, StateWriter};
+pub(crate) use store::KvLayer;
+
 use crate::error::{Error, Result};
-use crate::model::ops;
-use half::f16;
+use crate::types::{Pos, SeqId};
+use store::KvStore;
 
 /// Sequence ids a cell can carry: 0..MAX_SEQ.
 pub const MAX_SEQ: usize = 64;
@@ -50,31 +60,14 @@ impl KvCell {
     }
 }
 
-/// K and V of one layer.
-pub(crate) struct LayerKv {
-    /// `[size][n_embd_kv]`: row c is the K (after RoPE) of cell c.
-    pub k: Vec<f16>,
-    /// `[n_embd_kv][size]`: V transposed, row d holds dimension d of every cell.
-    pub v: Vec<f16>,
-}
-
 /// The cache of one context.
 pub struct KvCache {
     size: usize,
-    n_embd_kv: usize,
     head: usize,
     used: usize,
     has_shift: bool,
     cells: Vec<KvCell>,
-    pub(crate) layers: Vec<LayerKv>,
-}
-
-/// `n` zeroed f16 values, or `None` if the allocation fails.
-fn zeroed(n: usize) -> Option<Vec<f16>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    v.resize(n, f16::ZERO);
-    Some(v)
+    store: KvStore,
 }
 
 /// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end".
@@ -87,36 +80,19 @@ impl KvCache {
     /// (llama.cpp clears the buffer; padded cells must hold finite values). Fails with a clear
     /// error, instead of aborting, when the memory cannot be had.
     pub fn new(size: usize, n_layer: usize, n_embd_kv: usize) -> Result<KvCache> {
-        let bytes = size
-            .checked_mul(n_embd_kv)
-            .and_then(|n| n.checked_mul(4 * n_layer));
-        let oom = || {
-            Error::invalid_argument(format!(
-                "KV cache of {size} cells x {n_layer} layers x {n_embd_kv} (F16 K and V{}) \
-                 cannot be allocated",
-                bytes.map_or(String::new(), |b| format!(", {} MiB", b >> 20))
-            ))
-        };
-        let n = size.checked_mul(n_embd_kv).ok_or_else(oom)?;
-        let mut layers = Vec::new();
-        layers.try_reserve_exact(n_layer).map_err(|_| oom())?;
-        for _ in 0..n_layer {
-            layers.push(LayerKv {
-                k: zeroed(n).ok_or_else(oom)?,
-                v: zeroed(n).ok_or_else(oom)?,
-            });
-        }
+        let store = KvStore::new(size, n_layer, n_embd_kv)?;
         let mut cells = Vec::new();
-        cells.try_reserve_exact(size).map_err(|_| oom())?;
+        cells.try_reserve_exact(size).map_err(|_| {
+            Error::invalid_argument(format!("KV cache of {size} cells cannot be allocated"))
+        })?;
         cells.resize(size, KvCell::EMPTY);
         Ok(KvCache {
             size,
-            n_embd_kv,
             head: 0,
             used: 0,
             has_shift: false,
             cells,
-            layers,
+            store,
         })
     }
 
@@ -131,8 +107,19 @@ impl KvCache {
     pub fn cells(&self) -> &[KvCell] {
         &self.cells
     }
+    /// Width of one cell's K (and V) in one layer.
     pub fn n_embd_kv(&self) -> usize {
-        self.n_embd_kv
+        self.store.n_embd_kv()
+    }
+
+    /// Stores one token's K (after RoPE) and V of layer `il` in `cell`, rounded to F16.
+    pub(crate) fn store(&mut self, il: usize, cell: usize, k: &[f32], v: &[f32]) {
+        self.store.store(il, cell, k, v);
+    }
+
+    /// The K and V of layer `il`, for attention.
+    pub(crate) fn layer(&self, il: usize) -> KvLayer<'_> {
+        self.store.layer(il)
     }
 
     /// Empties every cell and zeroes the data (`llama_kv_cache_clear`).
@@ -141,10 +128,7 @@ impl KvCache {
         self.head = 0;
         self.used = 0;
         self.has_shift = false;
-        for l in &mut self.layers {
-            l.k.fill(f16::ZERO);
-            l.v.fill(f16::ZERO);
-        }
+        self.store.clear();
     }
 
     /// Empties cell `i`. It counted as used if it still has a position or a sequence: callers
@@ -284,33 +268,21 @@ impl KvCache {
         self.has_shift
     }
 
-    /// Re-rotates the cached K of every cell whose position moved since it was stored: NEOX RoPE
-    /// by the accumulated delta, on the F16 values (llama.cpp's K-shift graph, `rope_ext_inplace`
-    /// on the F16 cache view). `angles(delta, cos, sin)` fills the rotation for one delta.
-    pub(crate) fn apply_k_shift(
-        &mut self,
-        head_dim: usize,
-        cos: &mut [f32],
-        sin: &mut [f32],
-        angles: impl Fn(Pos, &mut [f32], &mut [f32]),
-    ) {
+    /// The K-shift: for every cell whose position moved since its K was stored, calls
+    /// `rotate(delta, rows)` once, `rows` being that cell's F16 K row of every layer
+    /// (llama.cpp's K-shift graph re-rotates them with RoPE by the accumulated delta, on the F16
+    /// cache view). Clears the pending shift.
+    pub(crate) fn shift_k(&mut self, mut rotate: impl FnMut(Pos, &mut store::CellK<'_>)) {
         if !self.has_shift {
             return;
         }
-        let n_embd_kv = self.n_embd_kv;
         for i in 0..self.size {
             let delta = self.cells[i].delta;
             self.cells[i].delta = 0;
             if delta == 0 || self.cells[i].is_empty() {
                 continue;
             }
-            angles(delta, cos, sin);
-            for layer in &mut self.layers {
-                let row = &mut layer.k[i * n_embd_kv..(i + 1) * n_embd_kv];
-                for head in row.chunks_exact_mut(head_dim) {
-                    ops::rope_neox_f16(head, cos, sin);
-                }
-            }
+            rotate(delta, &mut self.store.cell_k(i));
         }
         self.has_shift = false;
     }
@@ -418,236 +390,6 @@ impl KvCache {
                 };
             }
         }
-    }
-}
-
-/// Little-endian writer for state blobs.
-pub(crate) struct StateWriter<'a>(pub &'a mut Vec<u8>);
-
-impl StateWriter<'_> {
-    pub fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    pub fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    pub fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    pub fn f16s(&mut self, v: &[f16]) {
-        for x in v {
-            self.0.extend_from_slice(&x.to_bits().to_le_bytes());
-        }
-    }
-}
-
-/// Bounds-checked little-endian reader for state blobs; errors name what was being read.
-pub(crate) struct StateReader<'a> {
-    pub buf: &'a [u8],
-    pub pos: usize,
-}
-
-impl<'a> StateReader<'a> {
-    pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let Some(end) = end else {
-            return Err(Error::format(format!(
-                "state data: truncated while reading {what} (needs {n} bytes at offset {}, {} left)",
-                self.pos,
-                self.buf.len() - self.pos
-            )));
-        };
-        let b = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(b)
-    }
-    pub fn u32(&mut self, what: &str) -> Result<u32> {
-        let b = self.bytes(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub fn i32(&mut self, what: &str) -> Result<i32> {
-        Ok(self.u32(what)? as i32)
-    }
-    pub fn u64(&mut self, what: &str) -> Result<u64> {
-        let b = self.bytes(8, what)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub fn f16s(&mut self, out: &mut [f16], what: &str) -> Result<()> {
-        let n = out
-            .len()
-            .checked_mul(2)
-            .ok_or_else(|| Error::format("state data: size overflow"))?;
-        let b = self.bytes(n, what)?;
-        for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
-            *o = f16::from_bits(u16::from_le_bytes([c[0], c[1]]));
-        }
-        Ok(())
-    }
-}
-
-impl KvCache {
-    /// Serialises the whole cache: geometry, every cell up to the last used one (position,
-    /// pending shift, sequences) and their K rows and V columns. Cells keep their indices, so a
-    /// restored cache continues bit for bit (the cell index decides the summation lane).
-    pub(crate) fn write_state(&self, out: &mut Vec<u8>) {
-        let n = self.cell_max();
-        let mut w = StateWriter(out);
-        w.u32(self.layers.len() as u32);
-        w.u32(self.n_embd_kv as u32);
-        w.u32(self.head as u32);
-        w.u32(self.has_shift as u32);
-        w.u32(n as u32);
-        for c in &self.cells[..n] {
-            w.i32(c.pos);
-            w.i32(c.delta);
-            w.u64(c.seqs);
-        }
-        for l in &self.layers {
-            w.f16s(&l.k[..n * self.n_embd_kv]);
-            for d in 0..self.n_embd_kv {
-                w.f16s(&l.v[d * self.size..d * self.size + n]);
-            }
-        }
-    }
-
-    /// Bytes [`KvCache::write_state`] produces.
-    pub(crate) fn state_size(&self) -> usize {
-        let n = self.cell_max();
-        20 + n * 16 + self.layers.len() * 2 * n * self.n_embd_kv * 2
-    }
-
-    /// Replaces the cache's content with a state written by [`KvCache::write_state`] for a
-    /// model of the same geometry and a cache at least as large as its used cells.
-    pub(crate) fn read_state(&mut self, r: &mut StateReader) -> Result<()> {
-        let n_layer = r.u32("KV layer count")? as usize;
-        let n_embd_kv = r.u32("KV width")? as usize;
-        if n_layer != self.layers.len() || n_embd_kv != self.n_embd_kv {
-            return Err(Error::invalid_argument(format!(
-                "state data: KV cache of {n_layer} layers x {n_embd_kv} does not fit this \
-                 model ({} x {})",
-                self.layers.len(),
-                self.n_embd_kv
-            )));
-        }
-        let head = r.u32("KV head")? as usize;
-        let has_shift = r.u32("KV shift flag")? != 0;
-        let n = r.u32("KV cell count")? as usize;
-        if n > self.size {
-            return Err(Error::invalid_argument(format!(
-                "state data: {n} KV cells do not fit a context of {}",
-                self.size
-            )));
-        }
-        // Read into fresh cells first so that bad data leaves the cache as it was.
-        let mut cells = vec![KvCell::EMPTY; self.size];
-        for (i, c) in cells[..n].iter_mut().enumerate() {
-            c.pos = r.i32("KV cell position")?;
-            c.delta = r.i32("KV cell shift")?;
-            c.seqs = r.u64("KV cell sequences")?;
-            if (c.pos < 0) != (c.seqs == 0) {
-                return Err(Error::format(format!(
-                    "state data: KV cell {i} has position {} and sequence mask {:#x}",
-                    c.pos, c.seqs
-                )));
-            }
-        }
-        let need = n_layer * 2 * n * n_embd_kv * 2;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "state data: truncated KV data ({need} bytes needed, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
-        self.clear();
-        for l in &mut self.layers {
-            r.f16s(&mut l.k[..n * n_embd_kv], "K")?;
-            for d in 0..n_embd_kv {
-                r.f16s(&mut l.v[d * self.size..d * self.size + n], "V")?;
-            }
-        }
-        self.used = cells.iter().filter(|c| !c.is_empty()).count();
-        self.cells = cells;
-        self.head = if head < self.size { head } else { 0 };
-        self.has_shift = has_shift;
-        Ok(())
-    }
-
-    /// Serialises the cells of one sequence (in cell order): count, then each position, then
-    /// their K rows and V values (`llama_state_seq_get_data`).
-    pub(crate) fn write_seq_state(&self, seq: SeqId, out: &mut Vec<u8>) {
-        let idx: Vec<usize> = (0..self.size)
-            .filter(|&i| self.cells[i].has_seq(seq))
-            .collect();
-        let mut w = StateWriter(out);
-        w.u32(self.layers.len() as u32);
-        w.u32(self.n_embd_kv as u32);
-        w.u32(idx.len() as u32);
-        for &i in &idx {
-            w.i32(self.cells[i].pos);
-        }
-        for l in &self.layers {
-            for &i in &idx {
-                w.f16s(&l.k[i * self.n_embd_kv..(i + 1) * self.n_embd_kv]);
-            }
-            for d in 0..self.n_embd_kv {
-                for &i in &idx {
-                    w.f16s(&l.v[d * self.size + i..d * self.size + i + 1]);
-                }
-            }
-        }
-    }
-
-    /// Restores a sequence written by [`KvCache::write_seq_state`] as sequence `dst`: its old
-    /// cells are dropped, the saved ones go to consecutive free cells (`llama_state_seq_set_data`).
-    pub(crate) fn read_seq_state(&mut self, dst: SeqId, r: &mut StateReader) -> Result<()> {
-        let n_layer = r.u32("KV layer count")? as usize;
-        let n_embd_kv = r.u32("KV width")? as usize;
-        if n_layer != self.layers.len() || n_embd_kv != self.n_embd_kv {
-            return Err(Error::invalid_argument(format!(
-                "sequence state: KV cache of {n_layer} layers x {n_embd_kv} does not fit this \
-                 model ({} x {})",
-                self.layers.len(),
-                self.n_embd_kv
-            )));
-        }
-        let n = r.u32("sequence cell count")? as usize;
-        let need = n
-            .checked_mul(4 + n_layer * 2 * n_embd_kv * 2)
-            .ok_or_else(|| Error::format("sequence state: cell count overflows"))?;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "sequence state: truncated ({need} bytes needed for {n} cells, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
-        let mut pos = Vec::with_capacity(n);
-        for _ in 0..n {
-            let p = r.i32("cell position")?;
-            if p < 0 {
-                return Err(Error::format(format!(
-                    "sequence state: negative position {p}"
-                )));
-            }
-            pos.push(p);
-        }
-        self.seq_rm(dst, -1, -1);
-        if n == 0 {
-            return Ok(());
-        }
-        let first = self.find_slot(n)?;
-        for (i, &p) in pos.iter().enumerate() {
-            self.occupy(first + i, p, &[dst]);
-        }
-        let size = self.size;
-        for l in &mut self.layers {
-            r.f16s(&mut l.k[first * n_embd_kv..(first + n) * n_embd_kv], "K")?;
-            for d in 0..n_embd_kv {
-                r.f16s(&mut l.v[d * size + first..d * size + first + n], "V")?;
-            }
-        }
-        Ok(())
     }
 }
 

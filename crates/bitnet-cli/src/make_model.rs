@@ -1,9 +1,9 @@
 //! `bitnet make-model`: writes a random-weight BitNet b1.58 model (see `modelgen`).
 
 use super::args::Args;
-use crate::error::{Error, Result};
 use crate::modelgen::{self, Params, Shape};
-use crate::tensor::GgmlType;
+use bitnet::tensor::GgmlType;
+use bitnet::{Error, Result};
 
 pub const HELP: &str =
     "usage: bitnet make-model --shape tiny|2b4t --weights i2_s|tq2_0|tq1_0 --out FILE
@@ -28,8 +28,14 @@ pub fn parse_weight_type(s: &str) -> Result<GgmlType> {
     })
 }
 
+/// The vocabulary generated models take by default: the shared data's LLaMA-3 BPE vocab
+/// (`BITNET_TEST_DATA`, else `../shared` beside the repository).
 pub fn default_vocab() -> std::path::PathBuf {
-    crate::testdata::root().join("vocab/ggml-vocab-llama-bpe.gguf")
+    let root = match std::env::var_os("BITNET_TEST_DATA") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    };
+    root.join("vocab/ggml-vocab-llama-bpe.gguf")
 }
 
 pub fn run(mut args: Args) -> Result<()> {

@@ -1,10 +1,12 @@
 //! Support for the golden sampling traces (`golden/sampling/`, see its `chains.md`): the eight
-//! reference chains a..h, and parsers for the `.trace` and `.probe` files. Used by
-//! `tests/sampling_golden.rs` and this module's own tests.
+//! reference chains a..h, and parsers for the `.trace` and `.probe` files. Test code: included
+//! by `tests/sampling_golden.rs` (where this module's own tests run) and the
+//! `pyref_golden` dev tool.
+#![allow(dead_code)]
 
-use super::spec::{parse_chain, ModelInfo};
-use super::Chain;
-use crate::{Error, Result};
+use bitnet::sampling::spec::{parse_chain, ModelInfo};
+use bitnet::sampling::Chain;
+use bitnet::{Error, Result};
 
 /// The golden chains, in the tracer's notation (`chains.md`, table "Chains"). Every `dist` has
 /// an explicit `softmax` before it, as the fork requires.
@@ -194,9 +196,9 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampling::rng::Mt19937;
-    use crate::sampling::Sampler;
-    use crate::testdata;
+    use bitnet::sampling::rng::Mt19937;
+    use bitnet::sampling::Sampler;
+    use bitnet_testdata as testdata;
 
     #[test]
     fn every_golden_chain_builds() {
@@ -223,7 +225,7 @@ mod tests {
         for ((letter, _), names) in GOLDEN_CHAINS.iter().zip(expect) {
             let c = golden_chain(*letter, &m).unwrap();
             assert_eq!(c.names(), names.to_vec(), "chain {letter}");
-            let seed = golden_seed(*letter).unwrap_or(crate::sampling::DEFAULT_SEED);
+            let seed = golden_seed(*letter).unwrap_or(bitnet::sampling::DEFAULT_SEED);
             assert_eq!(c.seed(), seed, "chain {letter}");
         }
         assert!(golden_chain('z', &m).is_err());

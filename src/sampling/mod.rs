@@ -23,8 +23,12 @@ pub mod candidates;
 pub mod chain;
 #[cfg(test)]
 mod crosscheck;
+pub mod dry;
 pub mod grammar;
 mod helpers;
+pub mod infill;
+pub mod json;
+pub mod json_schema;
 pub mod logit_bias;
 pub mod mirostat;
 pub mod penalties;
@@ -33,18 +37,25 @@ pub mod select;
 pub mod spec;
 pub mod stdsort;
 pub mod temperature;
+pub mod top_n_sigma;
 pub mod truncate;
+pub mod xtc;
 
 pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
+pub use dry::Dry;
+pub use grammar::{Grammar, GrammarSampler};
 pub use helpers::{argmax, top_k};
+pub use infill::Infill;
 pub use logit_bias::{LogitBias, LogitBiasSampler};
 pub use mirostat::{Mirostat, MirostatV2};
 pub use penalties::Penalties;
 pub use rng::DEFAULT_SEED;
 pub use select::{Dist, Greedy, Softmax};
 pub use temperature::{Temp, TempExt};
+pub use top_n_sigma::TopNSigma;
 pub use truncate::{MinP, TailFree, TopK, TopP, Typical};
+pub use xtc::Xtc;
 
 /// One step of a sampler chain. Mirrors `struct llama_sampler_i` of the reference: `apply` may
 /// reorder, rescale, truncate the candidates or set `selected`; `accept` is told the token that

@@ -332,7 +332,7 @@ fn long_texts_match_reference_loops() {
 
 #[test]
 fn spm_merges_run_on_bounded_pieces() {
-    let Some(p) = crate::testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
+    let Some(p) = bitnet_testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
         return;
     };
     let vocab = Vocab::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();

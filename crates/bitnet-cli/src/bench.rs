@@ -168,6 +168,12 @@ pub fn peak_rss_mib() -> f64 {
     if let Some(kib) = hwm_kib {
         return kib / 1024.0;
     }
+    peak_rss_os()
+}
+
+/// Peak resident set from the OS when `/proc` is missing (macOS, BSDs): `getrusage`.
+#[cfg(unix)]
+fn peak_rss_os() -> f64 {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
@@ -177,6 +183,49 @@ pub fn peak_rss_mib() -> f64 {
             0.0
         }
     }
+}
+
+/// Peak working set on Windows (`K32GetProcessMemoryInfo`, kernel32 since Windows 7).
+#[cfg(windows)]
+fn peak_rss_os() -> f64 {
+    /// `PROCESS_MEMORY_COUNTERS` (psapi.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Counters {
+        cb: u32,
+        page_fault_count: u32,
+        peak_working_set_size: usize,
+        working_set_size: usize,
+        quota_peak_paged_pool_usage: usize,
+        quota_paged_pool_usage: usize,
+        quota_peak_non_paged_pool_usage: usize,
+        quota_non_paged_pool_usage: usize,
+        pagefile_usage: usize,
+        peak_pagefile_usage: usize,
+    }
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetCurrentProcess() -> *mut std::ffi::c_void;
+        fn K32GetProcessMemoryInfo(p: *mut std::ffi::c_void, c: *mut Counters, cb: u32) -> i32;
+    }
+    let mut c = Counters {
+        cb: std::mem::size_of::<Counters>() as u32,
+        ..Counters::default()
+    };
+    let cb = c.cb;
+    // SAFETY: the pseudo-handle of the current process needs no closing; the call writes at
+    // most `cb` bytes into `c`.
+    let ok = unsafe { K32GetProcessMemoryInfo(GetCurrentProcess(), &mut c, cb) };
+    if ok != 0 {
+        c.peak_working_set_size as f64 / (1024.0 * 1024.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn peak_rss_os() -> f64 {
+    0.0
 }
 
 /// The 2B-4T-shape benchmark model for a weight/embedding type pair, made once.

@@ -77,9 +77,48 @@ fn zeroed(n: usize) -> Option<Vec<f16>> {
     Some(v)
 }
 
-/// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end".
-fn range(p0: Pos, p1: Pos) -> (Pos, Pos) {
-    (p0.max(0), if p1 < 0 { Pos::MAX } else { p1 })
+/// A restored cell's fields are consistent: empty (position -1, no shift, no sequence) or at
+/// a position in 0..=INT32_MAX whose pending shift leaves the original position in that range
+/// too, in sequences below `n_seq_max`.
+fn check_cell(i: usize, c: &KvCell, n_seq_max: usize) -> Result<()> {
+    let bad = |why: String| Err(Error::format(format!("state data: KV cell {i}: {why}")));
+    if c.pos < 0 {
+        if c.pos != -1 || c.seqs != 0 || c.delta != 0 {
+            return bad(format!(
+                "empty cell with position {}, shift {} and sequence mask {:#x}",
+                c.pos, c.delta, c.seqs
+            ));
+        }
+        return Ok(());
+    }
+    if c.seqs == 0 {
+        return bad(format!("position {} in no sequence", c.pos));
+    }
+    let original = c.pos as i64 - c.delta as i64;
+    if !(0..=Pos::MAX as i64).contains(&original) {
+        return bad(format!(
+            "position {} with pending shift {} (from position {original})",
+            c.pos, c.delta
+        ));
+    }
+    if n_seq_max < MAX_SEQ && c.seqs >> n_seq_max != 0 {
+        let s = 63 - c.seqs.leading_zeros();
+        return Err(Error::invalid_argument(format!(
+            "state data: KV cell {i} holds sequence {s}; this context has n_seq_max {n_seq_max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end" (which
+/// includes a cell at INT32_MAX, hence the wider type).
+fn range(p0: Pos, p1: Pos) -> (i64, i64) {
+    (p0.max(0) as i64, if p1 < 0 { i64::MAX } else { p1 as i64 })
+}
+
+/// `pos` is in the half-open range from [`range`].
+fn in_range(pos: Pos, (p0, p1): (i64, i64)) -> bool {
+    (p0..p1).contains(&(pos as i64))
 }
 
 impl KvCache {
@@ -91,11 +130,14 @@ impl KvCache {
             .checked_mul(n_embd_kv)
             .and_then(|n| n.checked_mul(4 * n_layer));
         let oom = || {
-            Error::invalid_argument(format!(
-                "KV cache of {size} cells x {n_layer} layers x {n_embd_kv} (F16 K and V{}) \
-                 cannot be allocated",
-                bytes.map_or(String::new(), |b| format!(", {} MiB", b >> 20))
-            ))
+            crate::alloc::SizedBy {
+                param: "n_ctx",
+                value: size,
+            }
+            .error::<u8>(
+                &format!("the KV cache ({n_layer} layers x {n_embd_kv} F16 K and V per cell)"),
+                bytes,
+            )
         };
         let n = size.checked_mul(n_embd_kv).ok_or_else(oom)?;
         let mut layers = Vec::new();
@@ -163,11 +205,11 @@ impl KvCache {
     /// Removes sequence `seq` (any sequence if `seq < 0`) from the cells with positions in
     /// `[p0, p1)`; cells left without sequences become empty (`llama_kv_cache_seq_rm`).
     pub fn seq_rm(&mut self, seq: SeqId, p0: Pos, p1: Pos) -> bool {
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
         let mut new_head = self.size;
         for i in 0..self.size {
             let c = self.cells[i];
-            if c.pos < p0 || c.pos >= p1 {
+            if !in_range(c.pos, r) {
                 continue;
             }
             if seq < 0 {
@@ -194,10 +236,10 @@ impl KvCache {
         if src == dst || !(0..MAX_SEQ as SeqId).contains(&dst) {
             return;
         }
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
         self.head = 0;
         for c in &mut self.cells {
-            if c.has_seq(src) && c.pos >= p0 && c.pos < p1 {
+            if c.has_seq(src) && in_range(c.pos, r) {
                 c.add_seq(dst);
             }
         }
@@ -220,43 +262,68 @@ impl KvCache {
 
     /// Shifts the positions of `seq`'s cells in `[p0, p1)` by `delta` (`llama_kv_cache_seq_add`).
     /// Cells pushed below position 0 are freed. The cached K of the moved cells is re-rotated
-    /// by the next `decode` (the K-shift).
-    pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) {
+    /// by the next `decode` (the K-shift). A shift that would move a cell past INT32_MAX is an
+    /// error, and then no cell moves.
+    pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) -> Result<()> {
         if delta == 0 {
-            return;
+            return Ok(());
         }
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
+        let moved = |c: &KvCell| c.has_seq(seq) && in_range(c.pos, r);
+        if let Some(c) = self
+            .cells
+            .iter()
+            .find(|c| moved(c) && c.pos as i64 + delta as i64 > Pos::MAX as i64)
+        {
+            return Err(Error::invalid_argument(format!(
+                "seq_add: sequence {seq}'s cell at position {} moved by {delta} would pass \
+                 INT32_MAX; no cell was moved",
+                c.pos
+            )));
+        }
         let mut new_head = self.size;
         for i in 0..self.size {
             let c = self.cells[i];
-            if !(c.has_seq(seq) && c.pos >= p0 && c.pos < p1) {
+            if !moved(&c) {
                 continue;
             }
             self.has_shift = true;
-            self.cells[i].pos = c.pos.saturating_add(delta);
-            self.cells[i].delta = c.delta.saturating_add(delta);
-            if self.cells[i].pos < 0 {
+            let pos = c.pos as i64 + delta as i64;
+            if pos < 0 {
+                self.cells[i].pos = -1;
                 self.free_cell(i, &mut new_head);
+            } else {
+                // pos - delta is the position the K was rotated for, in 0..=INT32_MAX.
+                self.cells[i].pos = pos as Pos;
+                self.cells[i].delta = (c.delta as i64 + delta as i64) as Pos;
             }
         }
         // llama.cpp: start the next search at the freed cell, else at the beginning.
         self.head = if new_head != self.size { new_head } else { 0 };
+        Ok(())
     }
 
     /// Divides the positions of `seq`'s cells in `[p0, p1)` by `d` (`llama_kv_cache_seq_div`).
-    pub fn seq_div(&mut self, seq: SeqId, p0: Pos, p1: Pos, d: i32) {
-        if d == 1 || d <= 0 {
-            return;
+    /// `d = 1` changes nothing; `d <= 0` is an error (and changes nothing).
+    pub fn seq_div(&mut self, seq: SeqId, p0: Pos, p1: Pos, d: i32) -> Result<()> {
+        if d <= 0 {
+            return Err(Error::invalid_argument(format!(
+                "seq_div: divisor {d} must be positive"
+            )));
         }
-        let (p0, p1) = range(p0, p1);
+        if d == 1 {
+            return Ok(());
+        }
+        let r = range(p0, p1);
         for c in &mut self.cells {
-            if c.has_seq(seq) && c.pos >= p0 && c.pos < p1 {
+            if c.has_seq(seq) && in_range(c.pos, r) {
                 self.has_shift = true;
                 let old = c.pos;
                 c.pos /= d;
                 c.delta += c.pos - old;
             }
         }
+        Ok(())
     }
 
     /// Smallest position of `seq`, or -1 if it has no cells.
@@ -461,6 +528,22 @@ impl<'a> StateReader<'a> {
         self.pos = end;
         Ok(b)
     }
+    /// Checks that exactly `n` bytes are left (the rest of the blob is `what`).
+    pub fn expect_exactly(&self, n: usize, what: &str) -> Result<()> {
+        let left = self.buf.len() - self.pos;
+        if left < n {
+            return Err(Error::format(format!(
+                "state data: truncated {what} ({n} bytes needed, {left} left)"
+            )));
+        }
+        if left > n {
+            return Err(Error::format(format!(
+                "state data: {} bytes after the end of the {what}",
+                left - n
+            )));
+        }
+        Ok(())
+    }
     pub fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.bytes(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -519,8 +602,11 @@ impl KvCache {
     }
 
     /// Replaces the cache's content with a state written by [`KvCache::write_state`] for a
-    /// model of the same geometry and a cache at least as large as its used cells.
-    pub(crate) fn read_state(&mut self, r: &mut StateReader) -> Result<()> {
+    /// model of the same geometry and a cache at least as large as its used cells. Every field
+    /// is range-checked (positions, pending shifts, sequence ids below `n_seq_max`), and the
+    /// KV data must end the buffer exactly, before anything changes: on error the cache is as
+    /// it was.
+    pub(crate) fn read_state(&mut self, r: &mut StateReader, n_seq_max: usize) -> Result<()> {
         let n_layer = r.u32("KV layer count")? as usize;
         let n_embd_kv = r.u32("KV width")? as usize;
         if n_layer != self.layers.len() || n_embd_kv != self.n_embd_kv {
@@ -532,7 +618,15 @@ impl KvCache {
             )));
         }
         let head = r.u32("KV head")? as usize;
-        let has_shift = r.u32("KV shift flag")? != 0;
+        let has_shift = match r.u32("KV shift flag")? {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(Error::format(format!(
+                    "state data: KV shift flag is {v} (0 or 1)"
+                )))
+            }
+        };
         let n = r.u32("KV cell count")? as usize;
         if n > self.size {
             return Err(Error::invalid_argument(format!(
@@ -546,20 +640,10 @@ impl KvCache {
             c.pos = r.i32("KV cell position")?;
             c.delta = r.i32("KV cell shift")?;
             c.seqs = r.u64("KV cell sequences")?;
-            if (c.pos < 0) != (c.seqs == 0) {
-                return Err(Error::format(format!(
-                    "state data: KV cell {i} has position {} and sequence mask {:#x}",
-                    c.pos, c.seqs
-                )));
-            }
+            check_cell(i, c, n_seq_max)?;
         }
         let need = n_layer * 2 * n * n_embd_kv * 2;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "state data: truncated KV data ({need} bytes needed, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
+        r.expect_exactly(need, "KV data")?;
         self.clear();
         for l in &mut self.layers {
             r.f16s(&mut l.k[..n * n_embd_kv], "K")?;
@@ -601,6 +685,8 @@ impl KvCache {
 
     /// Restores a sequence written by [`KvCache::write_seq_state`] as sequence `dst`: its old
     /// cells are dropped, the saved ones go to consecutive free cells (`llama_state_seq_set_data`).
+    /// Positions are range-checked and the data must end the buffer exactly; on error (also
+    /// when there is no room) the cache is as it was.
     pub(crate) fn read_seq_state(&mut self, dst: SeqId, r: &mut StateReader) -> Result<()> {
         let n_layer = r.u32("KV layer count")? as usize;
         let n_embd_kv = r.u32("KV width")? as usize;
@@ -616,12 +702,7 @@ impl KvCache {
         let need = n
             .checked_mul(4 + n_layer * 2 * n_embd_kv * 2)
             .ok_or_else(|| Error::format("sequence state: cell count overflows"))?;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "sequence state: truncated ({need} bytes needed for {n} cells, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
+        r.expect_exactly(need, "sequence state")?;
         let mut pos = Vec::with_capacity(n);
         for _ in 0..n {
             let p = r.i32("cell position")?;
@@ -632,11 +713,20 @@ impl KvCache {
             }
             pos.push(p);
         }
+        // seq_rm and find_slot change only the cells and the search head: keep them to undo a
+        // failed search (no room), so that failing leaves the cache as it was.
+        let (cells, head, used) = (self.cells.clone(), self.head, self.used);
         self.seq_rm(dst, -1, -1);
         if n == 0 {
             return Ok(());
         }
-        let first = self.find_slot(n)?;
+        let first = match self.find_slot(n) {
+            Ok(f) => f,
+            Err(e) => {
+                (self.cells, self.head, self.used) = (cells, head, used);
+                return Err(e);
+            }
+        };
         for (i, &p) in pos.iter().enumerate() {
             self.occupy(first + i, p, &[dst]);
         }
@@ -688,7 +778,7 @@ mod tests {
         kv.seq_rm(1, -1, -1);
         assert_eq!(kv.seq_pos_max(1), -1);
         assert_eq!(kv.used(), 5);
-        kv.seq_add(0, 2, -1, -2);
+        kv.seq_add(0, 2, -1, -2).unwrap();
         assert!(kv.has_shift());
         assert_eq!(kv.seq_pos_max(0), 2);
         // positions 0,1 stay; 2,3,4 -> 0,1,2
@@ -701,7 +791,7 @@ mod tests {
     #[test]
     fn seq_add_below_zero_frees_cells() {
         let mut kv = filled(10);
-        kv.seq_add(0, 0, -1, -4);
+        kv.seq_add(0, 0, -1, -4).unwrap();
         assert_eq!(kv.used(), 6);
         assert_eq!((kv.seq_pos_min(0), kv.seq_pos_max(0)), (0, 5));
         assert_eq!(kv.cells().iter().filter(|c| !c.is_empty()).count(), 6);

@@ -10,7 +10,7 @@ use bitnet::{ErrorKind, Model};
 const SMALL: &str = "tiny-spm-tq1_0-q6k";
 
 fn small_file() -> Option<GgufFile> {
-    let p = bitnet::testdata::path(&format!("models/{SMALL}.gguf"))?;
+    let p = bitnet_testdata::path(&format!("models/{SMALL}.gguf"))?;
     Some(GgufFile::open(p).unwrap())
 }
 

@@ -20,8 +20,8 @@
 
 use super::batch::{SeqId, Token};
 use super::context::Context;
-use super::kv_cache::{StateReader, StateWriter, MAX_SEQ};
 use crate::error::{Error, ErrorKind, Result};
+use crate::kv::{StateReader, StateWriter, MAX_SEQ};
 use crate::model::Model;
 use std::io::Read;
 use std::path::Path;

@@ -212,11 +212,10 @@ pub(crate) fn read_batch(b: &bitnet_batch, out: &mut Batch, ctx_n_seq_max: usize
                     )));
                 }
                 v[i].clear();
-                v[i].extend_from_slice(slice(
-                    p.cast_const(),
-                    c as i64,
-                    &format!("batch.seq_id[{i}]"),
-                )?);
+                // The index goes into the message only on error: no string per token.
+                let ids = slice(p.cast_const(), c as i64, "batch.seq_id[i]")
+                    .map_err(|e| e.context(format!("token {i}")))?;
+                v[i].extend_from_slice(ids);
             }
             Some(v)
         }

@@ -1,11 +1,14 @@
-//! Every tensor of the graph bound to the file's bytes without copying: a [`TensorRef`] is the
-//! index of a tensor in the GGUF directory plus its checked type and shape; views are handed out
-//! on demand by [`super::Model`]. Shapes and types are checked against the [`Config`] at load
-//! time, so the forward pass never meets a tensor of the wrong size.
+//! Every tensor of the graph bound to the file's bytes once, at load, without copying: a
+//! [`TensorRef`] is a tensor's checked type and shape, its byte range in the file, and for I2_S
+//! the per-tensor scale read from its tail. Shapes and types are checked against the [`Config`],
+//! weight matrices through `kernels::Weights::new` (byte length, alignment of the typed view),
+//! F32 vectors for 4-byte alignment: a misaligned tensor is a load error. The forward pass then
+//! slices the map by range; it never looks a tensor up again.
 
 use super::config::{Arch, Config};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::kernels;
 use crate::tensor::blocks::cast_slice;
 use crate::tensor::GgmlType;
 use std::cell::RefCell;
@@ -13,13 +16,20 @@ use std::collections::HashMap;
 
 /// A checked reference to one tensor in the file: 2-D weights have `cols` = ne0 (input dim) and
 /// `rows` = ne1; 1-D tensors have `rows` = 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TensorRef {
     /// Index into `GgufFile::tensors()`.
     pub(crate) index: usize,
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
+    /// Byte range of the whole tensor in the file.
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    /// Bytes of the rows alone (`rows * row_bytes`; I2_S's scale tail excluded).
+    pub(crate) rows_len: usize,
+    /// The I2_S per-tensor scale (0 for other types).
+    pub(crate) scale: f32,
 }
 
 /// Types a matmul (`kernels::matmul`) takes as weights.
@@ -185,11 +195,25 @@ impl<'a> Binder<'a> {
                 info.ty.block_size()
             )));
         }
+        let (rows, cols) = (want.get(1).copied().unwrap_or(1), want[0]);
+        let data = self.gguf.view(info).data;
+        let scale = if MATMUL_TYPES.contains(&info.ty) {
+            let w = kernels::Weights::new(info.ty, data, rows, cols)
+                .map_err(|e| e.context(format!("tensor {name}")))?;
+            w.scale()
+        } else {
+            0.0
+        };
+        let rows_len = info.ty.row_bytes(cols).unwrap_or(0) * rows;
         Ok(Some(TensorRef {
             index,
             ty: info.ty,
-            rows: want.get(1).copied().unwrap_or(1),
-            cols: want[0],
+            rows,
+            cols,
+            offset: self.gguf.data_offset() + info.offset,
+            len: info.size,
+            rows_len,
+            scale,
         }))
     }
 

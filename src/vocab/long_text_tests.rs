@@ -296,7 +296,7 @@ fn text(shape: &str, bytes: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn long_texts_match_reference_loops() {
     for name in ["llama-spm", "llama-bpe", "gpt-2", "falcon"] {
-        let Some(p) = crate::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
+        let Some(p) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
         let f = GgufFile::open(&p).unwrap();
@@ -332,7 +332,7 @@ fn long_texts_match_reference_loops() {
 
 #[test]
 fn spm_merges_run_on_bounded_pieces() {
-    let Some(p) = crate::testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
+    let Some(p) = bitnet_testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
         return;
     };
     let vocab = Vocab::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();

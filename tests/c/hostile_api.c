@@ -272,10 +272,8 @@ static void creation(struct bitnet_model *m) {
   /* 5: threads capped at 512, with a warning. */
   p.n_ctx = 64;
   p.n_threads = p.n_threads_batch = 20000;
-  time_t t0 = time(NULL);
   struct bitnet_context *ctx = bitnet_init_from_model(m, p);
   CHECK(ctx != NULL);
-  CHECK(time(NULL) - t0 < 60);
   CHECK(bitnet_n_threads(ctx) == 512 && bitnet_n_threads_batch(ctx) == 512);
   CHECK(warned_512);
   bitnet_free(ctx);

@@ -654,7 +654,8 @@ void bitnet_memory_seq_keep(bitnet_memory_t mem, bitnet_seq_id seq_id);
 
 /**
  * Adds `delta` to the positions of `seq_id`'s cells in [p0, p1) (the next decode re-rotates
- * their keys); cells moved below 0 are removed.
+ * their keys); cells moved below 0 are removed. A shift that would move a cell past
+ * INT32_MAX fails (bitnet_last_status INVALID_ARG, with a message) and moves no cell.
  */
 void bitnet_memory_seq_add(bitnet_memory_t mem,
                            bitnet_seq_id seq_id,
@@ -663,7 +664,8 @@ void bitnet_memory_seq_add(bitnet_memory_t mem,
                            bitnet_pos delta);
 
 /**
- * Divides the positions of `seq_id`'s cells in [p0, p1) by `d` (d > 1).
+ * Divides the positions of `seq_id`'s cells in [p0, p1) by `d` (d > 1; d = 1 does nothing;
+ * d <= 0 fails with INVALID_ARG and changes nothing).
  */
 void bitnet_memory_seq_div(bitnet_memory_t mem,
                            bitnet_seq_id seq_id,

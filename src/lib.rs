@@ -5,6 +5,7 @@
 //! model → context/KV → sampling, with vocab beside them and the C API (`ffi`) and the CLI on
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
+mod alloc;
 pub mod chat;
 pub mod context;
 pub mod error;

@@ -139,12 +139,12 @@ fn assert_ran(stdout: &str, expected: usize) {
 }
 
 /// 2 model-free tests (api_basics shared and static); with the shared data also api_model,
-/// bad_input, bad_input_files, threads, the 3 examples and hostile_models.
+/// bad_input, bad_input_files, threads, the 3 examples, hostile_models and hostile_api.
 const MODEL_FREE_TESTS: usize = 2;
-const MODEL_TESTS: usize = 4 + 3 + 1;
+const MODEL_TESTS: usize = 4 + 3 + 2;
 /// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples, the
-/// tracer and hostile_models.
-const MEMCHECK_TESTS: usize = 7 + 1;
+/// tracer, hostile_models and hostile_api.
+const MEMCHECK_TESTS: usize = 7 + 2;
 
 #[test]
 fn c_programs_build_against_the_installed_package_and_pass() {

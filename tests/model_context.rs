@@ -359,7 +359,7 @@ fn k_shift_keeps_relative_positions() {
     let next = 17366;
     let mut ctx = common::context(&model);
     ctx.decode(&Batch::get_one(&ids)).unwrap();
-    ctx.kv_mut().seq_add(0, 0, -1, 5);
+    ctx.kv_mut().seq_add(0, 0, -1, 5).unwrap();
     assert!(ctx.kv().has_shift());
     assert_eq!((ctx.kv().seq_pos_min(0), ctx.kv().seq_pos_max(0)), (5, 14));
     ctx.decode(&Batch::get_one(&[next])).unwrap();
@@ -514,18 +514,16 @@ fn random_kv_operations_keep_the_cache_consistent() {
                 ctx.kv_mut().seq_cp(seq, rnd(3) as i32, -1, -1);
                 Ok(())
             }
-            7 => {
-                ctx.kv_mut()
-                    .seq_add(seq, rnd(10) as i32, -1, rnd(9) as i32 - 4);
-                Ok(())
-            }
+            7 => ctx
+                .kv_mut()
+                .seq_add(seq, rnd(10) as i32, -1, rnd(9) as i32 - 4),
             8 => {
                 if rnd(4) == 0 {
                     ctx.kv_mut().seq_keep(seq);
+                    Ok(())
                 } else {
-                    ctx.kv_mut().seq_div(seq, 0, -1, 2);
+                    ctx.kv_mut().seq_div(seq, 0, -1, 2)
                 }
-                Ok(())
             }
             _ => match saved.take() {
                 Some(s) => ctx.state_load(&s).map(|_| ()),

@@ -74,7 +74,9 @@ fuzz_target!(|data: &[u8]| {
                     }
                     1 => kv.seq_cp(s, (s + 1) % 4, p0, p1),
                     2 => kv.seq_keep(s),
-                    3 => kv.seq_add(s, p0, p1, (chunk.get(5).copied().unwrap_or(0) as i32) - 128),
+                    3 => {
+                        let _ = kv.seq_add(s, p0, p1, (chunk.get(5).copied().unwrap_or(0) as i32) - 128);
+                    }
                     _ => kv.clear(),
                 }
             }

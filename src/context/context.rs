@@ -4,6 +4,7 @@
 
 use super::batch::{Batch, Pos, SeqId};
 use super::perf::{PerfContextData, PerfCounters};
+use crate::alloc::SizedBy;
 use crate::error::{Error, Result};
 use crate::kernels::{self, KernelTable};
 use crate::kv::{KvCache, KV_PAD, MAX_SEQ};
@@ -55,12 +56,22 @@ impl Default for ContextParams {
     }
 }
 
-fn threads(n: i32) -> usize {
-    if n > 0 {
+/// Most threads a pool gets (ggml's GGML_MAX_N_THREADS): more only cost time to start.
+pub const MAX_THREADS: usize = 512;
+
+fn threads(n: i32, name: &str) -> usize {
+    let n = if n > 0 {
         n as usize
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    if n > MAX_THREADS {
+        crate::log::log_warn!(
+            "{name} = {n} is more than {MAX_THREADS} threads: using {MAX_THREADS}"
+        );
+        return MAX_THREADS;
     }
+    n
 }
 
 fn pool(n: usize) -> Result<rayon::ThreadPool> {
@@ -74,7 +85,10 @@ fn pool(n: usize) -> Result<rayon::ThreadPool> {
 /// The decode pool and, when the counts differ, the batch pool; stores the resolved thread
 /// counts in `p`.
 fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::ThreadPool>)> {
-    let (nt_decode, nt_batch) = (threads(p.n_threads), threads(p.n_threads_batch));
+    let (nt_decode, nt_batch) = (
+        threads(p.n_threads, "n_threads"),
+        threads(p.n_threads_batch, "n_threads_batch"),
+    );
     let pool_decode = pool(nt_decode)?;
     let pool_batch = if nt_batch != nt_decode {
         Some(pool(nt_batch)?)
@@ -110,7 +124,9 @@ pub struct Context {
     seq: Vec<SeqId>,
     outputs: Vec<usize>,
     mask: Vec<f32>,
-    next_pos: Vec<Pos>,
+    /// Next position of each sequence while a `get_one` batch is resolved (wider than Pos, so
+    /// that running past INT32_MAX is seen).
+    next_pos: Vec<i64>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
     /// Asked before every ubatch of a decode; `true` stops it ([`Context::set_abort_callback`]).
@@ -137,7 +153,18 @@ impl Context {
         if p.n_ctx == 0 {
             p.n_ctx = u32::try_from(cfg.n_ctx_train).unwrap_or(u32::MAX);
         }
-        p.n_ctx = p.n_ctx.div_ceil(KV_PAD as u32) * KV_PAD as u32;
+        // Positions are int32_t: a cache of more cells could never be filled.
+        p.n_ctx = p
+            .n_ctx
+            .checked_next_multiple_of(KV_PAD as u32)
+            .filter(|&n| n <= i32::MAX as u32)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "n_ctx = {}: rounded up to a multiple of {KV_PAD} it is more than \
+                     INT32_MAX cells",
+                    p.n_ctx
+                ))
+            })?;
         p.n_batch = p.n_batch.max(32);
         p.n_ubatch = if p.n_ubatch == 0 {
             p.n_batch
@@ -152,13 +179,6 @@ impl Context {
         }
         let (n_ctx, n_batch, n_ubatch) =
             (p.n_ctx as usize, p.n_batch as usize, p.n_ubatch as usize);
-        // The KV cache is the big allocation and fails cleanly (KvCache::new); refuse a mask
-        // that could not be addressed before allocating anything.
-        if n_ctx.checked_mul(n_ubatch).is_none_or(|v| v >= 1 << 34) {
-            return Err(Error::invalid_argument(format!(
-                "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
-            )));
-        }
         let kernels = match p.kernel {
             None => kernels::active(),
             Some(kind) => kernels::table(kind).ok_or_else(|| {
@@ -174,24 +194,53 @@ impl Context {
             })?,
         };
         p.kernel = Some(kernels.kind);
-        let (pool_decode, pool_batch) = pools(&mut p)?;
-        let n_vocab = cfg.n_vocab;
+        // Every buffer is sized with checked arithmetic and allocated fallibly: a request the
+        // machine cannot hold is an error naming the parameter and the bytes, not an abort.
+        // The KV cache (KvCache::new) comes first: it is the largest.
         let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
+        let by_ubatch = SizedBy {
+            param: "n_ubatch",
+            value: n_ubatch,
+        };
+        let mask = by_ubatch.vec(
+            "the attention mask (n_ubatch x n_ctx floats)",
+            n_ubatch.checked_mul(n_ctx),
+            0.0f32,
+        )?;
+        let scratch = forward::Scratch::new(&model, n_ubatch, n_ctx, p.batch_invariant)?;
+        // n_batch is a limit, not an allocation: the per-token lists start at one ubatch and
+        // grow (fallibly, in decode) with the batches actually given.
+        let n_list = n_batch.min(n_ubatch);
+        let by_batch = SizedBy {
+            param: "n_batch",
+            value: n_batch,
+        };
+        let n_vocab = cfg.n_vocab;
+        let logits = SizedBy {
+            param: "n_seq_max",
+            value: p.n_seq_max as usize,
+        }
+        .vec(
+            "the logits",
+            (p.n_seq_max as usize).checked_mul(n_vocab),
+            0.0f32,
+        )?;
+        let (pool_decode, pool_batch) = pools(&mut p)?;
         Ok(Context {
             kv,
             kernels,
-            scratch: forward::Scratch::new(&model, n_ubatch, n_ctx, p.batch_invariant),
+            scratch,
             pool_decode,
             pool_batch,
-            logits: vec![0.0; p.n_seq_max as usize * n_vocab],
+            logits,
             n_outputs: 0,
-            output_ids: Vec::with_capacity(n_batch),
-            pos: Vec::with_capacity(n_batch),
-            seq: Vec::with_capacity(n_batch),
-            outputs: Vec::with_capacity(n_batch),
-            mask: vec![0.0; n_ubatch * n_ctx],
+            output_ids: by_batch.with_capacity("the output ids", n_list)?,
+            pos: by_batch.with_capacity("the positions", n_list)?,
+            seq: by_batch.with_capacity("the sequence ids", n_list)?,
+            outputs: by_batch.with_capacity("the output list", n_list)?,
+            mask,
             next_pos: vec![0; MAX_SEQ],
-            stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
+            stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch).min(64)),
             abort: None,
             params: p,
             perf: PerfCounters::new(model.load_us()),
@@ -420,9 +469,18 @@ impl Context {
                 for i in 0..n {
                     let s = self.seq[i] as usize;
                     if self.next_pos[s] < 0 {
-                        self.next_pos[s] = self.kv.seq_pos_max(s as SeqId) + 1;
+                        self.next_pos[s] = self.kv.seq_pos_max(s as SeqId) as i64 + 1;
                     }
-                    self.pos.push(self.next_pos[s]);
+                    // Checked before anything changes: a position past INT32_MAX would wrap
+                    // to a negative one, which marks an empty cell.
+                    let p = Pos::try_from(self.next_pos[s]).map_err(|_| {
+                        Error::invalid_argument(format!(
+                            "decode: sequence {s} is at position INT32_MAX; token {i} of the \
+                             batch would be at INT32_MAX + {}",
+                            self.next_pos[s] - i32::MAX as i64
+                        ))
+                    })?;
+                    self.pos.push(p);
                     self.next_pos[s] += 1;
                 }
             }
@@ -437,8 +495,25 @@ impl Context {
                 self.output_ids.push(-1);
             }
         }
-        if self.logits.len() < n_out * n_vocab {
-            self.logits.resize(n_out * n_vocab, 0.0);
+        let need = n_out.checked_mul(n_vocab).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "decode: {n_out} outputs x {n_vocab} logits overflow"
+            ))
+        })?;
+        if self.logits.len() < need {
+            self.logits
+                .try_reserve_exact(need - self.logits.len())
+                .map_err(|_| {
+                    Error::new(
+                        crate::error::ErrorKind::OutOfMemory,
+                        format!(
+                            "decode: {n_out} tokens ask for logits, {} bytes, which cannot be \
+                             allocated",
+                            need as u128 * 4
+                        ),
+                    )
+                })?;
+            self.logits.resize(need, 0.0);
         }
         self.n_outputs = 0;
 

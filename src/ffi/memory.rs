@@ -104,7 +104,8 @@ pub extern "C" fn bitnet_memory_seq_keep(mem: bitnet_memory_t, seq_id: bitnet_se
 }
 
 /// Adds `delta` to the positions of `seq_id`'s cells in [p0, p1) (the next decode re-rotates
-/// their keys); cells moved below 0 are removed.
+/// their keys); cells moved below 0 are removed. A shift that would move a cell past
+/// INT32_MAX fails (bitnet_last_status INVALID_ARG, with a message) and moves no cell.
 #[no_mangle]
 pub extern "C" fn bitnet_memory_seq_add(
     mem: bitnet_memory_t,
@@ -116,12 +117,12 @@ pub extern "C" fn bitnet_memory_seq_add(
     call_void(|| {
         let (kv, n_seq) = kv_mut(mem)?;
         check_seq(seq_id, n_seq, "seq_id")?;
-        kv.seq_add(seq_id, p0, p1, delta);
-        Ok(())
+        kv.seq_add(seq_id, p0, p1, delta)
     })
 }
 
-/// Divides the positions of `seq_id`'s cells in [p0, p1) by `d` (d > 1).
+/// Divides the positions of `seq_id`'s cells in [p0, p1) by `d` (d > 1; d = 1 does nothing;
+/// d <= 0 fails with INVALID_ARG and changes nothing).
 #[no_mangle]
 pub extern "C" fn bitnet_memory_seq_div(
     mem: bitnet_memory_t,
@@ -133,8 +134,7 @@ pub extern "C" fn bitnet_memory_seq_div(
     call_void(|| {
         let (kv, n_seq) = kv_mut(mem)?;
         check_seq(seq_id, n_seq, "seq_id")?;
-        kv.seq_div(seq_id, p0, p1, d);
-        Ok(())
+        kv.seq_div(seq_id, p0, p1, d)
     })
 }
 

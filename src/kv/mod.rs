@@ -70,9 +70,15 @@ pub struct KvCache {
     store: KvStore,
 }
 
-/// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end".
-fn range(p0: Pos, p1: Pos) -> (Pos, Pos) {
-    (p0.max(0), if p1 < 0 { Pos::MAX } else { p1 })
+/// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end" (which
+/// includes a cell at INT32_MAX, hence the wider type).
+fn range(p0: Pos, p1: Pos) -> (i64, i64) {
+    (p0.max(0) as i64, if p1 < 0 { i64::MAX } else { p1 as i64 })
+}
+
+/// `pos` is in the half-open range from [`range`].
+fn in_range(pos: Pos, (p0, p1): (i64, i64)) -> bool {
+    (p0..p1).contains(&(pos as i64))
 }
 
 impl KvCache {
@@ -147,11 +153,11 @@ impl KvCache {
     /// Removes sequence `seq` (any sequence if `seq < 0`) from the cells with positions in
     /// `[p0, p1)`; cells left without sequences become empty (`llama_kv_cache_seq_rm`).
     pub fn seq_rm(&mut self, seq: SeqId, p0: Pos, p1: Pos) -> bool {
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
         let mut new_head = self.size;
         for i in 0..self.size {
             let c = self.cells[i];
-            if c.pos < p0 || c.pos >= p1 {
+            if !in_range(c.pos, r) {
                 continue;
             }
             if seq < 0 {
@@ -178,10 +184,10 @@ impl KvCache {
         if src == dst || !(0..MAX_SEQ as SeqId).contains(&dst) {
             return;
         }
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
         self.head = 0;
         for c in &mut self.cells {
-            if c.has_seq(src) && c.pos >= p0 && c.pos < p1 {
+            if c.has_seq(src) && in_range(c.pos, r) {
                 c.add_seq(dst);
             }
         }
@@ -204,43 +210,68 @@ impl KvCache {
 
     /// Shifts the positions of `seq`'s cells in `[p0, p1)` by `delta` (`llama_kv_cache_seq_add`).
     /// Cells pushed below position 0 are freed. The cached K of the moved cells is re-rotated
-    /// by the next `decode` (the K-shift).
-    pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) {
+    /// by the next `decode` (the K-shift). A shift that would move a cell past INT32_MAX is an
+    /// error, and then no cell moves.
+    pub fn seq_add(&mut self, seq: SeqId, p0: Pos, p1: Pos, delta: Pos) -> Result<()> {
         if delta == 0 {
-            return;
+            return Ok(());
         }
-        let (p0, p1) = range(p0, p1);
+        let r = range(p0, p1);
+        let moved = |c: &KvCell| c.has_seq(seq) && in_range(c.pos, r);
+        if let Some(c) = self
+            .cells
+            .iter()
+            .find(|c| moved(c) && c.pos as i64 + delta as i64 > Pos::MAX as i64)
+        {
+            return Err(Error::invalid_argument(format!(
+                "seq_add: sequence {seq}'s cell at position {} moved by {delta} would pass \
+                 INT32_MAX; no cell was moved",
+                c.pos
+            )));
+        }
         let mut new_head = self.size;
         for i in 0..self.size {
             let c = self.cells[i];
-            if !(c.has_seq(seq) && c.pos >= p0 && c.pos < p1) {
+            if !moved(&c) {
                 continue;
             }
             self.has_shift = true;
-            self.cells[i].pos = c.pos.saturating_add(delta);
-            self.cells[i].delta = c.delta.saturating_add(delta);
-            if self.cells[i].pos < 0 {
+            let pos = c.pos as i64 + delta as i64;
+            if pos < 0 {
+                self.cells[i].pos = -1;
                 self.free_cell(i, &mut new_head);
+            } else {
+                // pos - delta is the position the K was rotated for, in 0..=INT32_MAX.
+                self.cells[i].pos = pos as Pos;
+                self.cells[i].delta = (c.delta as i64 + delta as i64) as Pos;
             }
         }
         // llama.cpp: start the next search at the freed cell, else at the beginning.
         self.head = if new_head != self.size { new_head } else { 0 };
+        Ok(())
     }
 
     /// Divides the positions of `seq`'s cells in `[p0, p1)` by `d` (`llama_kv_cache_seq_div`).
-    pub fn seq_div(&mut self, seq: SeqId, p0: Pos, p1: Pos, d: i32) {
-        if d == 1 || d <= 0 {
-            return;
+    /// `d = 1` changes nothing; `d <= 0` is an error (and changes nothing).
+    pub fn seq_div(&mut self, seq: SeqId, p0: Pos, p1: Pos, d: i32) -> Result<()> {
+        if d <= 0 {
+            return Err(Error::invalid_argument(format!(
+                "seq_div: divisor {d} must be positive"
+            )));
         }
-        let (p0, p1) = range(p0, p1);
+        if d == 1 {
+            return Ok(());
+        }
+        let r = range(p0, p1);
         for c in &mut self.cells {
-            if c.has_seq(seq) && c.pos >= p0 && c.pos < p1 {
+            if c.has_seq(seq) && in_range(c.pos, r) {
                 self.has_shift = true;
                 let old = c.pos;
                 c.pos /= d;
                 c.delta += c.pos - old;
             }
         }
+        Ok(())
     }
 
     /// Smallest position of `seq`, or -1 if it has no cells.
@@ -430,7 +461,7 @@ mod tests {
         kv.seq_rm(1, -1, -1);
         assert_eq!(kv.seq_pos_max(1), -1);
         assert_eq!(kv.used(), 5);
-        kv.seq_add(0, 2, -1, -2);
+        kv.seq_add(0, 2, -1, -2).unwrap();
         assert!(kv.has_shift());
         assert_eq!(kv.seq_pos_max(0), 2);
         // positions 0,1 stay; 2,3,4 -> 0,1,2
@@ -443,7 +474,7 @@ mod tests {
     #[test]
     fn seq_add_below_zero_frees_cells() {
         let mut kv = filled(10);
-        kv.seq_add(0, 0, -1, -4);
+        kv.seq_add(0, 0, -1, -4).unwrap();
         assert_eq!(kv.used(), 6);
         assert_eq!((kv.seq_pos_min(0), kv.seq_pos_max(0)), (0, 5));
         assert_eq!(kv.cells().iter().filter(|c| !c.is_empty()).count(), 6);

@@ -2,9 +2,9 @@
 //! sequences) and their K/V, little-endian. Cells keep their indices, so a restored cache
 //! continues bit for bit (the cell index decides the summation lane).
 
-use super::{KvCache, KvCell};
+use super::{KvCache, KvCell, MAX_SEQ};
 use crate::error::{Error, Result};
-use crate::types::SeqId;
+use crate::types::{Pos, SeqId};
 use half::f16;
 
 /// Little-endian writer for state blobs.
@@ -46,6 +46,22 @@ impl<'a> StateReader<'a> {
         let b = &self.buf[self.pos..end];
         self.pos = end;
         Ok(b)
+    }
+    /// Checks that exactly `n` bytes are left (the rest of the blob is `what`).
+    pub fn expect_exactly(&self, n: usize, what: &str) -> Result<()> {
+        let left = self.buf.len() - self.pos;
+        if left < n {
+            return Err(Error::format(format!(
+                "state data: truncated {what} ({n} bytes needed, {left} left)"
+            )));
+        }
+        if left > n {
+            return Err(Error::format(format!(
+                "state data: {} bytes after the end of the {what}",
+                left - n
+            )));
+        }
+        Ok(())
     }
     pub fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.bytes(4, what)?;
@@ -100,8 +116,11 @@ impl KvCache {
     }
 
     /// Replaces the cache's content with a state written by [`KvCache::write_state`] for a
-    /// model of the same geometry and a cache at least as large as its used cells.
-    pub(crate) fn read_state(&mut self, r: &mut StateReader) -> Result<()> {
+    /// model of the same geometry and a cache at least as large as its used cells. Every field
+    /// is range-checked (positions, pending shifts, sequence ids below `n_seq_max`), and the
+    /// KV data must end the buffer exactly, before anything changes: on error the cache is as
+    /// it was.
+    pub(crate) fn read_state(&mut self, r: &mut StateReader, n_seq_max: usize) -> Result<()> {
         let n_layer = r.u32("KV layer count")? as usize;
         let n_embd_kv = r.u32("KV width")? as usize;
         if n_layer != self.store.n_layer() || n_embd_kv != self.store.n_embd_kv() {
@@ -113,7 +132,15 @@ impl KvCache {
             )));
         }
         let head = r.u32("KV head")? as usize;
-        let has_shift = r.u32("KV shift flag")? != 0;
+        let has_shift = match r.u32("KV shift flag")? {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(Error::format(format!(
+                    "state data: KV shift flag is {v} (0 or 1)"
+                )))
+            }
+        };
         let n = r.u32("KV cell count")? as usize;
         if n > self.size {
             return Err(Error::invalid_argument(format!(
@@ -127,20 +154,10 @@ impl KvCache {
             c.pos = r.i32("KV cell position")?;
             c.delta = r.i32("KV cell shift")?;
             c.seqs = r.u64("KV cell sequences")?;
-            if (c.pos < 0) != (c.seqs == 0) {
-                return Err(Error::format(format!(
-                    "state data: KV cell {i} has position {} and sequence mask {:#x}",
-                    c.pos, c.seqs
-                )));
-            }
+            check_cell(i, c, n_seq_max)?;
         }
         let need = n_layer * 2 * n * n_embd_kv * 2;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "state data: truncated KV data ({need} bytes needed, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
+        r.expect_exactly(need, "KV data")?;
         self.clear();
         self.store.read_cells(0, n, r)?;
         self.used = cells.iter().filter(|c| !c.is_empty()).count();
@@ -168,6 +185,8 @@ impl KvCache {
 
     /// Restores a sequence written by [`KvCache::write_seq_state`] as sequence `dst`: its old
     /// cells are dropped, the saved ones go to consecutive free cells (`llama_state_seq_set_data`).
+    /// Positions are range-checked and the data must end the buffer exactly; on error (also
+    /// when there is no room) the cache is as it was.
     pub(crate) fn read_seq_state(&mut self, dst: SeqId, r: &mut StateReader) -> Result<()> {
         let n_layer = r.u32("KV layer count")? as usize;
         let n_embd_kv = r.u32("KV width")? as usize;
@@ -183,12 +202,7 @@ impl KvCache {
         let need = n
             .checked_mul(4 + n_layer * 2 * n_embd_kv * 2)
             .ok_or_else(|| Error::format("sequence state: cell count overflows"))?;
-        if r.buf.len() - r.pos < need {
-            return Err(Error::format(format!(
-                "sequence state: truncated ({need} bytes needed for {n} cells, {} left)",
-                r.buf.len() - r.pos
-            )));
-        }
+        r.expect_exactly(need, "sequence state")?;
         let mut pos = Vec::with_capacity(n);
         for _ in 0..n {
             let p = r.i32("cell position")?;
@@ -199,14 +213,56 @@ impl KvCache {
             }
             pos.push(p);
         }
+        // seq_rm and find_slot change only the cells and the search head: keep them to undo a
+        // failed search (no room), so that failing leaves the cache as it was.
+        let (cells, head, used) = (self.cells.clone(), self.head, self.used);
         self.seq_rm(dst, -1, -1);
         if n == 0 {
             return Ok(());
         }
-        let first = self.find_slot(n)?;
+        let first = match self.find_slot(n) {
+            Ok(f) => f,
+            Err(e) => {
+                (self.cells, self.head, self.used) = (cells, head, used);
+                return Err(e);
+            }
+        };
         for (i, &p) in pos.iter().enumerate() {
             self.occupy(first + i, p, &[dst]);
         }
         self.store.read_cells(first, n, r)
     }
+}
+
+/// A restored cell's fields are consistent: empty (position -1, no shift, no sequence) or at
+/// a position in 0..=INT32_MAX whose pending shift leaves the original position in that range
+/// too, in sequences below `n_seq_max`.
+fn check_cell(i: usize, c: &KvCell, n_seq_max: usize) -> Result<()> {
+    let bad = |why: String| Err(Error::format(format!("state data: KV cell {i}: {why}")));
+    if c.pos < 0 {
+        if c.pos != -1 || c.seqs != 0 || c.delta != 0 {
+            return bad(format!(
+                "empty cell with position {}, shift {} and sequence mask {:#x}",
+                c.pos, c.delta, c.seqs
+            ));
+        }
+        return Ok(());
+    }
+    if c.seqs == 0 {
+        return bad(format!("position {} in no sequence", c.pos));
+    }
+    let original = c.pos as i64 - c.delta as i64;
+    if !(0..=Pos::MAX as i64).contains(&original) {
+        return bad(format!(
+            "position {} with pending shift {} (from position {original})",
+            c.pos, c.delta
+        ));
+    }
+    if n_seq_max < MAX_SEQ && c.seqs >> n_seq_max != 0 {
+        let s = 63 - c.seqs.leading_zeros();
+        return Err(Error::invalid_argument(format!(
+            "state data: KV cell {i} holds sequence {s}; this context has n_seq_max {n_seq_max}"
+        )));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! `size` cells per V dimension, as llama.cpp's default (non flash-attention) cache. Attention
 //! reads both through [`KvLayer`]: rows and the stride between them.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -80,11 +80,14 @@ impl KvStore {
             .checked_mul(n_embd_kv)
             .and_then(|n| n.checked_mul(4 * n_layer));
         let oom = || {
-            Error::invalid_argument(format!(
-                "KV cache of {size} cells x {n_layer} layers x {n_embd_kv} (F16 K and V{}) \
-                 cannot be allocated",
-                bytes.map_or(String::new(), |b| format!(", {} MiB", b >> 20))
-            ))
+            crate::alloc::SizedBy {
+                param: "n_ctx",
+                value: size,
+            }
+            .error::<u8>(
+                &format!("the KV cache ({n_layer} layers x {n_embd_kv} F16 K and V per cell)"),
+                bytes,
+            )
         };
         let n = size.checked_mul(n_embd_kv).ok_or_else(oom)?;
         let mut layers = Vec::new();

@@ -14,6 +14,7 @@ use super::invariant;
 use super::ops;
 use super::weights::Linear;
 use super::Model;
+use crate::alloc::SizedBy;
 use crate::error::{Error, Result};
 use crate::kernels::{self, KernelTable};
 use crate::kv::KvCache;
@@ -69,35 +70,57 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(model: &Model, n_ubatch: usize, n_ctx: usize, batch_invariant: bool) -> Scratch {
+    /// Allocates every buffer, failing (not aborting) with the parameter and bytes named when
+    /// `n_ubatch` or `n_ctx` asks for more memory than there is.
+    pub fn new(
+        model: &Model,
+        n_ubatch: usize,
+        n_ctx: usize,
+        batch_invariant: bool,
+    ) -> Result<Scratch> {
         let c = model.config();
         let (e, q, kv, ff) = (c.n_embd, c.n_embd_q(), c.n_embd_kv(), c.n_ff);
         let half = c.n_rot / 2;
-        Scratch {
+        let by_ubatch = SizedBy {
+            param: "n_ubatch",
+            value: n_ubatch,
+        };
+        let by_ctx = SizedBy {
+            param: "n_ctx",
+            value: n_ctx,
+        };
+        let tokens = |w: usize| n_ubatch.checked_mul(w);
+        let f = |what: &str, w: usize| by_ubatch.vec(what, tokens(w), 0.0f32);
+        Ok(Scratch {
             n_ubatch,
-            x: vec![0.0; n_ubatch * e],
-            cur: vec![0.0; n_ubatch * e.max(q).max(ff)],
-            q: vec![0.0; n_ubatch * q],
-            k: vec![0.0; n_ubatch * kv],
-            v: vec![0.0; n_ubatch * kv],
-            q16: vec![f16::ZERO; n_ubatch * q],
-            attn_heads: vec![0.0; n_ubatch * q],
-            attn: vec![0.0; n_ubatch * q],
-            o: vec![0.0; n_ubatch * e],
-            gate: vec![0.0; n_ubatch * ff],
-            up: vec![0.0; n_ubatch * ff],
-            scores: vec![0.0; c.n_head * n_ctx],
-            probs: vec![0.0; c.n_head * n_ctx],
+            x: f("the embeddings buffer (n_ubatch x n_embd floats)", e)?,
+            cur: f("a layer buffer (n_ubatch x n_ff floats)", e.max(q).max(ff))?,
+            q: f("the Q buffer", q)?,
+            k: f("the K buffer", kv)?,
+            v: f("the V buffer", kv)?,
+            q16: by_ubatch.vec("the F16 Q buffer", tokens(q), f16::ZERO)?,
+            attn_heads: f("the attention buffer", q)?,
+            attn: f("the attention buffer", q)?,
+            o: f("the output buffer", e)?,
+            gate: f("the FFN gate buffer", ff)?,
+            up: f("the FFN up buffer", ff)?,
+            scores: by_ctx.vec("the attention scores", c.n_head.checked_mul(n_ctx), 0.0)?,
+            probs: by_ctx.vec(
+                "the attention probabilities",
+                c.n_head.checked_mul(n_ctx),
+                0.0,
+            )?,
             grouped: vec![0.0; q],
-            cos: vec![0.0; n_ubatch * half],
-            sin: vec![0.0; n_ubatch * half],
+            cos: f("the RoPE table", half)?,
+            sin: f("the RoPE table", half)?,
             kernel: kernels::Scratch::new(),
+            // One layer's worth of the KV cache, which is allocated (fallibly) before this.
             inv: if batch_invariant {
                 invariant::Gather::new(n_ctx, c.n_embd_kv())
             } else {
                 invariant::Gather::default()
             },
-        }
+        })
     }
 }
 

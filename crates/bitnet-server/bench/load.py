@@ -3,9 +3,9 @@
 
     python3 crates/bitnet-server/bench/load.py --url http://127.0.0.1:8080 --streams 1,4,8 -n 64
 
-For each stream count S, S clients each send R streaming completions (same prompt length,
-ignore_eos-free random-weight models rarely stop early; the token count is taken from the
-server's usage). Prints a markdown table: aggregate generated tokens/s (all tokens of all
+For each stream count S, S clients each send R streaming completions of N tokens (prompts of the
+same length; the generated-token count is the server's usage, so an early end of text counts
+what was really generated). Prints a markdown table: aggregate generated tokens/s (all tokens of all
 clients / wall time), median and worst time to first token. Standard library only.
 """
 

@@ -4,7 +4,7 @@ use crate::api::{
     self, BadParam, ChatRequest, CompletionRequest, DetokenizeRequest, Prompt, TokenizeRequest,
 };
 use crate::engine::{EngineHandle, Event, Finish, Job, TokenLogprob};
-use crate::template::{Message, Template};
+use crate::template::{ChatTemplate, Message};
 use crate::ServerConfig;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -31,7 +31,7 @@ pub struct App {
     pub engine: EngineHandle,
     pub cfg: ServerConfig,
     pub model_id: String,
-    pub template: Template,
+    pub template: ChatTemplate,
     pub next_id: AtomicU64,
     pub created: u64,
 }
@@ -464,14 +464,13 @@ async fn generate(app: Arc<App>, kind: Kind, common: &api::Common, prompt: Vec<i
         (Some((kind, _)), None) if kind == "json_object" => {
             Some(crate::grammar::JSON_OBJECT_GBNF.to_string())
         }
-        (Some((kind, _)), None) => {
-            return Err(BadParam {
-                message: format!(
-                    "response_format {kind} is not supported yet (json_object and grammar are)"
-                ),
+        (Some((_, schema)), None) => {
+            let schema = schema.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            let gbnf = bitnet::sampling::json_schema::to_gbnf(&schema).map_err(|e| BadParam {
+                message: format!("response_format json_schema: {e}"),
                 param: Some("response_format"),
-            }
-            .into())
+            })?;
+            Some(gbnf)
         }
         (None, None) => None,
     };

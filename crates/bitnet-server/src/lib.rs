@@ -75,7 +75,8 @@ options:
                             (default: the model's training context, as llama-server)
   -b, --batch-size N        most tokens decoded in one step (default 512)
   -t, --threads N           threads (default: all cores)
-  --chat-template NAME      chatml, llama3, llama2 or bitnet (default: from the GGUF, else chatml)
+  --chat-template NAME      a built-in template (chatml, llama3, llama2, bitnet, ... as llama.cpp's;
+                            default: recognised from the GGUF, else chatml)
   --alias NAME              model id shown by /v1/models (default: the file name)
   --max-body BYTES          largest request body (default 4194304)
   --max-prompt N            most prompt tokens (default: a slot's context - 1)
@@ -126,10 +127,12 @@ pub fn parse_args(argv: &[String]) -> Result<Option<ServerConfig>, String> {
         return Err("--max-tokens-limit and --max-body must be positive".into());
     }
     if let Some(t) = &c.chat_template {
-        if template::Template::from_name(t).is_none() {
+        if bitnet::chat::Template::from_name(t).is_none() {
             return Err(format!(
-                "unknown chat template {t:?}; known: {}",
-                template::NAMES
+                "unknown chat template {t:?}; built-in: {}",
+                bitnet::chat::builtin_templates()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -191,11 +194,7 @@ pub fn serve(cfg: ServerConfig) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let template = match &cfg.chat_template {
-        Some(n) => template::Template::from_name(n)
-            .ok_or_else(|| format!("unknown chat template {n:?}"))?,
-        None => template::Template::for_model(&model),
-    };
+    let template = template::ChatTemplate::resolve(&model, cfg.chat_template.as_deref())?;
     let model_id = cfg.alias.clone().unwrap_or_else(|| {
         std::path::Path::new(&cfg.model_path)
             .file_name()

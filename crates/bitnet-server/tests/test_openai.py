@@ -149,6 +149,23 @@ def test_json_object_output_parses(client):
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
+def test_json_schema_output_parses_and_matches(client):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"},
+                                               "tag": {"enum": ["red", "green"]}},
+              "required": ["ok", "n", "tag"], "additionalProperties": False}
+    r = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Give JSON."}], max_tokens=200, seed=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}})
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    v = json.loads(r.choices[0].message.content)
+    assert set(v) == {"ok", "n", "tag"}
+    assert isinstance(v["ok"], bool) and isinstance(v["n"], int) and v["tag"] in ("red", "green")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], max_tokens=5,
+            response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "nope"}}})
+
+
 def test_gbnf_grammar(server):
     status, body = server.raw("POST", "/v1/completions", {"prompt": "Answer:", "max_tokens": 20, "seed": 3,
                                                           "grammar": 'root ::= ("yes" | "no") "."'})

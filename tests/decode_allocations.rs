@@ -73,8 +73,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// One test, so nothing else in this binary allocates while a count is taken (the harness
+/// reports a finished test from another thread).
 #[test]
-fn decode_step_does_not_allocate() {
+fn decode_steps_do_not_allocate() {
     // This thread runs the decodes' callers: count it (the pool threads count by name).
     STATE.with(|s| s.set(COUNTED));
     let before = ALLOCS.load(Ordering::Relaxed);
@@ -84,6 +86,11 @@ fn decode_step_does_not_allocate() {
         "the counter must see this thread"
     );
     drop(probe);
+    rust_decode_steps();
+    c_api_decode_and_sample_steps();
+}
+
+fn rust_decode_steps() {
     for stem in ["tiny-spm-i2_s", "tiny-spm-tq1_0-q6k", "tiny-spm-f32"] {
         let Some(model) = common::load(stem) else {
             return;
@@ -109,4 +116,82 @@ fn decode_step_does_not_allocate() {
             "{stem}: {steps} decode steps allocated {n} times (rayon's queue accounts for {rayon_blocks})"
         );
     }
+}
+
+/// The same through the C API, as a C program decodes: a `bitnet_batch_init` batch filled per
+/// step (token, position, one sequence id, logits flag), `bitnet_decode`, and
+/// `bitnet_sampler_sample` on a greedy chain. After the warm-up, no step allocates (the C batch
+/// is converted into the context's reused batch; the chain refills its own candidate buffer).
+fn c_api_decode_and_sample_steps() {
+    use bitnet::ffi::batch::{bitnet_batch_free, bitnet_batch_init};
+    use bitnet::ffi::context::{
+        bitnet_context_default_params, bitnet_free, bitnet_init_from_model,
+    };
+    use bitnet::ffi::decode::bitnet_decode;
+    use bitnet::ffi::model::{
+        bitnet_model_default_params, bitnet_model_free, bitnet_model_load_from_file,
+    };
+    use bitnet::ffi::sampler::{
+        bitnet_sampler_chain_add, bitnet_sampler_chain_default_params, bitnet_sampler_chain_init,
+        bitnet_sampler_free, bitnet_sampler_init_greedy, bitnet_sampler_sample,
+    };
+
+    let Some(path) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
+        return;
+    };
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let model = bitnet_model_load_from_file(cpath.as_ptr(), bitnet_model_default_params());
+    assert!(!model.is_null());
+    let mut cp = bitnet_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_threads = 1;
+    cp.n_threads_batch = 1;
+    let ctx = bitnet_init_from_model(model, cp);
+    assert!(!ctx.is_null());
+    let chain = bitnet_sampler_chain_init(bitnet_sampler_chain_default_params());
+    bitnet_sampler_chain_add(chain, bitnet_sampler_init_greedy());
+    let batch = bitnet_batch_init(8, 0, 1);
+
+    // Fills the batch with one token at `pos` in sequence 0, logits wanted.
+    let set_one = |tok: i32, pos: i32| {
+        let mut b = batch;
+        b.n_tokens = 1;
+        // SAFETY: bitnet_batch_init(8, 0, 1) allocated 8 entries of every array and one
+        // sequence id per entry.
+        unsafe {
+            *b.token = tok;
+            *b.pos = pos;
+            *b.n_seq_id = 1;
+            **b.seq_id = 0;
+            *b.logits = 1;
+        }
+        b
+    };
+    let mut pos = 0;
+    let mut tok = 1;
+    let step = |pos: &mut i32, tok: &mut i32| {
+        assert_eq!(bitnet_decode(ctx, set_one(*tok, *pos)), 0);
+        *tok = bitnet_sampler_sample(chain, ctx, -1);
+        assert!(*tok >= 0);
+        *pos += 1;
+    };
+    for _ in 0..3 {
+        step(&mut pos, &mut tok); // warm-up: scratch, the chain's candidates, the batch columns
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let steps = 100;
+    for _ in 0..steps {
+        step(&mut pos, &mut tok);
+    }
+    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    let rayon_blocks = steps / 63 + 1;
+    eprintln!("C API: {n} allocations in {steps} decode + sample steps");
+    assert!(
+        n <= rayon_blocks,
+        "{steps} C decode + sample steps allocated {n} times (rayon's queue accounts for {rayon_blocks})"
+    );
+    bitnet_batch_free(batch);
+    bitnet_sampler_free(chain);
+    bitnet_free(ctx);
+    bitnet_model_free(model);
 }

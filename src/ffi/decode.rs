@@ -21,7 +21,8 @@ pub extern "C" fn bitnet_decode(ctx: *mut bitnet_context, batch: bitnet_batch) -
         },
         || {
             let c = ctx_mut(ctx)?;
-            read_batch(&batch, &mut c.batch)?;
+            let n_seq_max = c.ctx.params().n_seq_max as usize;
+            read_batch(&batch, &mut c.batch, n_seq_max)?;
             c.ctx.decode(&c.batch)?;
             Ok(0)
         },

@@ -13,7 +13,9 @@
 //! `unsafe` helper per conversion below.
 #![allow(clippy::not_unsafe_ptr_arg_deref, non_camel_case_types)]
 
+pub mod abort;
 pub mod batch;
+pub mod chat;
 pub mod context;
 pub mod decode;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod memory;
 pub mod model;
 pub mod perf;
 pub mod sampler;
+pub mod sampler_ext;
 pub mod state;
 pub mod system;
 pub mod vocab;

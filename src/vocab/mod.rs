@@ -180,16 +180,13 @@ pub struct Vocab {
 }
 
 thread_local! {
-    static BPE_SESSION: RefCell<bpe::BpeSession> = RefCell::new(bpe::BpeSession::default());
-    static SPM_SESSION: RefCell<spm::SpmSession> = RefCell::new(spm::SpmSession::default());
+    pub(crate) static BPE_SESSION: RefCell<bpe::BpeSession> = RefCell::new(bpe::BpeSession::default());
+    pub(crate) static SPM_SESSION: RefCell<spm::SpmSession> = RefCell::new(spm::SpmSession::default());
 }
 
 impl Vocab {
     pub fn vocab_type(&self) -> VocabType {
         self.kind
-    }
-    pub fn pre_type(&self) -> PreType {
-        self.pre
     }
     pub fn n_tokens(&self) -> usize {
         self.tokens.len()

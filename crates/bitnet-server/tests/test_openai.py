@@ -1,6 +1,7 @@
 """The server against the official `openai` Python client (and raw HTTP for what it hides).
 
-Run by .ci/server.sh: BITNET_SERVER_BIN is the server binary, BITNET_SERVER_MODEL a GGUF file.
+Run by .ci/server.sh: BITNET_BIN is the `bitnet` tool (run as `bitnet serve`), BITNET_SERVER_MODEL
+a GGUF file.
 Each fixture starts its own server on a free port and stops it with SIGTERM.
 """
 
@@ -17,7 +18,7 @@ import urllib.request
 import openai
 import pytest
 
-BIN = os.environ.get("BITNET_SERVER_BIN", "target/release/bitnet-server")
+BIN = os.environ.get("BITNET_BIN", "target/release/bitnet")
 MODEL = os.environ.get("BITNET_SERVER_MODEL", "../shared/models/tiny-b158-i2_s-q6k.gguf")
 KEY = "test-key-123"
 
@@ -25,7 +26,7 @@ KEY = "test-key-123"
 class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [BIN, "-m", MODEL, "--port", "0", "-t", "2", *args],
+            [BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2", *args],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -139,6 +140,21 @@ def test_logprobs(client):
         assert t.logprob <= 0 and len(t.top_logprobs) == 3
         # Greedy: the chosen token is the most likely one.
         assert t.logprob == pytest.approx(t.top_logprobs[0].logprob)
+
+
+def test_json_object_output_parses(client):
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Give JSON."}],
+                                       max_tokens=200, seed=3, response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_gbnf_grammar(server):
+    status, body = server.raw("POST", "/v1/completions", {"prompt": "Answer:", "max_tokens": 20, "seed": 3,
+                                                          "grammar": 'root ::= ("yes" | "no") "."'})
+    assert status == 200 and body["choices"][0]["text"] in ("yes.", "no.")
+    status, body = server.raw("POST", "/v1/completions", {"prompt": "Answer:", "grammar": "root ::= foo"})
+    assert status == 400 and body["error"]["param"] == "grammar"
 
 
 def test_embeddings_not_available_yet(client):

@@ -178,6 +178,40 @@ mod tests {
         eprintln!("aarch64: dotprod detected = {}", dotprod_detected());
     }
 
+    /// The I2_S kernels at the int16 bound of the NEON path: every code 3 (never written by a
+    /// quantizer, but any byte is accepted) against -128 / 127 activations, over more blocks
+    /// than one widening interval, equal scalar.
+    #[test]
+    fn i2s_extreme_values_match_scalar() {
+        use crate::kernels::{table, I8Rows, Kind, MatDims};
+        let (k, rows, n_tok) = (128 * 21, 3, 5);
+        let codes = vec![0xffu8; rows * k / 4];
+        let q: Vec<i8> = (0..n_tok * k)
+            .map(|i| if (i / k) % 2 == 0 { i8::MIN } else { i8::MAX })
+            .collect();
+        let sum: Vec<i32> = (0..n_tok)
+            .map(|t| q[t * k..(t + 1) * k].iter().map(|&v| v as i32).sum())
+            .collect();
+        let scale = vec![0.75f32; n_tok];
+        let act = I8Rows {
+            q: &q,
+            scale: &scale,
+            sum: &sum,
+        };
+        let d = MatDims { k, rows, n_tok };
+        let mut want = vec![0f32; rows * n_tok];
+        (table(Kind::Scalar).unwrap().i2s)(&codes, 1.5, &act, d, &mut want);
+        for kt in [Kind::Neon, Kind::NeonDotprod]
+            .into_iter()
+            .filter_map(table)
+        {
+            let mut got = vec![f32::NAN; rows * n_tok];
+            (kt.i2s)(&codes, 1.5, &act, d, &mut got);
+            let b = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(b(&got), b(&want), "{}", kt.name());
+        }
+    }
+
     /// The NEON fallback and (where the CPU has it) SDOT agree with a plain integer dot, on the
     /// extreme values too.
     #[test]

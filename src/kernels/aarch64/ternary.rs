@@ -58,16 +58,12 @@ unsafe fn i2s_body<const SDOT: bool>(
             // SAFETY: NEON is baseline; every pointer below stays inside the checked slices
             // (block b of the row: 32 bytes; token t: k activations).
             unsafe {
-                let mut acc = [vdupq_n_s32(0); I2S_TOKENS];
-                for b in 0..k / 128 {
-                    let c = i2s_block_codes(row.add(32 * b));
-                    for (t, a) in acc.iter_mut().enumerate().take(nt) {
-                        let q = act.q.as_ptr().add((t0 + t) * k + 128 * b);
-                        for (j, &cj) in c.iter().enumerate() {
-                            *a = dot4::<SDOT>(*a, cj, vld1q_s8(q.add(16 * j)));
-                        }
-                    }
-                }
+                let q0 = act.q.as_ptr().add(t0 * k);
+                let acc = if SDOT {
+                    i2s_tokens_sdot(row, q0, k, nt)
+                } else {
+                    i2s_tokens_neon(row, q0, k, nt)
+                };
                 for (t, a) in acc.iter().enumerate().take(nt) {
                     let tt = t0 + t;
                     out[r * n_tok + tt] =
@@ -75,6 +71,71 @@ unsafe fn i2s_body<const SDOT: bool>(
                 }
             }
         }
+    }
+}
+
+/// The int32 dots of one I2_S row (`row`, k/4 bytes) with `nt` <= [`I2S_TOKENS`] consecutive
+/// token rows starting at `q` (k int8 each), with SDOT. The caller runs with dotprod.
+#[inline(always)]
+unsafe fn i2s_tokens_sdot(
+    row: *const u8,
+    q: *const i8,
+    k: usize,
+    nt: usize,
+) -> [int32x4_t; I2S_TOKENS] {
+    // SAFETY: the caller guarantees k/4 bytes at row and nt*k values at q, and dotprod.
+    unsafe {
+        let mut acc = [vdupq_n_s32(0); I2S_TOKENS];
+        for b in 0..k / 128 {
+            let c = i2s_block_codes(row.add(32 * b));
+            for (t, a) in acc.iter_mut().enumerate().take(nt) {
+                let qb = q.add(t * k + 128 * b);
+                for (j, &cj) in c.iter().enumerate() {
+                    *a = dot4::<true>(*a, cj, vld1q_s8(qb.add(16 * j)));
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// Blocks between widenings of the int16 accumulators of [`i2s_tokens_neon`]: each lane takes
+/// 8 products per block, each |code * q| <= 3 * 128 = 384, so 8 blocks stay within
+/// 8 * 8 * 384 = 24576 < 32767 for any bytes (codes 3 included).
+const I2S_I16_BLOCKS: usize = 8;
+
+/// [`i2s_tokens_sdot`] without dotprod: `SMLAL` / `SMLAL2` into int16 lanes, widened into int32
+/// with `SADALP` every [`I2S_I16_BLOCKS`] blocks (exact: no lane can overflow, see there).
+#[inline(always)]
+unsafe fn i2s_tokens_neon(
+    row: *const u8,
+    q: *const i8,
+    k: usize,
+    nt: usize,
+) -> [int32x4_t; I2S_TOKENS] {
+    // SAFETY: the caller guarantees k/4 bytes at row and nt*k values at q; NEON is baseline.
+    unsafe {
+        let mut acc = [vdupq_n_s32(0); I2S_TOKENS];
+        let nb = k / 128;
+        for b0 in (0..nb).step_by(I2S_I16_BLOCKS) {
+            let mut lo = [vdupq_n_s16(0); I2S_TOKENS];
+            let mut hi = [vdupq_n_s16(0); I2S_TOKENS];
+            for b in b0..(b0 + I2S_I16_BLOCKS).min(nb) {
+                let c = i2s_block_codes(row.add(32 * b));
+                for t in 0..nt {
+                    let qb = q.add(t * k + 128 * b);
+                    for (j, &cj) in c.iter().enumerate() {
+                        let qv = vld1q_s8(qb.add(16 * j));
+                        lo[t] = vmlal_s8(lo[t], vget_low_s8(cj), vget_low_s8(qv));
+                        hi[t] = vmlal_high_s8(hi[t], cj, qv);
+                    }
+                }
+            }
+            for t in 0..nt {
+                acc[t] = vpadalq_s16(vpadalq_s16(acc[t], lo[t]), hi[t]);
+            }
+        }
+        acc
     }
 }
 

@@ -13,8 +13,11 @@
 //! `unsafe` helper per conversion below.
 #![allow(clippy::not_unsafe_ptr_arg_deref, non_camel_case_types)]
 
+pub mod adapter;
 pub mod batch;
+pub mod batch_ext;
 pub mod chat;
+pub mod compat;
 pub mod context;
 pub mod decode;
 pub mod error;

@@ -30,4 +30,9 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=src/kernels/c/kernels.h");
     println!("cargo:rerun-if-changed=build.rs");
+    // macOS: cargo leaves the dylib's install name at its build path; @rpath lets an installed
+    // copy be found through the program's rpath (Linux .so files are linked by name anyway).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libbitnet.dylib");
+    }
 }

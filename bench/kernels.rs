@@ -202,12 +202,7 @@ fn main() {
             let (wbuf, nbytes) = weights(ty, k, m, &mut rng);
             // SAFETY: the u64 buffer holds at least nbytes bytes.
             let data = unsafe { std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, nbytes) };
-            let w = Weights {
-                ty,
-                data,
-                rows: m,
-                cols: k,
-            };
+            let w = Weights::new(ty, data, m, k).unwrap();
             let x: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
             let mut y = vec![0f32; n * m];
             let mut scratch = Scratch::new();
@@ -269,12 +264,7 @@ fn main() {
                                 let data = unsafe {
                                     std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, *nbytes)
                                 };
-                                let w = Weights {
-                                    ty,
-                                    data,
-                                    rows: m,
-                                    cols: k,
-                                };
+                                let w = Weights::new(ty, data, m, k).unwrap();
                                 kernels::matmul_with(kt, &w, &x, 1, &mut y, &mut scratch).unwrap();
                             }
                         });
@@ -304,12 +294,7 @@ fn main() {
         let (wbuf, nbytes) = weights(GgmlType::I2_S, k, m, &mut rng);
         // SAFETY: as above.
         let data = unsafe { std::slice::from_raw_parts(wbuf.as_ptr() as *const u8, nbytes) };
-        let w = Weights {
-            ty: GgmlType::I2_S,
-            data,
-            rows: m,
-            cols: k,
-        };
+        let w = Weights::new(GgmlType::I2_S, data, m, k).unwrap();
         let x: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
         let mut y = vec![0f32; m];
         let mut scratch = Scratch::new();

@@ -10,5 +10,5 @@ fn main() {
     // cargo passes `--bench`; the rest are bitnet bench arguments.
     let mut argv = vec!["bench".to_string()];
     argv.extend(std::env::args().skip(1).filter(|a| a != "--bench"));
-    std::process::exit(bitnet::cli::main(argv));
+    std::process::exit(bitnet_cli::main(argv));
 }

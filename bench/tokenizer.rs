@@ -58,7 +58,7 @@ fn main() {
         .iter()
         .filter(|n| only.is_empty() || only.iter().any(|o| o == *n))
         .filter_map(|&name| {
-            let p = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
+            let p = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
             let f = GgufFile::open(&p).expect("open vocab");
             Some((name, Vocab::from_gguf(&f).expect("load vocab")))
         })
@@ -74,7 +74,7 @@ fn main() {
 }
 
 fn mixed(vocabs: &[(&str, Vocab)]) {
-    let Some(inp) = bitnet::testdata::path("vocab/extra/ggml-vocab-llama-bpe.inp") else {
+    let Some(inp) = bitnet_testdata::path("vocab/extra/ggml-vocab-llama-bpe.inp") else {
         return;
     };
     let raw = std::fs::read(inp).expect("read test strings");

@@ -1456,6 +1456,75 @@ uint32_t bitnet_sampler_get_seed(const struct bitnet_sampler *smpl);
 const char *bitnet_sampler_name(const struct bitnet_sampler *smpl);
 
 /**
+ * A GBNF grammar sampler: candidates that cannot continue the grammar get logit -inf;
+ * end-of-generation tokens only once the grammar is complete. grammar_str NULL or "" gives a
+ * sampler that does nothing (llama.h). NULL on error (vocab NULL, grammar_root NULL, parse
+ * error with line and column, unknown root, left recursion: see bitnet_last_error).
+ * If a token outside the grammar is accepted later, the sampler removes every candidate from
+ * then on (sampling fails with a message) until it is reset.
+ */
+struct bitnet_sampler *bitnet_sampler_init_grammar(const struct bitnet_vocab *vocab,
+                                                   const char *grammar_str,
+                                                   const char *grammar_root);
+
+/**
+ * A lazy grammar sampler: unconstrained until a trigger token is accepted, or a trigger pattern
+ * (ECMAScript-style regular expression) matches the generated text; the grammar then starts at
+ * the trigger token, or at the pattern's first capture group (else the whole match).
+ * With no triggers at all it behaves like bitnet_sampler_init_grammar. NULL on error.
+ */
+struct bitnet_sampler *bitnet_sampler_init_grammar_lazy_patterns(const struct bitnet_vocab *vocab,
+                                                                 const char *grammar_str,
+                                                                 const char *grammar_root,
+                                                                 const char *const *trigger_patterns,
+                                                                 size_t num_trigger_patterns,
+                                                                 const bitnet_token *trigger_tokens,
+                                                                 size_t num_trigger_tokens);
+
+/**
+ * DRY repetition penalty: a token that would extend a sequence repeated within the last
+ * dry_penalty_last_n tokens (0: disabled, -1 is treated as 0 like llama.cpp's clamp) loses
+ * dry_multiplier * dry_base^(length - dry_allowed_length); seq_breakers (e.g. "\n", ":")
+ * end repetitions. Disabled (a no-op sampler) when dry_multiplier is 0 or dry_base < 1.
+ * NULL on error (vocab NULL, seq_breakers NULL with num_breakers > 0).
+ */
+struct bitnet_sampler *bitnet_sampler_init_dry(const struct bitnet_vocab *vocab,
+                                               float dry_multiplier,
+                                               float dry_base,
+                                               int32_t dry_allowed_length,
+                                               int32_t dry_penalty_last_n,
+                                               const char *const *seq_breakers,
+                                               size_t num_breakers);
+
+/**
+ * XTC: with probability p (drawn from std::mt19937(seed); BITNET_DEFAULT_SEED = random),
+ * removes every candidate with probability >= t except the least likely of them, keeping at
+ * least min_keep. A no-op when p <= 0 or t > 0.5.
+ */
+struct bitnet_sampler *bitnet_sampler_init_xtc(float p, float t, size_t min_keep, uint32_t seed);
+
+/**
+ * Top-nσ: sets to -inf every logit below max - n * (standard deviation of the finite logits).
+ * A no-op when n <= 0.
+ */
+struct bitnet_sampler *bitnet_sampler_init_top_n_sigma(float n);
+
+/**
+ * Infill (fill-in-the-middle), meant after top-k / top-p: picks end-of-generation when it
+ * dominates, merges tokens that are prefixes of one another, drops unlikely ones. NULL if
+ * vocab is NULL or has neither EOT nor EOS.
+ */
+struct bitnet_sampler *bitnet_sampler_init_infill(const struct bitnet_vocab *vocab);
+
+/**
+ * Converts a JSON schema to a GBNF grammar (root rule "root") for
+ * bitnet_sampler_init_grammar. snprintf semantics: writes at most buf_size - 1 bytes plus a
+ * NUL and returns the full length; call with buf_size 0 to ask for the size. Negative
+ * bitnet_status on error (invalid JSON, unsupported keyword: see bitnet_last_error).
+ */
+int32_t bitnet_json_schema_to_grammar(const char *schema, char *buf, size_t buf_size);
+
+/**
  * Size in bytes of the context's state (for bitnet_state_get_data). 0 if ctx is NULL.
  */
 size_t bitnet_state_get_size(struct bitnet_context *ctx);

@@ -6,26 +6,23 @@
 //! top of the same Rust API. See `ARCHITECTURE.md`.
 
 pub mod chat;
-pub mod cli;
 pub mod context;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
 pub mod kernels;
+pub mod kv;
 pub mod log;
 pub mod model;
-pub mod modelgen;
 pub mod sampling;
 pub mod tensor;
+pub mod types;
 pub mod vocab;
 
 pub use context::{Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Model, ModelParams};
 pub use vocab::Vocab;
-
-#[doc(hidden)]
-pub mod testdata;
 
 /// The README's Rust example, compiled as a doctest so it cannot drift from the API.
 #[doc = include_str!("../README.md")]

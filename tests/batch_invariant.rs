@@ -17,6 +17,7 @@ fn ctx(model: &Arc<Model>, invariant: bool, n_seq: u32) -> Context {
         n_threads: 2,
         n_threads_batch: 2,
         batch_invariant: invariant,
+        ..Default::default()
     };
     Context::new(model.clone(), params).unwrap()
 }
@@ -70,7 +71,7 @@ fn run(ctx: &mut Context, prompts: &[&[i32]], junk: &[i32], split: bool) -> Vec<
     for step in 0..STEPS {
         b.clear();
         for (s, p) in prompts.iter().enumerate() {
-            let next = bitnet::context::argmax(out[s].last().unwrap()) as i32;
+            let next = bitnet::sampling::argmax(out[s].last().unwrap()) as i32;
             b.push(next, (p.len() + step) as i32, &[s as i32 + 1], true);
         }
         ctx.decode(&b).unwrap();
@@ -90,7 +91,7 @@ fn default_token_by_token(model: &Arc<Model>, prompt: &[i32]) -> Vec<Vec<f32>> {
     }
     out.push(c.logits_ith(-1).unwrap().to_vec());
     for _ in 0..STEPS {
-        let next = bitnet::context::argmax(out.last().unwrap()) as i32;
+        let next = bitnet::sampling::argmax(out.last().unwrap()) as i32;
         c.decode(&Batch::get_one(&[next])).unwrap();
         out.push(c.logits_ith(-1).unwrap().to_vec());
     }
@@ -145,8 +146,8 @@ fn check(model: Arc<Model>, name: &str) {
 
 #[test]
 fn batch_invariant_logits_on_every_shared_model() {
-    for m in bitnet::testdata::MODELS {
-        let Some(path) = bitnet::testdata::path(&format!("models/{m}.gguf")) else {
+    for m in bitnet_testdata::MODELS {
+        let Some(path) = bitnet_testdata::path(&format!("models/{m}.gguf")) else {
             return;
         };
         check(Arc::new(Model::load(path).unwrap()), m);
@@ -155,7 +156,7 @@ fn batch_invariant_logits_on_every_shared_model() {
 
 #[test]
 fn batch_invariant_logits_with_q8_0_head() {
-    let Some(path) = bitnet::testdata::path("models/tiny-b158-i2_s.gguf") else {
+    let Some(path) = bitnet_testdata::path("models/tiny-b158-i2_s.gguf") else {
         return;
     };
     let model = Model::load_with(path, ModelParams { head_q8_0: true }).unwrap();

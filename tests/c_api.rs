@@ -55,7 +55,7 @@ fn run(cmd: &mut Command) {
 fn install_package(work: &Path) -> Option<PathBuf> {
     if !have("cmake") {
         assert!(
-            !bitnet::testdata::required(),
+            !bitnet_testdata::required(),
             "cmake is not installed and BITNET_REQUIRE_TEST_DATA=1"
         );
         eprintln!("SKIPPED: cmake is not installed");
@@ -83,7 +83,7 @@ fn install_package(work: &Path) -> Option<PathBuf> {
 /// Configures tests/c against the package installed in `prefix` into `<work>/<name>`, builds it
 /// and runs ctest; returns ctest's output. Panics when a test fails.
 fn build_and_ctest(work: &Path, name: &str, prefix: &Path, extra: &[String]) -> String {
-    let data = bitnet::testdata::root();
+    let data = bitnet_testdata::root();
     let tests = work.join(name);
     let _ = std::fs::remove_dir_all(&tests);
     run(Command::new("cmake")
@@ -120,8 +120,8 @@ fn golden_trace_count() -> usize {
                 .count()
         })
     };
-    let golden = bitnet::testdata::root().join("golden");
-    let greedy: usize = bitnet::testdata::MODELS
+    let golden = bitnet_testdata::root().join("golden");
+    let greedy: usize = bitnet_testdata::MODELS
         .iter()
         .map(|m| count(&golden.join(m)))
         .sum();
@@ -139,12 +139,12 @@ fn assert_ran(stdout: &str, expected: usize) {
 }
 
 /// 2 model-free tests (api_basics shared and static); with the shared data also api_model,
-/// bad_input, bad_input_files, threads and the 3 examples.
+/// bad_input, bad_input_files, threads, the 3 examples and hostile_models.
 const MODEL_FREE_TESTS: usize = 2;
-const MODEL_TESTS: usize = 4 + 3;
-/// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples and the
-/// tracer.
-const MEMCHECK_TESTS: usize = 7;
+const MODEL_TESTS: usize = 4 + 3 + 1;
+/// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples, the
+/// tracer and hostile_models.
+const MEMCHECK_TESTS: usize = 7 + 1;
 
 #[test]
 fn c_programs_build_against_the_installed_package_and_pass() {
@@ -167,7 +167,7 @@ fn c_programs_build_against_the_installed_package_and_pass() {
     assert!(tracer.exists(), "install lacks bin/bitnet-trace");
 
     // Without the shared models only the model-free tests exist (skipped here, an error in CI).
-    let have_data = bitnet::testdata::path("models/tiny-spm-f32.gguf").is_some();
+    let have_data = bitnet_testdata::path("models/tiny-spm-f32.gguf").is_some();
     let stdout = build_and_ctest(
         &work,
         "tests",
@@ -190,7 +190,7 @@ fn c_programs_build_against_the_installed_package_and_pass() {
 fn c_programs_pass_under_address_and_undefined_sanitizers() {
     if !have("cc") {
         assert!(
-            !bitnet::testdata::required(),
+            !bitnet_testdata::required(),
             "cc missing and BITNET_REQUIRE_TEST_DATA=1"
         );
         eprintln!("SKIPPED: no C compiler");
@@ -200,7 +200,7 @@ fn c_programs_pass_under_address_and_undefined_sanitizers() {
     let Some(prefix) = install_package(&work) else {
         return;
     };
-    let have_data = bitnet::testdata::path("models/tiny-spm-f32.gguf").is_some();
+    let have_data = bitnet_testdata::path("models/tiny-spm-f32.gguf").is_some();
     let stdout = build_and_ctest(
         &work,
         "tests",
@@ -223,7 +223,7 @@ fn c_programs_pass_under_address_and_undefined_sanitizers() {
 fn pkg_config_file_links_shared_and_static() {
     if !have("pkg-config") || !have("cc") {
         assert!(
-            !bitnet::testdata::required(),
+            !bitnet_testdata::required(),
             "pkg-config or cc missing and BITNET_REQUIRE_TEST_DATA=1"
         );
         eprintln!("SKIPPED: pkg-config or cc is not installed");

@@ -17,7 +17,7 @@ fn run(model: &Arc<Model>, prompt: &[i32], steps: usize, threads: i32) -> Vec<Ve
     ctx.decode(&Batch::get_one(prompt)).unwrap();
     for _ in 0..steps {
         let logits = ctx.logits_ith(-1).unwrap().to_vec();
-        let next = bitnet::context::argmax(&logits) as i32;
+        let next = bitnet::sampling::argmax(&logits) as i32;
         out.push(logits);
         ctx.decode(&Batch::get_one(&[next])).unwrap();
     }
@@ -26,7 +26,7 @@ fn run(model: &Arc<Model>, prompt: &[i32], steps: usize, threads: i32) -> Vec<Ve
 
 #[test]
 fn two_contexts_on_two_threads_match_sequential_runs() {
-    let Some(path) = bitnet::testdata::path("models/tiny-spm-i2_s.gguf") else {
+    let Some(path) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
         return;
     };
     let model = Arc::new(Model::load(path).unwrap());

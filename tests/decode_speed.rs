@@ -39,11 +39,11 @@ fn prompt_and_decode_speed() {
     let t = Instant::now();
     ctx.decode(&Batch::get_one(&prompt)).unwrap();
     let pp = t.elapsed().as_secs_f64();
-    let mut tok = bitnet::context::argmax(ctx.logits_ith(-1).unwrap()) as i32;
+    let mut tok = bitnet::sampling::argmax(ctx.logits_ith(-1).unwrap()) as i32;
     let t = Instant::now();
     for _ in 0..n_gen {
         ctx.decode(&Batch::get_one(&[tok])).unwrap();
-        tok = bitnet::context::argmax(ctx.logits_ith(-1).unwrap()) as i32;
+        tok = bitnet::sampling::argmax(ctx.logits_ith(-1).unwrap()) as i32;
     }
     let tg = t.elapsed().as_secs_f64();
     println!(

@@ -4,7 +4,7 @@
 
 use bitnet::gguf::{GgufFile, TensorView};
 use bitnet::tensor::{self, blocks::as_bytes, GgmlType};
-use bitnet::testdata;
+use bitnet_testdata as testdata;
 
 fn open(rel: &str) -> Option<GgufFile> {
     testdata::path(rel).map(|p| GgufFile::open(p).expect(rel))

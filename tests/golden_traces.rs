@@ -5,7 +5,7 @@
 
 mod common;
 
-use bitnet::context::{argmax, top_k};
+use bitnet::sampling::{argmax, top_k};
 use bitnet::{Batch, Context};
 use common::{fnv1a64, parse_trace};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ fn check_model(stem: &str) {
     let Some(model) = common::load(stem) else {
         return;
     };
-    let Some(dir) = bitnet::testdata::path(&format!("golden/{stem}")) else {
+    let Some(dir) = bitnet_testdata::path(&format!("golden/{stem}")) else {
         return;
     };
     let mut traces: Vec<_> = std::fs::read_dir(&dir)
@@ -170,7 +170,7 @@ fn batch_splits_match_the_oracle() {
                 m
             }
         };
-        let path = bitnet::testdata::path(&format!("golden/{stem}/short_en.trace")).unwrap();
+        let path = bitnet_testdata::path(&format!("golden/{stem}/short_en.trace")).unwrap();
         let ids = parse_trace(&path).prompt;
         let mut ctx = common::context(&model);
         let got = fnv1a64(&logits_after(&mut ctx, &ids, prompt_len));
@@ -189,7 +189,7 @@ fn ubatch_split_equals_manual_split() {
     let Some(model) = common::load("tiny-spm-f32") else {
         return;
     };
-    let path = bitnet::testdata::path("golden/tiny-spm-f32/short_en.trace").unwrap();
+    let path = bitnet_testdata::path("golden/tiny-spm-f32/short_en.trace").unwrap();
     let ids = parse_trace(&path).prompt;
     let mut params = common::tracer_params();
     params.n_ubatch = 5;
@@ -214,7 +214,7 @@ fn thread_count_does_not_change_bits() {
         let Some(model) = common::load(stem) else {
             return;
         };
-        let path = bitnet::testdata::path(&format!("golden/{stem}/short_en.trace")).unwrap();
+        let path = bitnet_testdata::path(&format!("golden/{stem}/short_en.trace")).unwrap();
         let ids = parse_trace(&path).prompt;
         let mut params = common::tracer_params();
         params.n_threads = 2;

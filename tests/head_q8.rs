@@ -15,10 +15,10 @@ fn read_logits(path: &std::path::Path) -> Vec<f32> {
 #[test]
 fn q8_0_head_stays_close_to_the_reference_logits() {
     for m in ["tiny-b158-i2_s", "tiny-spm-i2_s", "tiny-spm-f32"] {
-        let Some(path) = bitnet::testdata::path(&format!("models/{m}.gguf")) else {
+        let Some(path) = bitnet_testdata::path(&format!("models/{m}.gguf")) else {
             return;
         };
-        let Some(dump) = bitnet::testdata::path(&format!("golden/{m}/short_en.logits.f32")) else {
+        let Some(dump) = bitnet_testdata::path(&format!("golden/{m}/short_en.logits.f32")) else {
             return;
         };
         let golden = read_logits(&dump);
@@ -57,8 +57,8 @@ fn q8_0_head_stays_close_to_the_reference_logits() {
         assert!(max < 0.05, "{m}: max |diff| {max}");
         assert!(cos > 0.9995, "{m}: cosine {cos}");
         assert_eq!(
-            bitnet::context::argmax(ours),
-            bitnet::context::argmax(&golden),
+            bitnet::sampling::argmax(ours),
+            bitnet::sampling::argmax(&golden),
             "{m}: argmax"
         );
     }

@@ -345,16 +345,7 @@ const NOT_YET: &[(&str, &str)] = &[
         "user-defined samplers (llama_sampler_i) are not supported yet",
     ),
     ("sampler_copy", "backend samplers are not supported"),
-    ("sampler_init_xtc", "constrained-sampling issue 18"),
-    ("sampler_init_top_n_sigma", "constrained-sampling issue 18"),
-    ("sampler_init_grammar", "constrained-sampling issue 18"),
-    (
-        "sampler_init_grammar_lazy_patterns",
-        "constrained-sampling issue 18",
-    ),
-    ("sampler_init_dry", "constrained-sampling issue 18"),
     ("sampler_init_adaptive_p", "constrained-sampling issue 18"),
-    ("sampler_init_infill", "constrained-sampling issue 18"),
     (
         "opt_param_filter_all",
         "training (llama_opt_*) is not part of bitnet",

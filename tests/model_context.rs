@@ -3,9 +3,9 @@
 
 mod common;
 
-use bitnet::context::argmax;
 use bitnet::gguf::{GgufFile, GgufWriter, Value};
 use bitnet::model::Arch;
+use bitnet::sampling::argmax;
 use bitnet::tensor::GgmlType;
 use bitnet::{Batch, Context, ContextParams, ErrorKind, Model};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 const SMALL: &str = "tiny-spm-tq1_0-q6k";
 
 fn small_file() -> Option<GgufFile> {
-    let p = bitnet::testdata::path(&format!("models/{SMALL}.gguf"))?;
+    let p = bitnet_testdata::path(&format!("models/{SMALL}.gguf"))?;
     Some(GgufFile::open(p).unwrap())
 }
 
@@ -440,7 +440,7 @@ fn last_logits(model: Model, ids: &[i32]) -> Vec<f32> {
 /// multipliers. (No reference output exists for it here; this checks the wiring.)
 #[test]
 fn bitnet_arch_uses_silu_and_scales() {
-    let Some(p) = bitnet::testdata::path("models/tiny-spm-f32.gguf") else {
+    let Some(p) = bitnet_testdata::path("models/tiny-spm-f32.gguf") else {
         return;
     };
     let src = GgufFile::open(p).unwrap();

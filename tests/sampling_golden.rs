@@ -7,15 +7,18 @@
 //! tokens never accepted) and the divergence report.
 
 mod common;
+#[path = "common/golden.rs"]
+mod golden;
 
 use std::sync::Arc;
 
-use bitnet::sampling::golden::{
+use bitnet::sampling::Chain;
+use bitnet_testdata as testdata;
+use golden::{
     golden_chain, golden_model_info, parse_probe, parse_trace, replay, ProbeStep, GOLDEN_CHAINS,
     GOLDEN_RUNS,
 };
-use bitnet::sampling::Chain;
-use bitnet::testdata;
+
 use bitnet::{Batch, Model};
 
 const STEPS: usize = 48;

@@ -13,7 +13,7 @@ fn python() -> Option<&'static str> {
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
-            !bitnet::testdata::required(),
+            !bitnet_testdata::required(),
             "python3 is missing and BITNET_REQUIRE_TEST_DATA=1"
         );
         eprintln!("SKIPPED: python3 is not installed");
@@ -118,8 +118,8 @@ fn trace_diff_on_golden_traces() {
         return;
     }
     let (Some(f32_trace), Some(i2s_trace)) = (
-        bitnet::testdata::path("golden/tiny-spm-f32/short_en.trace"),
-        bitnet::testdata::path("golden/tiny-spm-i2_s/short_en.trace"),
+        bitnet_testdata::path("golden/tiny-spm-f32/short_en.trace"),
+        bitnet_testdata::path("golden/tiny-spm-i2_s/short_en.trace"),
     ) else {
         return;
     };

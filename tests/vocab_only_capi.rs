@@ -114,7 +114,7 @@ fn detokenize(vocab: *const bitnet_vocab, ids: &[bitnet_token], special: bool) -
 fn tokenizer_vectors_through_the_c_api_with_vocab_only() {
     let mut total = 0;
     for name in ["llama-bpe", "llama-spm", "gpt-2", "falcon"] {
-        let Some(gguf) = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
+        let Some(gguf) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
         let model = load_vocab_only(&gguf);
@@ -144,7 +144,7 @@ fn tokenizer_vectors_through_the_c_api_with_vocab_only() {
                 if Path::new(p).is_absolute() {
                     Some(Path::new(p).to_path_buf())
                 } else {
-                    bitnet::testdata::path(p)
+                    bitnet_testdata::path(p)
                 }
             };
             let (Some(inp), Some(out)) = (resolve(&inp), resolve(&out)) else {
@@ -179,7 +179,7 @@ fn tokenizer_vectors_through_the_c_api_with_vocab_only() {
 
 #[test]
 fn vocab_only_model_answers_queries_and_refuses_a_context() {
-    let Some(gguf) = bitnet::testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
+    let Some(gguf) = bitnet_testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
         return;
     };
     let model = load_vocab_only(&gguf);
@@ -225,7 +225,7 @@ fn vocab_only_model_answers_queries_and_refuses_a_context() {
 
 #[test]
 fn vocab_only_loads_a_runnable_model_file_too() {
-    let Some(gguf) = bitnet::testdata::path("models/tiny-spm-i2_s.gguf") else {
+    let Some(gguf) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
         return;
     };
     let full = bitnet::Model::load(&gguf).unwrap();

@@ -21,7 +21,7 @@ const VOCABS: [&str; 4] = ["llama-bpe", "llama-spm", "gpt-2", "falcon"];
 const SEPARATOR: &[u8] = b"\n__ggml_vocab_test__\n";
 
 fn load(name: &str) -> Option<Vocab> {
-    let p = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
+    let p = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
     let f = GgufFile::open(&p).unwrap();
     Some(Vocab::from_gguf(&f).unwrap_or_else(|e| panic!("{name}: {e}")))
 }
@@ -191,8 +191,7 @@ fn all_vectors_all_vocabs() {
             ),
         ];
         for (inp, out, special) in sets {
-            let (Some(inp), Some(out)) =
-                (bitnet::testdata::path(&inp), bitnet::testdata::path(&out))
+            let (Some(inp), Some(out)) = (bitnet_testdata::path(&inp), bitnet_testdata::path(&out))
             else {
                 return;
             };
@@ -357,7 +356,7 @@ fn edited(
     name: &str,
     edit: impl FnOnce(&mut Vec<(String, Value)>),
 ) -> Option<bitnet::Result<Vocab>> {
-    let p = bitnet::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
+    let p = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
     let f = GgufFile::open(&p).unwrap();
     let mut kvs: Vec<(String, Value)> = f.metadata().to_vec();
     edit(&mut kvs);
@@ -521,7 +520,7 @@ fn loads_from_tiny_models() {
         ("tiny-b158-i2_s", VocabType::Bpe, 128256),
         ("tiny-spm-f32", VocabType::Spm, 32000),
     ] {
-        let Some(p) = bitnet::testdata::path(&format!("models/{model}.gguf")) else {
+        let Some(p) = bitnet_testdata::path(&format!("models/{model}.gguf")) else {
             return;
         };
         let v = Vocab::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();

@@ -4,12 +4,7 @@
 //! sequence in the KV cache, every token is in sequence 0, and only the last token's logits are
 //! computed.
 
-/// A token id (llama.h `llama_token`).
-pub type Token = i32;
-/// A position in a sequence (llama.h `llama_pos`).
-pub type Pos = i32;
-/// A sequence id (llama.h `llama_seq_id`).
-pub type SeqId = i32;
+pub use crate::types::{Pos, SeqId, Token};
 
 /// Tokens to evaluate in one `decode` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,12 +2,13 @@
 //! so that decoding allocates nothing (except when a batch asks for more logits rows than any
 //! before it).
 
-use super::batch::{Batch, Pos, SeqId, Token};
-use super::kv_cache::{KvCache, KV_PAD, MAX_SEQ};
+use super::batch::{Batch, Pos, SeqId};
 use super::perf::{PerfContextData, PerfCounters};
 use crate::error::{Error, Result};
+use crate::kernels::{self, KernelTable};
+use crate::kv::{KvCache, KV_PAD, MAX_SEQ};
 use crate::model::forward::{self, Step, Tap};
-use crate::model::{ops, Model};
+use crate::model::Model;
 use std::sync::Arc;
 
 /// Context options, llama.cpp's `llama_context_params` subset with its defaults.
@@ -26,6 +27,10 @@ pub struct ContextParams {
     pub n_threads: i32,
     /// Threads for multi-token batches (prompts); 0 or less = all available cores.
     pub n_threads_batch: i32,
+    /// The kernel variant this context runs (matmuls and attention); `None` = the process
+    /// default, [`kernels::active`] (`BITNET_KERNEL` if set, else the fastest variant this CPU
+    /// has). A variant this machine cannot run is an error at [`Context::new`].
+    pub kernel: Option<kernels::Kind>,
     /// Batch-invariant arithmetic (for serving): each token's logits are the same bits whatever
     /// else is in its batch and wherever its sequence's cells lie in the cache, at the price of
     /// a per-token K/V gather in attention and one-token F16/F32 matmuls (see
@@ -44,6 +49,7 @@ impl Default for ContextParams {
             n_seq_max: 1,
             n_threads: 0,
             n_threads_batch: 0,
+            kernel: None,
             batch_invariant: false,
         }
     }
@@ -85,6 +91,8 @@ pub struct Context {
     model: Arc<Model>,
     params: ContextParams,
     kv: KvCache,
+    /// The kernel table every matmul and attention of this context runs.
+    kernels: &'static KernelTable,
     scratch: forward::Scratch,
     pool_decode: rayon::ThreadPool,
     /// `None` when prompts use the same thread count as decoding.
@@ -146,11 +154,27 @@ impl Context {
                 "n_ctx {n_ctx} x n_ubatch {n_ubatch} is too large"
             )));
         }
+        let kernels = match p.kernel {
+            None => kernels::active(),
+            Some(kind) => kernels::table(kind).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "kernel {} is not available on this machine (available: {})",
+                    kind.name(),
+                    kernels::available()
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?,
+        };
+        p.kernel = Some(kernels.kind);
         let (pool_decode, pool_batch) = pools(&mut p)?;
         let n_vocab = cfg.n_vocab;
         let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
         Ok(Context {
             kv,
+            kernels,
             scratch: forward::Scratch::new(&model, n_ubatch, n_ctx, p.batch_invariant),
             pool_decode,
             pool_batch,
@@ -185,7 +209,13 @@ impl Context {
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
-    /// The parameters as resolved at creation (thread counts: the real ones, never 0).
+    /// The kernel table this context runs ([`ContextParams::kernel`]).
+    pub fn kernels(&self) -> &'static KernelTable {
+        self.kernels
+    }
+
+    /// The parameters as resolved at creation (thread counts: the real ones, never 0; the
+    /// kernel: the one chosen).
     pub fn params(&self) -> &ContextParams {
         &self.params
     }
@@ -399,18 +429,7 @@ impl Context {
         self.n_outputs = 0;
 
         // Re-rotate K of moved cells before anything attends to them.
-        if self.kv.has_shift() {
-            let cfg = self.model.config();
-            let theta_scale = ops::rope_theta_scale(cfg.rope_freq_base, cfg.n_rot);
-            let half = cfg.n_rot / 2;
-            let freqs = self.model.weights().rope_freqs.clone();
-            let mut cos = vec![0.0; half];
-            let mut sin = vec![0.0; half];
-            self.kv
-                .apply_k_shift(cfg.head_dim, &mut cos, &mut sin, |d, c, s| {
-                    ops::rope_angles(d, theta_scale, freqs.as_deref(), c, s)
-                });
-        }
+        forward::shift_k(&self.model, &mut self.kv);
 
         let n_ubatch = self.params.n_ubatch as usize;
         self.stored.clear();
@@ -465,11 +484,13 @@ impl Context {
                 (Some(p), l) if l > 1 => p,
                 _ => &self.pool_decode,
             };
-            let (model, kv, scratch) = (&*self.model, &mut self.kv, &mut self.scratch);
+            let (kt, model, kv, scratch) =
+                (self.kernels, &*self.model, &mut self.kv, &mut self.scratch);
             let tap = tap
                 .as_mut()
                 .map(|t| &mut **t as &mut (dyn FnMut(&str, &[f32], usize) + Send));
-            let result = pool.install(|| forward::forward(model, kv, &step, scratch, logits, tap));
+            let result =
+                pool.install(|| forward::forward(kt, model, kv, &step, scratch, logits, tap));
             if let Err(e) = result {
                 self.undo_stored();
                 self.output_ids.clear();
@@ -482,29 +503,4 @@ impl Context {
         self.n_outputs = n_out;
         Ok(())
     }
-}
-
-/// Index of the largest logit (ties: the lowest index), as greedy sampling and the golden
-/// traces pick it.
-pub fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// The `k` largest logits as `(id, logit)`, descending, ties to the lower id.
-pub fn top_k(logits: &[f32], k: usize) -> Vec<(Token, f32)> {
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    let k = k.min(idx.len());
-    let cmp = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
-    if k < idx.len() && k > 0 {
-        idx.select_nth_unstable_by(k - 1, cmp);
-    }
-    idx.truncate(k);
-    idx.sort_by(cmp);
-    idx.into_iter().map(|i| (i as Token, logits[i])).collect()
 }

@@ -65,6 +65,7 @@ pub(crate) struct PerfCounters {
 }
 
 /// Microseconds on CLOCK_MONOTONIC (the clock of `bitnet_time_us`).
+#[cfg(unix)]
 pub(crate) fn now_us() -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -76,6 +77,16 @@ pub(crate) fn now_us() -> i64 {
     #[allow(clippy::unnecessary_cast)]
     let us = ts.tv_sec as i64 * 1_000_000 + ts.tv_nsec as i64 / 1_000;
     us
+}
+
+/// Microseconds on a monotonic clock (the clock of `bitnet_time_us`): `std::time::Instant`
+/// (QueryPerformanceCounter on Windows) counted from the first call, plus one second so that no
+/// reading is 0.
+#[cfg(not(unix))]
+pub(crate) fn now_us() -> i64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(std::time::Instant::now);
+    1_000_000 + i64::try_from(base.elapsed().as_micros()).unwrap_or(i64::MAX - 1_000_000)
 }
 
 impl PerfCounters {

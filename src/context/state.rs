@@ -5,8 +5,8 @@
 
 use super::batch::{SeqId, Token};
 use super::context::Context;
-use super::kv_cache::{StateReader, StateWriter};
 use crate::error::{Error, Result};
+use crate::kv::{StateReader, StateWriter};
 use std::path::Path;
 
 const MAGIC: &[u8; 4] = b"BNST";

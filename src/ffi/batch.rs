@@ -3,7 +3,20 @@
 use super::{bitnet_pos, bitnet_seq_id, bitnet_token, call, call_void, slice};
 use crate::context::Batch;
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
+use std::sync::Mutex;
+
+/// The batches bitnet_batch_init made and not yet freed, by their `seq_id` array's address:
+/// (tokens, sequence ids per token) they have room for. llama_batch has no field for these,
+/// and without them a caller's `n_seq_id[i]` larger than the row it was given is read past
+/// the row's end.
+static ALLOCATED: Mutex<BTreeMap<usize, (usize, usize)>> = Mutex::new(BTreeMap::new());
+
+fn allocated() -> std::sync::MutexGuard<'static, BTreeMap<usize, (usize, usize)>> {
+    // The map holds plain numbers: a panic elsewhere cannot leave it inconsistent.
+    ALLOCATED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Input of bitnet_decode (llama_batch). Per token i < n_tokens: token[i], pos[i],
 /// n_seq_id[i] sequence ids in seq_id[i][..], and logits[i] != 0 to get its logits. pos,
@@ -95,6 +108,7 @@ pub extern "C" fn bitnet_batch_init(n_tokens: i32, embd: i32, n_seq_max: i32) ->
             free_batch(b);
             return Err(e);
         }
+        allocated().insert(b.seq_id as usize, (n, n_seq_max as usize));
         Ok(b)
     })
 }
@@ -110,6 +124,7 @@ pub extern "C" fn bitnet_batch_free(batch: bitnet_batch) {
 }
 
 fn free_batch(batch: bitnet_batch) {
+    allocated().remove(&(batch.seq_id as usize));
     let free = |p: *mut c_void| {
         // SAFETY: every pointer was made by calloc in bitnet_batch_init (or is NULL).
         unsafe { libc::free(p) }
@@ -138,9 +153,12 @@ fn free_batch(batch: bitnet_batch) {
     }
 }
 
-/// Copies a C batch into `out` (reusing its buffers). Checks the pointers and lengths; the
-/// context checks the values (token ids, positions, sequence ids).
-pub(crate) fn read_batch(b: &bitnet_batch, out: &mut Batch) -> Result<()> {
+/// Copies a C batch into `out` (reusing its buffers). Checks the pointers and lengths, and
+/// reads no `seq_id[i]` row past `n_seq_id[i]` entries unless that is within what the row can
+/// hold: the `n_seq_max` of bitnet_batch_init for its batches, and `ctx_n_seq_max` (a token
+/// can be in at most that many distinct sequences) for any batch. The context checks the
+/// values (token ids, positions, sequence ids).
+pub(crate) fn read_batch(b: &bitnet_batch, out: &mut Batch, ctx_n_seq_max: usize) -> Result<()> {
     if b.n_tokens <= 0 {
         return Err(Error::invalid_argument(format!(
             "batch.n_tokens is {}",
@@ -153,6 +171,15 @@ pub(crate) fn read_batch(b: &bitnet_batch, out: &mut Batch) -> Result<()> {
         ));
     }
     let n = b.n_tokens as i64;
+    let room = allocated().get(&(b.seq_id as usize)).copied();
+    if let Some((n_alloc, _)) = room {
+        if b.n_tokens as usize > n_alloc {
+            return Err(Error::invalid_argument(format!(
+                "batch.n_tokens is {}, but bitnet_batch_init made the batch for {n_alloc} tokens",
+                b.n_tokens
+            )));
+        }
+    }
     out.tokens.clear();
     out.tokens
         .extend_from_slice(slice(b.token, n, "batch.token")?);
@@ -172,12 +199,23 @@ pub(crate) fn read_batch(b: &bitnet_batch, out: &mut Batch) -> Result<()> {
             let mut v = out.seq_ids.take().unwrap_or_default();
             v.resize_with(counts.len(), Vec::new);
             for (i, (&c, &p)) in counts.iter().zip(lists).enumerate() {
+                if let Some((_, row)) = room.filter(|&(_, row)| c as i64 > row as i64) {
+                    return Err(Error::invalid_argument(format!(
+                        "batch.n_seq_id[{i}] is {c}, but bitnet_batch_init made rows of \
+                         {row} sequence ids (its n_seq_max)"
+                    )));
+                }
+                if c as i64 > ctx_n_seq_max as i64 {
+                    return Err(Error::invalid_argument(format!(
+                        "batch.n_seq_id[{i}] is {c}: a token is in at most n_seq_max = \
+                         {ctx_n_seq_max} sequences"
+                    )));
+                }
                 v[i].clear();
-                v[i].extend_from_slice(slice(
-                    p.cast_const(),
-                    c as i64,
-                    &format!("batch.seq_id[{i}]"),
-                )?);
+                // The index goes into the message only on error: no string per token.
+                let ids = slice(p.cast_const(), c as i64, "batch.seq_id[i]")
+                    .map_err(|e| e.context(format!("token {i}")))?;
+                v[i].extend_from_slice(ids);
             }
             Some(v)
         }

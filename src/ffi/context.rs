@@ -92,6 +92,7 @@ fn rust_params(p: &bitnet_context_params) -> Result<ContextParams> {
         n_threads: p.n_threads,
         n_threads_batch: p.n_threads_batch,
         batch_invariant: false,
+        ..Default::default()
     })
 }
 

@@ -14,7 +14,8 @@ use crate::error::{Error, ErrorKind};
 pub extern "C" fn bitnet_decode(ctx: *mut bitnet_context, batch: bitnet_batch) -> i32 {
     call_with(decode_status, || {
         let c = ctx_mut(ctx)?;
-        read_batch(&batch, &mut c.batch)?;
+        let n_seq_max = c.ctx.params().n_seq_max as usize;
+        read_batch(&batch, &mut c.batch, n_seq_max)?;
         c.ctx.decode(&c.batch)?;
         Ok(0)
     })

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod model;
 pub mod perf;
 pub mod sampler;
+pub mod sampler_ext;
 pub mod state;
 pub mod system;
 pub mod vocab;

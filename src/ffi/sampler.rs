@@ -55,7 +55,7 @@ impl Sampler for bitnet_sampler {
     }
 }
 
-fn new_sampler(s: impl Sampler + 'static) -> *mut bitnet_sampler {
+pub(crate) fn new_sampler(s: impl Sampler + 'static) -> *mut bitnet_sampler {
     call(std::ptr::null_mut(), || {
         Ok(into_handle(bitnet_sampler { inner: Box::new(s) }))
     })

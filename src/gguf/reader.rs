@@ -392,6 +392,10 @@ impl GgufFile {
     pub fn data_offset(&self) -> usize {
         self.data_offset
     }
+    /// The whole file's bytes (tensor ranges bound at load slice it directly).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
     /// Total bytes of the file.
     pub fn file_size(&self) -> usize {
         self.storage.bytes().len()
@@ -441,6 +445,8 @@ impl GgufFile {
         const PAGE: usize = 4096;
         let lo = (start - base).next_multiple_of(PAGE);
         let hi = (start - base + data.len()) / PAGE * PAGE;
+        // Page advice is a Unix (madvise) feature: elsewhere the pages simply stay mapped.
+        #[cfg(unix)]
         if hi > lo {
             // SAFETY: the map is a read-only file mapping, so MADV_DONTNEED only unmaps pages that
             // the kernel re-reads from the file on the next access: contents never change and
@@ -449,10 +455,13 @@ impl GgufFile {
                 m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)
             };
         }
+        #[cfg(not(unix))]
+        let _ = (lo, hi);
     }
 
     /// Advises the kernel that the whole map will be read soon (no-op for in-memory files).
     pub fn advise_willneed(&self) {
+        #[cfg(unix)]
         if let Storage::Mmap(m) = &self.storage {
             let _ = m.advise(memmap2::Advice::WillNeed);
         }

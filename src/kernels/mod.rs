@@ -8,8 +8,10 @@
 //! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
-//! - The active table is picked once ([`active`]) by CPU detection, overridable with the
-//!   environment variable `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod`.
+//! - The table is a value: each `Context` holds one (`ContextParams::kernel`, default
+//!   [`active`]: picked once by CPU detection, overridable with the environment variable
+//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod`) and passes it to matmul and attention, so two
+//!   contexts in one process can run two variants.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
 //! always available: the fallback on CPUs without a SIMD variant), `avx2` (x86-64 with AVX2, FMA
@@ -39,19 +41,92 @@ use half::f16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
-/// A weight matrix as stored in the file: `rows` outputs (ne1) of `cols` inputs (ne0) each.
+/// A weight matrix as stored in the file, `rows` outputs (ne1) of `cols` inputs (ne0) each,
+/// bound once: [`Weights::new`] checks the type, the byte length and the alignment of its typed
+/// view and reads the I2_S per-tensor scale, so [`matmul`] only checks the activations.
 #[derive(Debug, Clone, Copy)]
 pub struct Weights<'a> {
     pub ty: GgmlType,
-    /// The whole tensor's bytes, including the I2_S tail that holds the per-tensor scale.
+    /// The rows' bytes (for I2_S: the packed codes, without the tail that held the scale).
     pub data: &'a [u8],
     /// M = ne1: number of outputs.
     pub rows: usize,
     /// K = ne0: number of inputs (the contiguous dimension).
     pub cols: usize,
+    /// The I2_S per-tensor scale (0 for other types).
+    scale: f32,
 }
 
 impl<'a> Weights<'a> {
+    /// Binds `rows` rows of `cols` values of type `ty` in `data` (the whole tensor: for I2_S
+    /// the codes followed by the f32 scale, I2_S.md §2). Errors name what is wrong: a type no
+    /// kernel takes (BF16, Q8_K), columns that are not whole blocks, too few bytes, data not
+    /// aligned for its block type.
+    pub fn new(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<Weights<'a>> {
+        let what = || format!("weights ({ty} {cols}x{rows})");
+        if matches!(ty, GgmlType::BF16 | GgmlType::Q8_K) {
+            return Err(Error::unsupported(format!(
+                "{}: {ty} weights are not supported by matmul",
+                what()
+            )));
+        }
+        if cols == 0 {
+            return Err(Error::invalid_argument(format!(
+                "{}: weights have no columns",
+                what()
+            )));
+        }
+        let row_bytes = ty.row_bytes(cols).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{}: {cols} columns are not whole {ty} blocks of {}",
+                what(),
+                ty.block_size()
+            ))
+        })?;
+        let code_bytes = rows
+            .checked_mul(row_bytes)
+            .ok_or_else(|| Error::invalid_argument(format!("{}: size overflows", what())))?;
+        // I2_S keeps its f32 scale right after the codes (I2_S.md §2).
+        let need = code_bytes + if ty == GgmlType::I2_S { 4 } else { 0 };
+        if data.len() < need {
+            return Err(Error::format(format!(
+                "{}: data has {} bytes, needs {need}",
+                what(),
+                data.len()
+            )));
+        }
+        let scale = if ty == GgmlType::I2_S {
+            let b = &data[code_bytes..code_bytes + 4];
+            f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            0.0
+        };
+        let w = Weights {
+            ty,
+            data: &data[..code_bytes],
+            rows,
+            cols,
+            scale,
+        };
+        let aligned = match ty {
+            GgmlType::F32 => cast_slice::<f32>(w.data).is_some(),
+            GgmlType::F16 => cast_slice::<f16>(w.data).is_some(),
+            GgmlType::TQ2_0 => cast_slice::<BlockTQ2_0>(w.data).is_some(),
+            GgmlType::TQ1_0 => cast_slice::<BlockTQ1_0>(w.data).is_some(),
+            GgmlType::Q6_K => cast_slice::<BlockQ6K>(w.data).is_some(),
+            GgmlType::Q8_0 => cast_slice::<BlockQ8_0>(w.data).is_some(),
+            _ => true,
+        };
+        if !aligned {
+            return Err(Error::format(format!(
+                "{}: data at {:p} is not aligned for {ty} blocks",
+                what(),
+                w.data.as_ptr()
+            )));
+        }
+        Ok(w)
+    }
+
     /// The weights of a 2-D GGUF tensor (`[ne0 = cols, ne1 = rows]`).
     pub fn from_view(t: &TensorView<'a>) -> Result<Weights<'a>> {
         if t.dims.len() != 2 && !(t.dims.len() > 2 && t.dims[2..].iter().all(|&d| d == 1)) {
@@ -60,12 +135,31 @@ impl<'a> Weights<'a> {
                 t.name, t.dims
             )));
         }
-        Ok(Weights {
-            ty: t.ty,
-            data: t.data,
-            rows: t.dims[1],
-            cols: t.dims[0],
-        })
+        Weights::new(t.ty, t.data, t.dims[1], t.dims[0])
+            .map_err(|e| e.context(format!("tensor {}", t.name)))
+    }
+
+    /// Weights checked by [`Weights::new`] earlier (the model binds its tensors at load):
+    /// `data` is the rows' bytes, `scale` the I2_S scale read then.
+    pub(crate) fn bound(
+        ty: GgmlType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    ) -> Weights<'a> {
+        Weights {
+            ty,
+            data,
+            rows,
+            cols,
+            scale,
+        }
+    }
+
+    /// The I2_S per-tensor scale read at binding (0 for other types).
+    pub fn scale(&self) -> f32 {
+        self.scale
     }
 }
 
@@ -211,8 +305,9 @@ pub fn available() -> Vec<&'static KernelTable> {
     Kind::ALL.into_iter().filter_map(table).collect()
 }
 
-/// The table every call without an explicit table uses: `BITNET_KERNEL` if set and usable here,
-/// else the fastest available variant. Chosen once per process.
+/// The default table, which a context uses unless its `ContextParams::kernel` names another:
+/// `BITNET_KERNEL` if set and usable here, else the fastest available variant. Chosen once per
+/// process.
 pub fn active() -> &'static KernelTable {
     static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
     ACTIVE.get_or_init(|| {
@@ -247,52 +342,55 @@ pub fn active() -> &'static KernelTable {
     })
 }
 
-/// The active kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
+/// The default kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
 /// `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
 }
 
-/// `ggml_vec_dot_f32` order (FORWARD.md §8). Lengths must match (the shorter one wins otherwise).
-pub fn dot_f32_ggml(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f32_ggml)(a, b)
-}
+impl KernelTable {
+    /// [`matmul`] with this table: `y = W·x` for `n_tokens` rows of `x`.
+    pub fn matmul(
+        &self,
+        w: &Weights,
+        x: &[f32],
+        n_tokens: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        matmul_with(self, w, x, n_tokens, y, scratch)
+    }
 
-/// `ggml_vec_dot_f16` order, operands converted to f32 exactly (FORWARD.md §8).
-pub fn dot_f16_ggml(a: &[f16], b: &[f16]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f16_ggml)(a, b)
-}
+    /// [`KernelTable::f16_ggml_strided`]: `out[j]` = `ggml_vec_dot_f16` of row `j` of a
+    /// strided f16 matrix (`w[j*stride..j*stride + x.len()]`) with `x`.
+    pub fn dot_f16_ggml_strided(&self, w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
+        (self.f16_ggml_strided)(w, stride, x, out)
+    }
 
-/// tinyBLAS 8-lane order (FORWARD.md §8).
-pub fn dot_f32_tinyblas(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f32_tinyblas)(a, b)
-}
+    /// [`KernelTable::f16_tinyblas_strided`] (tinyBLAS order, f32 `x`).
+    pub fn dot_f16_f32_tinyblas_strided(
+        &self,
+        w: &[f16],
+        stride: usize,
+        x: &[f32],
+        out: &mut [f32],
+    ) {
+        (self.f16_tinyblas_strided)(w, stride, x, out)
+    }
 
-/// tinyBLAS 8-lane order with f16 `a` converted exactly.
-pub fn dot_f16_f32_tinyblas(a: &[f16], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    (active().dot_f16_f32_tinyblas)(a, b)
-}
-
-/// [`KernelTable::f16_ggml_strided`] on the active table: `out[j]` = `ggml_vec_dot_f16` of row
-/// `j` of a strided f16 matrix (`w[j*stride..j*stride + x.len()]`) with `x`.
-pub fn dot_f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f32]) {
-    (active().f16_ggml_strided)(w, stride, x, out)
-}
-
-/// [`KernelTable::f16_tinyblas_strided`] on the active table (tinyBLAS order, f32 `x`).
-pub fn dot_f16_f32_tinyblas_strided(w: &[f16], stride: usize, x: &[f32], out: &mut [f32]) {
-    (active().f16_tinyblas_strided)(w, stride, x, out)
-}
-
-/// [`KernelTable::f16_ggml_strided_group`] on the active table: `out[j*g + t]` =
-/// `ggml_vec_dot_f16` of row `j` of a strided f16 matrix with row `t` of `x` (`g` rows of
-/// f16-representable f32 values), each weight row read once for all `g`.
-pub fn dot_f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
-    (active().f16_ggml_strided_group)(w, stride, x, g, out)
+    /// [`KernelTable::f16_ggml_strided_group`]: `out[j*g + t]` = `ggml_vec_dot_f16` of row `j`
+    /// of a strided f16 matrix with row `t` of `x` (`g` rows of f16-representable f32 values),
+    /// each weight row read once for all `g`.
+    pub fn dot_f16_ggml_strided_group(
+        &self,
+        w: &[f16],
+        stride: usize,
+        x: &[f32],
+        g: usize,
+        out: &mut [f32],
+    ) {
+        (self.f16_ggml_strided_group)(w, stride, x, g, out)
+    }
 }
 
 /// Checks a strided-group call and returns the row length `n`: `x` is `g` whole rows and
@@ -442,7 +540,7 @@ pub fn matmul(
     matmul_with(active(), w, x, n_tokens, y, scratch)
 }
 
-/// [`matmul`] with an explicit kernel table (tests and benchmarks).
+/// [`matmul`] with an explicit kernel table (a context's, or a test's).
 pub fn matmul_with(
     kt: &KernelTable,
     w: &Weights,
@@ -453,9 +551,6 @@ pub fn matmul_with(
 ) -> Result<()> {
     let (rows, k, ty) = (w.rows, w.cols, w.ty);
     let bad = |m: String| Error::invalid_argument(format!("matmul ({ty} {k}x{rows}): {m}"));
-    if k == 0 {
-        return Err(bad("weights have no columns".into()));
-    }
     if Some(x.len()) != n_tokens.checked_mul(k) {
         return Err(bad(format!(
             "x has {} values, expected {n_tokens} tokens x {k}",
@@ -471,27 +566,12 @@ pub fn matmul_with(
             y.len()
         )));
     }
-    let row_bytes = ty.row_bytes(k).ok_or_else(|| {
-        bad(format!(
-            "{k} columns are not whole {ty} blocks of {}",
-            ty.block_size()
-        ))
-    })?;
-    let code_bytes = rows
-        .checked_mul(row_bytes)
-        .ok_or_else(|| bad("weight size overflows".into()))?;
-    // I2_S keeps its f32 scale right after the codes (I2_S.md §2).
-    let need = code_bytes + if ty == GgmlType::I2_S { 4 } else { 0 };
-    if w.data.len() < need {
-        return Err(Error::format(format!(
-            "matmul ({ty} {k}x{rows}): weight data has {} bytes, needs {need}",
-            w.data.len()
-        )));
-    }
     if n_out == 0 {
         return Ok(());
     }
-    let wdata = &w.data[..code_bytes];
+    // Checked by Weights::new: whole rows, aligned for the type.
+    let row_bytes = w.data.len() / rows;
+    let wdata = w.data;
     let d = MatDims {
         k,
         rows,
@@ -522,8 +602,7 @@ pub fn matmul_with(
 
     match ty {
         GgmlType::I2_S => {
-            let scale = crate::tensor::i2s_scale(w.data, rows * k)
-                .ok_or_else(|| Error::internal("I2_S scale checked above"))?;
+            let scale = w.scale;
             let q = grow_lines(i8_q, n_tokens * k);
             let s = grow(i8_scale, n_tokens, 0.0);
             let sum = grow(i8_sum, n_tokens, 0);

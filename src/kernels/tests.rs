@@ -7,7 +7,7 @@ use crate::tensor::blocks::as_bytes;
 use crate::tensor::{
     dequantize_tensor, quantize_i2_s, quantize_q6_k, quantize_tq1_0, quantize_tq2_0,
 };
-use crate::testdata;
+use bitnet_testdata as testdata;
 
 /// xorshift64*: deterministic test data without a dependency.
 pub(super) struct Rng(u64);
@@ -86,12 +86,7 @@ fn i2s_by_hand() {
     let mut data = quantize_i2_s(&wf);
     // Scale 0.5 instead of the quantizer's 1.0.
     data[2 * k / 4..2 * k / 4 + 4].copy_from_slice(&0.5f32.to_le_bytes());
-    let w = Weights {
-        ty: GgmlType::I2_S,
-        data: &data,
-        rows: 2,
-        cols: k,
-    };
+    let w = Weights::new(GgmlType::I2_S, &data, 2, k).unwrap();
     // x = 1 everywhere: s = 127, q = 127. Row 0: dot - sum = 127*128, / 127 * 0.5 = 64.
     // Row 1: 32 (+1) and 32 (-1) cancel: 0.
     let x = vec![1.0f32; k];
@@ -187,12 +182,7 @@ fn tq2_0_by_hand() {
     let wf = vec![1.0f32; k];
     let blocks = quantize_tq2_0(&wf);
     let data = Aligned::new(as_bytes(&blocks));
-    let w = Weights {
-        ty: GgmlType::TQ2_0,
-        data: data.bytes(),
-        rows: 1,
-        cols: k,
-    };
+    let w = Weights::new(GgmlType::TQ2_0, data.bytes(), 1, k).unwrap();
     // x: 1.0 at element 0 only. m = 1, iscale = -127, q0 = -127, d = -1/127.
     // lanes: lane 0 = code(2)*(-127) - (-127) = -127; D = (-1/127) * 1.
     let mut x = vec![0f32; k];
@@ -207,12 +197,7 @@ fn tq2_0_by_hand() {
 #[test]
 fn shape_errors_are_errors() {
     let data = quantize_i2_s(&vec![1.0; 256]);
-    let w = Weights {
-        ty: GgmlType::I2_S,
-        data: &data,
-        rows: 2,
-        cols: 128,
-    };
+    let w = Weights::new(GgmlType::I2_S, &data, 2, 128).unwrap();
     let mut s = Scratch::new();
     let mut y = vec![0f32; 4];
     let e = matmul(&w, &[0.0; 127], 1, &mut y, &mut s).unwrap_err();
@@ -220,48 +205,24 @@ fn shape_errors_are_errors() {
     assert!(e.message().contains("x has 127"), "{e}");
     let e = matmul(&w, &[0.0; 256], 2, &mut y[..3], &mut s).unwrap_err();
     assert!(e.message().contains("y has room for 3"), "{e}");
-    let short = Weights {
-        data: &data[..64],
-        ..w
-    };
-    let e = matmul(&short, &[0.0; 128], 1, &mut y, &mut s).unwrap_err();
+    // Binding checks the weights once: too few bytes, the scale missing, odd columns.
+    let e = Weights::new(GgmlType::I2_S, &data[..64], 2, 128).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Format, "{e}");
-    // Codes present but the scale missing.
-    let no_scale = Weights {
-        data: &data[..64 + 2],
-        ..w
-    };
-    assert!(matmul(&no_scale, &[0.0; 128], 1, &mut y, &mut s).is_err());
-    let odd = Weights {
-        cols: 64,
-        rows: 4,
-        ..w
-    };
-    let e = matmul(&odd, &[0.0; 64], 1, &mut y, &mut s).unwrap_err();
+    assert!(Weights::new(GgmlType::I2_S, &data[..64 + 2], 2, 128).is_err());
+    let e = Weights::new(GgmlType::I2_S, &data, 4, 64).unwrap_err();
     assert!(e.message().contains("not whole"), "{e}");
-    let bf = Weights {
-        ty: GgmlType::BF16,
-        data: &data,
-        rows: 1,
-        cols: 8,
-    };
-    let e = matmul(&bf, &[0.0; 8], 1, &mut y, &mut s).unwrap_err();
+    let e = Weights::new(GgmlType::BF16, &data, 1, 8).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Unsupported, "{e}");
-    let zero = Weights { cols: 0, ..w };
-    assert!(matmul(&zero, &[], 1, &mut y, &mut s).is_err());
+    assert!(Weights::new(GgmlType::I2_S, &data, 2, 0).is_err());
+    // The I2_S scale is read at binding.
+    assert_eq!(w.scale(), crate::tensor::i2s_scale(&data, 256).unwrap());
     // Zero tokens and zero rows are fine and write nothing.
     matmul(&w, &[], 0, &mut [], &mut s).unwrap();
-    let none = Weights { rows: 0, ..w };
+    let none = Weights::new(GgmlType::I2_S, &data, 0, 128).unwrap();
     matmul(&none, &[0.0; 128], 1, &mut [], &mut s).unwrap();
-    // Misaligned typed weights are an error, not UB.
+    // Misaligned typed weights are a binding error, not UB.
     let f = Aligned::new(&[0u8; 64]);
-    let mis = Weights {
-        ty: GgmlType::F32,
-        data: &f.bytes()[1..41],
-        rows: 1,
-        cols: 8,
-    };
-    let e = matmul(&mis, &[0.0; 8], 1, &mut y, &mut s).unwrap_err();
+    let e = Weights::new(GgmlType::F32, &f.bytes()[1..41], 1, 8).unwrap_err();
     assert!(e.message().contains("aligned"), "{e}");
 }
 
@@ -373,11 +334,7 @@ fn q6k_head_matches_dequantized_and_is_per_token() {
     assert_eq!(full.ty, GgmlType::Q6_K);
     // The first 512 rows are plenty.
     let rb = full.ty.row_bytes(full.cols).unwrap();
-    let w = Weights {
-        rows: 512,
-        data: &full.data[..512 * rb],
-        ..full
-    };
+    let w = Weights::new(full.ty, &full.data[..512 * rb], 512, full.cols).unwrap();
     let x = Rng::new(3).vec(2 * w.cols);
     let y = run(scalar(), &w, &x, 2);
     check_close_to_dequantized(&w, &x, 2, &y, 1e-2);
@@ -395,18 +352,8 @@ fn float_types_follow_the_token_count_rule() {
         let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
         let f32w = Aligned::new(as_bytes(&wf));
         let f16w = Aligned::new(as_bytes(&wh));
-        let w32 = Weights {
-            ty: GgmlType::F32,
-            data: f32w.bytes(),
-            rows: m,
-            cols: k,
-        };
-        let w16 = Weights {
-            ty: GgmlType::F16,
-            data: f16w.bytes(),
-            rows: m,
-            cols: k,
-        };
+        let w32 = Weights::new(GgmlType::F32, f32w.bytes(), m, k).unwrap();
+        let w16 = Weights::new(GgmlType::F16, f16w.bytes(), m, k).unwrap();
         let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
         let y1 = run(scalar(), &w32, &x[..k], 1);
         let y2 = run(scalar(), &w32, &x, 2);
@@ -444,12 +391,7 @@ fn q8_0_matches_dequantized() {
     let wf = rng.vec(m * k);
     let blocks = crate::tensor::quantize_q8_0(&wf);
     let data = Aligned::new(as_bytes(&blocks));
-    let w = Weights {
-        ty: GgmlType::Q8_0,
-        data: data.bytes(),
-        rows: m,
-        cols: k,
-    };
+    let w = Weights::new(GgmlType::Q8_0, data.bytes(), m, k).unwrap();
     let x = rng.vec(3 * k);
     let y = run(scalar(), &w, &x, 3);
     check_close_to_dequantized(&w, &x, 3, &y, 2e-2);
@@ -484,12 +426,7 @@ fn results_do_not_depend_on_thread_count() {
     let (p1, p3) = (pool(1), pool(3));
     for kt in available() {
         for (ty, data) in cases {
-            let w = Weights {
-                ty,
-                data,
-                rows: m,
-                cols: k,
-            };
+            let w = Weights::new(ty, data, m, k).unwrap();
             for n in [1, 3] {
                 let x = rng.vec(n * k);
                 let a = p1.install(|| run(kt, &w, &x, n));
@@ -578,12 +515,7 @@ fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], cod
     }
     for &(k, m) in shapes {
         let wb = random_weights(ty, k, m, &mut rng, code3);
-        let w = Weights {
-            ty,
-            data: wb.bytes(),
-            rows: m,
-            cols: k,
-        };
+        let w = Weights::new(ty, wb.bytes(), m, k).unwrap();
         for &n in toks {
             let x = random_x(n * k, &mut rng);
             let want = run(scalar(), &w, &x, n);

@@ -203,6 +203,8 @@ impl Config {
                 self.n_head.checked_mul(self.head_dim),
             ),
             ("feed_forward_length", Some(self.n_ff)),
+            // The C API reports it as an int32_t (bitnet_model_n_ctx_train).
+            ("context_length", Some(self.n_ctx_train)),
             ("block_count", Some(self.n_layer << 16)),
             ("vocab_size", self.n_vocab.checked_mul(self.n_embd)),
         ] {

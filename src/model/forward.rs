@@ -8,16 +8,17 @@
 //! The same graph serves `bitnet-b1.58`, `bitnet-25` and `bitnet`; they differ only in the FFN
 //! activation and `bitnet`'s optional per-tensor output scales (§7).
 
+use super::attention::{self, AttnShape};
 use super::config::FfnActivation;
 use super::invariant;
 use super::ops;
 use super::weights::Linear;
 use super::Model;
-use crate::context::batch::{Pos, Token};
-use crate::context::kv_cache::{KvCache, LayerKv};
 use crate::error::{Error, Result};
-use crate::kernels;
-use crate::tensor::{dequantize_row, i2s_scale, GgmlType};
+use crate::kernels::{self, KernelTable};
+use crate::kv::KvCache;
+use crate::tensor::dequantize_row;
+use crate::types::{Pos, Token};
 use half::f16;
 use rayon::prelude::*;
 
@@ -103,6 +104,7 @@ impl Scratch {
 /// `y = W·x` for `n` rows of `x`, then the layer's optional extras. `scale_first`: the
 /// attention projections apply a `bitnet` scale before the bias, `llm_build_ffn` after it.
 fn linear(
+    kt: &KernelTable,
     model: &Model,
     lin: &Linear,
     x: &[f32],
@@ -114,7 +116,7 @@ fn linear(
 ) -> Result<()> {
     let w = &lin.weight;
     let y = &mut y[..n * w.rows];
-    invariant::matmul(&model.matrix(w), &x[..n * w.cols], n, y, ks, inv)?;
+    invariant::matmul(kt, &model.matrix(w), &x[..n * w.cols], n, y, ks, inv)?;
     let scale = |y: &mut [f32]| {
         if let Some(s) = lin.scale {
             y.iter_mut().for_each(|v| *v *= s);
@@ -163,6 +165,7 @@ fn gather_rows(buf: &mut [f32], width: usize, keep: &[usize]) {
 /// Evaluates one ubatch: stores its K/V in the cache and writes the logits of `step.outputs`
 /// (in that order) into `logits` (`outputs.len() * n_vocab` values).
 pub(crate) fn forward(
+    kt: &KernelTable,
     model: &Model,
     kv: &mut KvCache,
     step: &Step,
@@ -191,11 +194,7 @@ pub(crate) fn forward(
     let emb = &w.token_embd;
     let emb_data = model.tensor_data(emb);
     let row_bytes = emb.ty.row_bytes(e).unwrap_or(0);
-    let emb_scale = if emb.ty == GgmlType::I2_S {
-        i2s_scale(emb_data, emb.rows * emb.cols).unwrap_or(0.0)
-    } else {
-        0.0
-    };
+    let emb_scale = emb.scale;
     for (t, &id) in step.tokens.iter().enumerate() {
         let at = usize::try_from(id).ok().filter(|&i| i < emb.rows);
         let row = at
@@ -221,7 +220,6 @@ pub(crate) fn forward(
     }
 
     let kq_scale = 1.0f32 / (hd as f32).sqrt();
-    let size = kv.size();
     let inv = step.batch_invariant;
     if inv {
         s.inv.visible_cells(kv, step);
@@ -234,6 +232,7 @@ pub(crate) fn forward(
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.attn_norm), nt, eps);
         show(&|| name("attn_norm"), &s.cur[..nt * e], e);
         linear(
+            kt,
             model,
             &lw.wq,
             &s.cur,
@@ -244,6 +243,7 @@ pub(crate) fn forward(
             inv,
         )?;
         linear(
+            kt,
             model,
             &lw.wk,
             &s.cur,
@@ -254,6 +254,7 @@ pub(crate) fn forward(
             inv,
         )?;
         linear(
+            kt,
             model,
             &lw.wv,
             &s.cur,
@@ -291,15 +292,10 @@ pub(crate) fn forward(
         show(&|| name("q_rope"), &s.q[..nt * nq], nq);
         show(&|| name("k_rope"), &s.k[..nt * nkv], nkv);
 
-        // Store K (row per cell) and V (transposed) in the F16 cache.
-        let layer_kv = &mut kv.layers[il];
+        // Store K and V in the F16 cache (the cache knows its layout).
         for t in 0..nt {
-            let cell = step.first_cell + t;
-            let krow = &mut layer_kv.k[cell * nkv..(cell + 1) * nkv];
-            ops::to_f16_slice(krow, &s.k[t * nkv..(t + 1) * nkv]);
-            for (d, &src) in s.v[t * nkv..(t + 1) * nkv].iter().enumerate() {
-                layer_kv.v[d * size + cell] = ops::to_f16(src);
-            }
+            let (k, v) = (&s.k[t * nkv..(t + 1) * nkv], &s.v[t * nkv..(t + 1) * nkv]);
+            kv.store(il, step.first_cell + t, k, v);
         }
 
         let last = il + 1 == c.n_layer;
@@ -312,22 +308,17 @@ pub(crate) fn forward(
             n_head: c.n_head,
             group: c.n_head / c.n_head_kv,
             hd,
-            size,
             kq_scale,
         };
         if inv {
             // Each token alone: the single-token path over its own cells in position order.
             ops::round_to_f16(&mut s.q[..nt * nq]);
             for t in 0..nt {
-                let (k, v, mask) = s.inv.gather(&kv.layers[il], t, nkv, size);
-                let one = AttnShape {
-                    size: mask.len(),
-                    ..shape
-                };
-                attention_token(
-                    &one,
-                    k,
-                    v,
+                let (layer, mask) = s.inv.gather(kv.layer(il), t);
+                attention::attention_token(
+                    kt,
+                    &shape,
+                    layer,
                     &s.q[t * nq..(t + 1) * nq],
                     mask,
                     &mut s.attn[t * nq..(t + 1) * nq],
@@ -339,11 +330,10 @@ pub(crate) fn forward(
         } else if nt == 1 {
             // Q rounded to F16 (FORWARD.md §5), kept widened for the grouped kernels.
             ops::round_to_f16(&mut s.q[..nq]);
-            let layer = &kv.layers[il];
-            attention_token(
+            attention::attention_token(
+                kt,
                 &shape,
-                &layer.k,
-                &layer.v,
+                kv.layer(il),
                 &s.q[..nq],
                 &step.mask[..step.n_kv],
                 // One token: head-major is already the token's concatenation of heads.
@@ -354,11 +344,14 @@ pub(crate) fn forward(
             );
         } else {
             ops::to_f16_slice(&mut s.q16[..nt * nq], &s.q[..nt * nq]);
-            attention_prompt(
+            attention::attention_prompt(
+                kt,
                 &shape,
-                &kv.layers[il],
+                kv.layer(il),
                 &s.q16[..nt * nq],
-                step,
+                nt,
+                &step.mask[..nt * step.n_kv],
+                step.n_kv,
                 &mut s.attn_heads,
                 &mut s.scores,
             );
@@ -380,6 +373,7 @@ pub(crate) fn forward(
         );
         show(&|| name("attn_sub_norm"), &s.cur[..nt * nq], nq);
         linear(
+            kt,
             model,
             &lw.wo,
             &s.cur,
@@ -406,6 +400,7 @@ pub(crate) fn forward(
         rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&lw.ffn_norm), n, eps);
         show(&|| name("ffn_norm"), &s.cur[..n * e], e);
         linear(
+            kt,
             model,
             &lw.ffn_gate,
             &s.cur,
@@ -416,6 +411,7 @@ pub(crate) fn forward(
             inv,
         )?;
         linear(
+            kt,
             model,
             &lw.ffn_up,
             &s.cur,
@@ -452,6 +448,7 @@ pub(crate) fn forward(
         );
         show(&|| name("ffn_sub_norm"), &s.cur[..n * ff], ff);
         linear(
+            kt,
             model,
             &lw.ffn_down,
             &s.cur,
@@ -474,6 +471,7 @@ pub(crate) fn forward(
     // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;
     invariant::matmul(
+        kt,
         &model.head_matrix(),
         &s.cur[..n * e],
         n,
@@ -485,266 +483,23 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// The attention geometry of one layer.
-#[derive(Clone, Copy)]
-struct AttnShape {
-    n_head: usize,
-    /// Query heads per KV head (GQA).
-    group: usize,
-    hd: usize,
-    /// Cells in the cache: the stride of a transposed V row.
-    size: usize,
-    kq_scale: f32,
-}
-
-/// `scores[j]` scaled and masked as the reference does it: `-inf` for cells outside `lo..hi`
-/// (the span this token sees) or masked inside it, else `score * kq_scale + mask`.
-fn scale_and_mask(w: &mut [f32], mask: &[f32], lo: usize, hi: usize, kq_scale: f32) {
-    w[..lo].fill(f32::NEG_INFINITY);
-    w[hi..].fill(f32::NEG_INFINITY);
-    for (wj, &m) in w[lo..hi].iter_mut().zip(&mask[lo..hi]) {
-        *wj = if m == f32::NEG_INFINITY {
-            f32::NEG_INFINITY
-        } else {
-            *wj * kq_scale + m
-        };
-    }
-}
-
-/// The span `lo..hi` of cells a token's mask row lets it see (a prefix for a causal prompt);
-/// Q·K runs only there.
-fn visible_span(mask: &[f32]) -> (usize, usize) {
-    let lo = mask
-        .iter()
-        .position(|&m| m != f32::NEG_INFINITY)
-        .unwrap_or(mask.len());
-    let hi = mask
-        .iter()
-        .rposition(|&m| m != f32::NEG_INFINITY)
-        .map_or(lo, |i| i + 1);
-    (lo, hi)
-}
-
-/// Cells per parallel Q·K task of [`attention_token`], and V rows per P·V task.
-const QK_CELLS_PER_TASK: usize = 256;
-const PV_ROWS_PER_TASK: usize = 32;
-
-/// Single-token (decode) attention over `mask.len()` cells, out `[head][hd]`. The `group`
-/// query heads of each KV head go through the kernels together, so every cached K row and V
-/// row is read and widened once for the group rather than once per head; each head's products
-/// and sums are unchanged, so are the bits. Three parallel phases, each split finely enough to
-/// keep both cores busy with only a few KV heads:
-/// 1. Q·K per (KV head, span of cells) into `scores` as `[kv head][cell][group]`;
-/// 2. per head: scale, mask, softmax, and P rounded to F16 (ggml_vec_dot_f16 takes P in F16 for
-///    a single token, FORWARD.md §5) into `probs` as `[head][cell]`;
-/// 3. P·V per (KV head, span of V rows) into `grouped` as `[kv head][d][group]`, then
-///    transposed to `out`.
-#[allow(clippy::too_many_arguments)]
-fn attention_token(
-    a: &AttnShape,
-    layer_k: &[f16],
-    layer_v: &[f16],
-    q: &[f32],
-    mask: &[f32],
-    out: &mut [f32],
-    scores: &mut [f32],
-    probs: &mut [f32],
-    grouped: &mut [f32],
-) {
-    let (g, hd, n_kv) = (a.group, a.hd, mask.len());
-    let n_embd_kv = (a.n_head / g) * hd;
-    let (lo, hi) = visible_span(mask);
-    if n_kv == 0 || hd == 0 {
-        out.fill(0.0);
+/// The K-shift (llama.cpp's `build_k_shift`): re-rotates the cached K of every cell whose
+/// position moved (seq_add / seq_div) by NEOX RoPE over the accumulated delta, on the F16
+/// values, head by head.
+pub(crate) fn shift_k(model: &Model, kv: &mut KvCache) {
+    if !kv.has_shift() {
         return;
     }
-
-    scores[..a.n_head * n_kv]
-        .par_chunks_mut(g * n_kv)
-        .enumerate()
-        .for_each(|(kvh, sg)| {
-            let qg = &q[kvh * g * hd..(kvh + 1) * g * hd];
-            sg[lo * g..hi * g]
-                .par_chunks_mut(g * QK_CELLS_PER_TASK)
-                .enumerate()
-                .for_each(|(i, part)| {
-                    let first = lo + i * QK_CELLS_PER_TASK;
-                    let keys = &layer_k[first * n_embd_kv + kvh * hd..];
-                    kernels::dot_f16_ggml_strided_group(keys, n_embd_kv, qg, g, part);
-                });
-        });
-
-    let scores = &scores[..a.n_head * n_kv];
-    probs[..a.n_head * n_kv]
-        .par_chunks_mut(n_kv)
-        .enumerate()
-        .for_each(|(h, p)| {
-            let (kvh, t) = (h / g, h % g);
-            let sg = &scores[kvh * g * n_kv..(kvh + 1) * g * n_kv];
-            for (pj, s) in p[lo..hi]
-                .iter_mut()
-                .zip(sg[lo * g..].iter().skip(t).step_by(g))
-            {
-                *pj = *s;
-            }
-            scale_and_mask(p, mask, lo, hi, a.kq_scale);
-            ops::softmax(p);
-            ops::round_to_f16(p);
-        });
-
-    let probs = &probs[..a.n_head * n_kv];
-    let rows_per_task = if hd.is_multiple_of(PV_ROWS_PER_TASK) {
-        PV_ROWS_PER_TASK
-    } else {
-        hd
-    };
-    let tasks_per_head = hd / rows_per_task;
-    grouped[..a.n_head * hd]
-        .par_chunks_mut(g * rows_per_task)
-        .enumerate()
-        .for_each(|(i, part)| {
-            let (kvh, d0) = (i / tasks_per_head, (i % tasks_per_head) * rows_per_task);
-            // The V rows of this KV head: row d is cell-contiguous, `size` apart.
-            let v_rows = &layer_v[(kvh * hd + d0) * a.size..];
-            let pg = &probs[kvh * g * n_kv..(kvh + 1) * g * n_kv];
-            kernels::dot_f16_ggml_strided_group(v_rows, a.size, pg, g, part);
-        });
-    for (kvh, gk) in grouped[..a.n_head * hd].chunks_exact(g * hd).enumerate() {
-        for (d, row) in gk.chunks_exact(g).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                out[(kvh * g + t) * hd + d] = v;
-            }
-        }
-    }
-}
-
-/// Causal GQA attention of a multi-token ubatch over the first `step.n_kv` cells, head-major
-/// output `out[h][t][hd]`. Heads run in parallel (each is independent, so the bits do not
-/// depend on the thread count); `scores` gives each head a row of `size` values. P stays F32
-/// and P·V takes llamafile's tinyBLAS order, as the reference's sgemm does for 2+ tokens
-/// (FORWARD.md §5).
-fn attention_prompt(
-    a: &AttnShape,
-    layer: &LayerKv,
-    q16: &[f16],
-    step: &Step,
-    out: &mut [f32],
-    scores: &mut [f32],
-) {
-    let (n_head, group, hd, size) = (a.n_head, a.group, a.hd, a.size);
-    let nt = step.tokens.len();
-    let n_kv = step.n_kv;
-    let nq = n_head * hd;
-    let n_embd_kv = (n_head / group) * hd;
-    out[..n_head * nt * hd]
-        .par_chunks_mut(nt * hd)
-        .zip(scores.par_chunks_mut(size))
-        .enumerate()
-        .for_each(|(h, (out_h, w))| {
-            let kvh = h / group;
-            let w = &mut w[..n_kv];
-            for t in 0..nt {
-                let q = &q16[t * nq + h * hd..t * nq + (h + 1) * hd];
-                let mask = &step.mask[t * n_kv..(t + 1) * n_kv];
-                let (lo, hi) = visible_span(mask);
-                if lo < hi {
-                    let keys = &layer.k[lo * n_embd_kv + kvh * hd..];
-                    kernels::dot_f16_ggml_strided(keys, n_embd_kv, q, &mut w[lo..hi]);
-                }
-                scale_and_mask(w, mask, lo, hi, a.kq_scale);
-                ops::softmax(w);
-                let o = &mut out_h[t * hd..(t + 1) * hd];
-                // The V rows of this kv head: row d is cell-contiguous, `size` apart.
-                let v_head = &layer.v[kvh * hd * size..];
-                kernels::dot_f16_f32_tinyblas_strided(v_head, size, w, o);
+    let c = model.config();
+    let theta_scale = ops::rope_theta_scale(c.rope_freq_base, c.n_rot);
+    let freqs = model.weights().rope_freqs.as_deref();
+    let (mut cos, mut sin) = (vec![0.0; c.n_rot / 2], vec![0.0; c.n_rot / 2]);
+    kv.shift_k(|delta, rows| {
+        ops::rope_angles(delta, theta_scale, freqs, &mut cos, &mut sin);
+        rows.for_each_row(|row| {
+            for head in row.chunks_exact_mut(c.head_dim) {
+                ops::rope_neox_f16(head, &cos, &sin);
             }
         });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The grouped single-token attention against the plain per-head computation it replaces
-    /// (one head at a time: Q·K rows, scale/mask, softmax, P to F16, P·V rows), bit for bit,
-    /// across several parallel Q·K and P·V tasks, a span that starts after cell 0 and masked
-    /// cells inside it.
-    #[test]
-    fn grouped_decode_attention_equals_per_head() {
-        let (n_head, group, hd, size) = (8usize, 4usize, 64usize, 700usize);
-        let n_kv = 650;
-        let n_embd_kv = n_head / group * hd;
-        let mut state = 0x9e3779b97f4a7c15u64;
-        let mut rnd = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
-        let layer = LayerKv {
-            k: (0..size * n_embd_kv)
-                .map(|_| f16::from_f32(rnd()))
-                .collect(),
-            v: (0..n_embd_kv * size)
-                .map(|_| f16::from_f32(rnd()))
-                .collect(),
-        };
-        let mut q: Vec<f32> = (0..n_head * hd).map(|_| rnd() * 4.0).collect();
-        ops::round_to_f16(&mut q);
-        let mut mask = vec![0f32; n_kv];
-        mask[..3].fill(f32::NEG_INFINITY);
-        mask[100..110].fill(f32::NEG_INFINITY);
-        mask[640..].fill(f32::NEG_INFINITY);
-        let shape = AttnShape {
-            n_head,
-            group,
-            hd,
-            size,
-            kq_scale: 1.0 / (hd as f32).sqrt(),
-        };
-
-        let mut got = vec![f32::NAN; n_head * hd];
-        let (mut scores, mut probs, mut grouped) = (
-            vec![0f32; n_head * size],
-            vec![0f32; n_head * size],
-            vec![0f32; n_head * hd],
-        );
-        attention_token(
-            &shape,
-            &layer.k,
-            &layer.v,
-            &q,
-            &mask,
-            &mut got,
-            &mut scores,
-            &mut probs,
-            &mut grouped,
-        );
-
-        let (lo, hi) = visible_span(&mask);
-        assert_eq!((lo, hi), (3, 640));
-        for h in 0..n_head {
-            let kvh = h / group;
-            let qh: Vec<f16> = q[h * hd..(h + 1) * hd]
-                .iter()
-                .map(|&v| f16::from_f32(v))
-                .collect();
-            let mut w = vec![0f32; n_kv];
-            let keys = &layer.k[lo * n_embd_kv + kvh * hd..];
-            kernels::dot_f16_ggml_strided(keys, n_embd_kv, &qh, &mut w[lo..hi]);
-            scale_and_mask(&mut w, &mask, lo, hi, shape.kq_scale);
-            ops::softmax(&mut w);
-            let mut p16 = vec![f16::ZERO; n_kv];
-            ops::to_f16_slice(&mut p16, &w);
-            let mut want = vec![0f32; hd];
-            kernels::dot_f16_ggml_strided(&layer.v[kvh * hd * size..], size, &p16, &mut want);
-            for d in 0..hd {
-                assert_eq!(
-                    got[h * hd + d].to_bits(),
-                    want[d].to_bits(),
-                    "head {h} dim {d}"
-                );
-            }
-        }
-    }
+    });
 }

@@ -15,9 +15,9 @@
 //! Cost: the gather copies a token's visible K and V rows once per layer (2 · n_vis · n_embd_kv
 //! halves), and prompt tokens lose the tinyBLAS P·V and the F16/F32 multi-token matmul.
 
-use crate::context::kv_cache::{KvCache, LayerKv, KV_PAD};
 use crate::error::Result;
-use crate::kernels::{self, Weights};
+use crate::kernels::{self, KernelTable, Weights};
+use crate::kv::{KvCache, KvLayer, KV_PAD};
 use crate::tensor::GgmlType;
 use half::f16;
 use rayon::prelude::*;
@@ -25,6 +25,7 @@ use rayon::prelude::*;
 /// `kernels::matmul`, one token at a time for the weight types whose multi-token order differs
 /// from the single-token one (when `inv`).
 pub(crate) fn matmul(
+    kt: &KernelTable,
     w: &Weights,
     x: &[f32],
     n: usize,
@@ -33,10 +34,10 @@ pub(crate) fn matmul(
     inv: bool,
 ) -> Result<()> {
     if !(inv && n > 1 && matches!(w.ty, GgmlType::F16 | GgmlType::F32)) {
-        return kernels::matmul(w, x, n, y, ks);
+        return kt.matmul(w, x, n, y, ks);
     }
     for t in 0..n {
-        kernels::matmul(
+        kt.matmul(
             w,
             &x[t * w.cols..(t + 1) * w.cols],
             1,
@@ -90,15 +91,11 @@ impl Gather {
         }
     }
 
-    /// Gathers token `t`'s visible K rows and V columns of one layer; returns the compact K,
-    /// the compact transposed V (row stride = the mask's length) and the mask.
-    pub fn gather(
-        &mut self,
-        layer: &LayerKv,
-        t: usize,
-        n_embd_kv: usize,
-        size: usize,
-    ) -> (&[f16], &[f16], &[f32]) {
+    /// Gathers token `t`'s visible K rows and V columns of one layer; returns them as a compact
+    /// layer (K rows in position order, V transposed with the mask's length as its stride) and
+    /// the mask.
+    pub fn gather(&mut self, layer: KvLayer, t: usize) -> (KvLayer<'_>, &[f32]) {
+        let n_embd_kv = layer.k_stride;
         let cells = &self.cells[self.off[t]..self.off[t + 1]];
         let n_vis = cells.len();
         let n = (n_vis.div_ceil(KV_PAD) * KV_PAD)
@@ -108,12 +105,12 @@ impl Gather {
         k.par_chunks_mut(n_embd_kv)
             .enumerate()
             .for_each(|(i, row)| match cells.get(i) {
-                Some(&c) => row.copy_from_slice(&layer.k[c * n_embd_kv..(c + 1) * n_embd_kv]),
+                Some(&c) => row.copy_from_slice(&layer.k_rows(c, 0)[..n_embd_kv]),
                 None => row.fill(f16::ZERO),
             });
         let v = &mut self.v[..n_embd_kv * n];
         v.par_chunks_mut(n).enumerate().for_each(|(d, row)| {
-            let src = &layer.v[d * size..(d + 1) * size];
+            let src = layer.v_rows(d);
             for (dst, &c) in row.iter_mut().zip(cells) {
                 *dst = src[c];
             }
@@ -122,10 +119,12 @@ impl Gather {
         let mask = &mut self.mask[..n];
         mask[..n_vis].fill(0.0);
         mask[n_vis..].fill(f32::NEG_INFINITY);
-        (
-            &self.k[..n * n_embd_kv],
-            &self.v[..n_embd_kv * n],
-            &self.mask[..n],
-        )
+        let compact = KvLayer {
+            k: &self.k[..n * n_embd_kv],
+            k_stride: n_embd_kv,
+            v: &self.v[..n_embd_kv * n],
+            v_stride: n,
+        };
+        (compact, &self.mask[..n])
     }
 }

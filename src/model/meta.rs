@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn shared_model_describes_itself() {
-        let Some(p) = crate::testdata::path("models/tiny-spm-i2_s.gguf") else {
+        let Some(p) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
             return;
         };
         let m = Model::load_with_progress(&p, |_| true).unwrap();
@@ -146,7 +146,11 @@ mod tests {
             .all(|(k, _)| !k.starts_with("tokenizer.ggml.tokens")));
         assert_eq!(
             m.size_bytes(),
-            m.gguf().tensors().iter().map(|t| t.size as u64).sum()
+            m.gguf()
+                .tensors()
+                .iter()
+                .map(|t| t.size as u64)
+                .sum::<u64>()
         );
         assert!(m.n_params() > 256 * 32000);
         assert_eq!(m.chat_template(None), None);

@@ -2,6 +2,7 @@
 //! bound to the map without copying. The forward pass lives in `forward.rs`, its element-wise
 //! operations in [`ops`].
 
+mod attention;
 pub mod config;
 pub(crate) mod forward;
 mod invariant;
@@ -132,12 +133,13 @@ impl Model {
     /// The weights of the lm_head: the re-quantized copy if there is one, else `token_embd`.
     pub fn head_matrix(&self) -> kernels::Weights<'_> {
         match &self.head_q8_0 {
-            Some(blocks) => kernels::Weights {
-                ty: GgmlType::Q8_0,
-                data: crate::tensor::blocks::as_bytes(blocks),
-                rows: self.weights.token_embd.rows,
-                cols: self.weights.token_embd.cols,
-            },
+            Some(blocks) => kernels::Weights::bound(
+                GgmlType::Q8_0,
+                crate::tensor::blocks::as_bytes(blocks),
+                self.weights.token_embd.rows,
+                self.weights.token_embd.cols,
+                0.0,
+            ),
             None => self.matrix(&self.weights.token_embd),
         }
     }
@@ -185,19 +187,15 @@ impl Model {
         &self.weights
     }
 
-    /// The bytes of a bound tensor (a slice of the map).
+    /// The bytes of a bound tensor: its range of the map, bound at load.
     pub fn tensor_data(&self, t: &TensorRef) -> &[u8] {
-        self.gguf.view(&self.gguf.tensors()[t.index]).data
+        &self.gguf.bytes()[t.offset..t.offset + t.len]
     }
 
-    /// A kernel view of a bound weight matrix.
+    /// A kernel view of a bound weight matrix (checked and its scale read at load).
     pub fn matrix(&self, t: &TensorRef) -> kernels::Weights<'_> {
-        kernels::Weights {
-            ty: t.ty,
-            data: self.tensor_data(t),
-            rows: t.rows,
-            cols: t.cols,
-        }
+        let data = &self.gguf.bytes()[t.offset..t.offset + t.rows_len];
+        kernels::Weights::bound(t.ty, data, t.rows, t.cols, t.scale)
     }
 
     /// The values of a bound F32 tensor (norm weights, biases). Alignment was checked when the

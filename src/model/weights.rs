@@ -1,23 +1,35 @@
-//! Every tensor of the graph bound to the file's bytes without copying: a [`TensorRef`] is the
-//! index of a tensor in the GGUF directory plus its checked type and shape; views are handed out
-//! on demand by [`super::Model`]. Shapes and types are checked against the [`Config`] at load
-//! time, so the forward pass never meets a tensor of the wrong size.
+//! Every tensor of the graph bound to the file's bytes once, at load, without copying: a
+//! [`TensorRef`] is a tensor's checked type and shape, its byte range in the file, and for I2_S
+//! the per-tensor scale read from its tail. Shapes and types are checked against the [`Config`],
+//! weight matrices through `kernels::Weights::new` (byte length, alignment of the typed view),
+//! F32 vectors for 4-byte alignment: a misaligned tensor is a load error. The forward pass then
+//! slices the map by range; it never looks a tensor up again.
 
 use super::config::{Arch, Config};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::kernels;
 use crate::tensor::blocks::cast_slice;
 use crate::tensor::GgmlType;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// A checked reference to one tensor in the file: 2-D weights have `cols` = ne0 (input dim) and
 /// `rows` = ne1; 1-D tensors have `rows` = 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TensorRef {
     /// Index into `GgufFile::tensors()`.
     pub(crate) index: usize,
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
+    /// Byte range of the whole tensor in the file.
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    /// Bytes of the rows alone (`rows * row_bytes`; I2_S's scale tail excluded).
+    pub(crate) rows_len: usize,
+    /// The I2_S per-tensor scale (0 for other types).
+    pub(crate) scale: f32,
 }
 
 /// Types a matmul (`kernels::matmul`) takes as weights.
@@ -25,6 +37,18 @@ const MATMUL_TYPES: [GgmlType; 7] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::I2_S,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::Q6_K,
+    GgmlType::Q8_0,
+];
+
+/// Types the embedding table (and the unused `output.weight`) may have: the float and
+/// row-quantized types the reference takes rows from. I2_S is a matmul-only format (one scale
+/// per tensor, at its end): an I2_S `token_embd` is a mislabelled file.
+const EMBD_TYPES: [GgmlType; 6] = [
+    GgmlType::F32,
+    GgmlType::F16,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::Q6_K,
@@ -76,14 +100,59 @@ fn show_dims(d: &[usize]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// Binds tensors by name, checking shape and type.
+/// Binds tensors by name, checking shape and type, and remembers which ones it bound.
 struct Binder<'a> {
     gguf: &'a GgufFile,
+    by_name: HashMap<&'a str, usize>,
+    used: RefCell<Vec<bool>>,
 }
 
-impl Binder<'_> {
+impl<'a> Binder<'a> {
+    fn new(gguf: &'a GgufFile) -> Binder<'a> {
+        let mut by_name = HashMap::with_capacity(gguf.tensors().len());
+        for (i, t) in gguf.tensors().iter().enumerate() {
+            by_name.entry(t.name.as_str()).or_insert(i); // the first of a repeated name
+        }
+        Binder {
+            gguf,
+            by_name,
+            used: RefCell::new(vec![false; gguf.tensors().len()]),
+        }
+    }
+
     fn find(&self, name: &str) -> Option<usize> {
-        self.gguf.tensors().iter().position(|t| t.name == name)
+        let i = *self.by_name.get(name)?;
+        self.used.borrow_mut()[i] = true;
+        Some(i)
+    }
+
+    /// Fails on the first tensor of the directory that no part of the graph bound, as the
+    /// reference does ("wrong number of tensors"): a file whose metadata and tensors disagree
+    /// (say `block_count = 1` with `blk.1.*` present) is not what it claims to be.
+    fn all_used(&self, cfg: &Config) -> Result<()> {
+        let used = self.used.borrow();
+        let Some(i) = used.iter().position(|&u| !u) else {
+            return Ok(());
+        };
+        let name = &self.gguf.tensors()[i].name;
+        let p = cfg.arch.name();
+        let layer = name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        Err(Error::format(match layer {
+            Some(l) if l >= cfg.n_layer as u64 => format!(
+                "tensor {name}: the file holds layer {l} but metadata key {p}.block_count = {} \
+                 (layers 0..{}): metadata and tensor directory disagree",
+                cfg.n_layer, cfg.n_layer
+            ),
+            _ => format!(
+                "tensor {name}: not used by a {p} model (the file holds {} tensors, {} of them \
+                 unknown to this architecture)",
+                used.len(),
+                used.iter().filter(|&&u| !u).count()
+            ),
+        }))
     }
 
     /// Binds `name` if present, checking dims equal `want` (trailing 1s ignored) and the type is
@@ -126,11 +195,25 @@ impl Binder<'_> {
                 info.ty.block_size()
             )));
         }
+        let (rows, cols) = (want.get(1).copied().unwrap_or(1), want[0]);
+        let data = self.gguf.view(info).data;
+        let scale = if MATMUL_TYPES.contains(&info.ty) {
+            let w = kernels::Weights::new(info.ty, data, rows, cols)
+                .map_err(|e| e.context(format!("tensor {name}")))?;
+            w.scale()
+        } else {
+            0.0
+        };
+        let rows_len = info.ty.row_bytes(cols).unwrap_or(0) * rows;
         Ok(Some(TensorRef {
             index,
             ty: info.ty,
-            rows: want.get(1).copied().unwrap_or(1),
-            cols: want[0],
+            rows,
+            cols,
+            offset: self.gguf.data_offset() + info.offset,
+            len: info.size,
+            rows_len,
+            scale,
         }))
     }
 
@@ -179,11 +262,11 @@ impl Binder<'_> {
 impl ModelWeights {
     /// Binds and checks every tensor the graph of `cfg.arch` uses.
     pub fn bind(gguf: &GgufFile, cfg: &Config) -> Result<ModelWeights> {
-        let b = Binder { gguf };
+        let b = Binder::new(gguf);
         let (e, q, kv, ff) = (cfg.n_embd, cfg.n_embd_q(), cfg.n_embd_kv(), cfg.n_ff);
-        let token_embd = b.required("token_embd.weight", &[e, cfg.n_vocab], &MATMUL_TYPES)?;
+        let token_embd = b.required("token_embd.weight", &[e, cfg.n_vocab], &EMBD_TYPES)?;
         let output_norm = b.vector("output_norm.weight", e)?;
-        let output = b.optional("output.weight", &[e, cfg.n_vocab], &MATMUL_TYPES)?;
+        let output = b.optional("output.weight", &[e, cfg.n_vocab], &EMBD_TYPES)?;
         let rope_freqs =
             match b.optional("rope_freqs.weight", &[cfg.n_rot / 2], &[GgmlType::F32])? {
                 Some(t) => Some(b.f32s("rope_freqs.weight", t)?.to_vec()),
@@ -206,6 +289,7 @@ impl ModelWeights {
                 ffn_down: b.linear(cfg.arch, &n("ffn_down"), ff, e)?,
             });
         }
+        b.all_used(cfg)?;
         Ok(ModelWeights {
             token_embd,
             output_norm,

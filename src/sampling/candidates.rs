@@ -16,7 +16,7 @@ pub struct TokenData {
 /// truncate by shortening `data` and reorder it in place; `selected` is an index into `data`
 /// (-1 = nothing selected yet); `sorted` means "descending by logit", which lets softmax and
 /// top-k skip their sort.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TokenDataArray {
     pub data: Vec<TokenData>,
     pub selected: i64,
@@ -40,6 +40,19 @@ impl TokenDataArray {
             selected: -1,
             sorted: false,
         }
+    }
+
+    /// [`TokenDataArray::from_logits`] into this array, reusing its storage.
+    pub fn fill_from_logits(&mut self, logits: &[f32]) {
+        self.data.clear();
+        self.data
+            .extend(logits.iter().enumerate().map(|(i, &logit)| TokenData {
+                id: i as i32,
+                logit,
+                p: 0.0,
+            }));
+        self.selected = -1;
+        self.sorted = false;
     }
 
     pub fn len(&self) -> usize {

@@ -52,6 +52,9 @@ pub struct Chain {
     pub t_sample_us: i64,
     /// Number of `accept` calls since creation or the last reset.
     pub n_sample: i32,
+    /// The candidate array [`Chain::sample`] refills for every step (n_vocab entries kept, so
+    /// a step allocates nothing once the first one ran).
+    cur: TokenDataArray,
 }
 
 impl std::fmt::Debug for Chain {
@@ -98,6 +101,7 @@ impl Chain {
             samplers: Vec::new(),
             t_sample_us: 0,
             n_sample: 0,
+            cur: TokenDataArray::default(),
         }
     }
 
@@ -152,15 +156,18 @@ impl Chain {
                 "sampler chain: the logits row is empty (n_vocab = 0)",
             ));
         }
-        let mut cur = TokenDataArray::from_logits(logits);
+        // The chain's own buffer, refilled: no n_vocab allocation per step.
+        let mut cur = std::mem::take(&mut self.cur);
+        cur.fill_from_logits(logits);
         self.apply(&mut cur);
-        let token = cur.selected_token().ok_or_else(|| {
+        let selected = cur.selected_token();
+        let (sel, left) = (cur.selected, cur.len());
+        self.cur = cur;
+        let token = selected.ok_or_else(|| {
             Error::invalid_argument(format!(
-                "sampler chain [{}]: no token selected (selected = {}, {} candidates left); \
-                 the chain must end in greedy, dist or a mirostat sampler",
+                "sampler chain [{}]: no token selected (selected = {sel}, {left} candidates \
+                 left); the chain must end in greedy, dist or a mirostat sampler",
                 self.names().join(", "),
-                cur.selected,
-                cur.len()
             ))
         })?;
         self.accept(token.id);

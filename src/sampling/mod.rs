@@ -11,8 +11,9 @@
 //! - [`candidates`]: the candidate array and the shared softmax / top-k steps;
 //! - [`select`] (greedy, dist, softmax), [`truncate`] (top-k, top-p, min-p, typical, tail-free),
 //!   [`temperature`] (temp, temp-ext), [`penalties`], [`logit_bias`], [`mirostat`] (v1, v2);
-//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation;
-//!   `golden`: the golden chains a..h and the `.trace`/`.probe` parsers.
+//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation.
+//!   (The golden chains a..h and the `.trace`/`.probe` parsers are test code:
+//!   `tests/common/golden.rs`.)
 //!
 //! Verification beyond the unit tests: `crosscheck` (test-only) pins tie order and draws against
 //! real libstdc++ 12 (harness in `testdata/libstdcxx_crosscheck.cpp`); `testdata/pyref_golden/`
@@ -22,9 +23,12 @@ pub mod candidates;
 pub mod chain;
 #[cfg(test)]
 mod crosscheck;
-#[doc(hidden)]
-pub mod golden;
+pub mod dry;
 pub mod grammar;
+mod helpers;
+pub mod infill;
+pub mod json;
+pub mod json_schema;
 pub mod logit_bias;
 pub mod mirostat;
 pub mod penalties;
@@ -33,17 +37,25 @@ pub mod select;
 pub mod spec;
 pub mod stdsort;
 pub mod temperature;
+pub mod top_n_sigma;
 pub mod truncate;
+pub mod xtc;
 
 pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
+pub use dry::Dry;
+pub use grammar::{Grammar, GrammarSampler};
+pub use helpers::{argmax, top_k};
+pub use infill::Infill;
 pub use logit_bias::{LogitBias, LogitBiasSampler};
 pub use mirostat::{Mirostat, MirostatV2};
 pub use penalties::Penalties;
 pub use rng::DEFAULT_SEED;
 pub use select::{Dist, Greedy, Softmax};
 pub use temperature::{Temp, TempExt};
+pub use top_n_sigma::TopNSigma;
 pub use truncate::{MinP, TailFree, TopK, TopP, Typical};
+pub use xtc::Xtc;
 
 /// One step of a sampler chain. Mirrors `struct llama_sampler_i` of the reference: `apply` may
 /// reorder, rescale, truncate the candidates or set `selected`; `accept` is told the token that

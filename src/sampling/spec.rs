@@ -7,12 +7,13 @@
 //! `typical:P:MIN_KEEP`, `tail_free:Z:MIN_KEEP`, `temp:T`, `temp_ext:T:DELTA:EXPONENT`,
 //! `penalties:LAST_N:REPEAT:FREQ:PRESENT[:PENALIZE_NL:IGNORE_EOS]` (flags 0/1; without them the
 //! 4-argument llama.h form, i.e. penalize_nl=1, ignore_eos=0),
-//! `mirostat:SEED:TAU:ETA:M`, `mirostat_v2:SEED:TAU:ETA`.
+//! `mirostat:SEED:TAU:ETA:M`, `mirostat_v2:SEED:TAU:ETA`, `top_n_sigma:N`,
+//! `xtc:P:T:MIN_KEEP:SEED`. (dry, infill and grammar need a vocabulary: build them in code.)
 
 use super::penalties::TOKEN_NULL;
 use super::{
     Chain, ChainParams, Dist, Greedy, MinP, Mirostat, MirostatV2, Penalties, Sampler, Softmax,
-    TailFree, Temp, TempExt, TopK, TopP, Typical,
+    TailFree, Temp, TempExt, TopK, TopNSigma, TopP, Typical, Xtc,
 };
 use crate::{Error, Result};
 
@@ -148,6 +149,21 @@ pub fn parse_sampler(item: &str, model: &ModelInfo) -> Result<Box<dyn Sampler>> 
                 arg(item, &args, 3, "m")?,
             ))
         }
+        "top_n_sigma" => {
+            expect(&[1])?;
+            Box::new(TopNSigma {
+                n: arg(item, &args, 0, "n")?,
+            })
+        }
+        "xtc" => {
+            expect(&[4])?;
+            Box::new(Xtc::new(
+                arg(item, &args, 0, "p")?,
+                arg(item, &args, 1, "t")?,
+                arg(item, &args, 2, "min_keep")?,
+                arg(item, &args, 3, "seed")?,
+            ))
+        }
         "mirostat_v2" => {
             expect(&[3])?;
             Box::new(MirostatV2::new(
@@ -191,7 +207,8 @@ mod tests {
         let c = parse_chain(
             "penalties:64:1.1:0.0:0.0:1:0,penalties:64:1.1:0:0,top_k:40,typical:1.0:0,\
              top_p:0.95:0,min_p:0.05:0,tail_free:1.0:0,temp_ext:0.8:0.0:1.0,temp:0.8,softmax,\
-             dist:42,greedy,mirostat:1:5.0:0.1:100,mirostat_v2:2:5.0:0.1",
+             dist:42,greedy,mirostat:1:5.0:0.1:100,mirostat_v2:2:5.0:0.1,top_n_sigma:1.5,\
+             xtc:0.5:0.1:1:3",
             &m,
         )
         .unwrap();
@@ -211,10 +228,12 @@ mod tests {
                 "dist",
                 "greedy",
                 "mirostat",
-                "mirostat-v2"
+                "mirostat-v2",
+                "top-n-sigma",
+                "xtc"
             ]
         );
-        assert_eq!(c.seed(), 2);
+        assert_eq!(c.seed(), 3);
     }
 
     #[test]

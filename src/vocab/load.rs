@@ -234,6 +234,14 @@ impl Vocab {
             .transpose()?;
         if let Some(t) = types {
             check_len(KEY_TYPES, t.len(), n)?;
+            // llama_token_type has the values 0 (undefined) ..= 6 (byte); anything else is a
+            // corrupt or foreign file, not a type to guess at.
+            if let Some((i, &v)) = t.iter().enumerate().find(|(_, &v)| !(0..=6).contains(&v)) {
+                return Err(Error::metadata(format!(
+                    "{KEY_TYPES}: token {i} has type {v}, not a token type (0..=6: undefined, \
+                     normal, unknown, control, user-defined, unused, byte)"
+                )));
+            }
         }
         let tokens: Vec<TokenData> = texts
             .iter()

@@ -296,7 +296,7 @@ fn text(shape: &str, bytes: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn long_texts_match_reference_loops() {
     for name in ["llama-spm", "llama-bpe", "gpt-2", "falcon"] {
-        let Some(p) = crate::testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
+        let Some(p) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
         let f = GgufFile::open(&p).unwrap();
@@ -328,4 +328,25 @@ fn long_texts_match_reference_loops() {
             }
         }
     }
+}
+
+#[test]
+fn spm_merges_run_on_bounded_pieces() {
+    let Some(p) = bitnet_testdata::path("vocab/ggml-vocab-llama-spm.gguf") else {
+        return;
+    };
+    let vocab = Vocab::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();
+    let peak = |t: &[u8]| {
+        super::SPM_SESSION.with(|s| s.borrow_mut().peak_symbols = 0);
+        vocab.tokenize(t, false, false).unwrap();
+        super::SPM_SESSION.with(|s| s.borrow().peak_symbols)
+    };
+    // 2 MB of prose, of words without spaces and of CJK: merge runs of a few kB, not one run
+    // over the whole text (which took memory in proportion to it, and time more than that).
+    for shape in ["prose", "nospace", "cjk"] {
+        let n = peak(&text(shape, 2 << 20, 7));
+        assert!(n < 64 << 10, "{shape}: a merge run of {n} symbols");
+    }
+    // A run of spaces has no place to cut ("▁▁" is a token): one run over the whole text.
+    assert!(peak(&text("allspace", 100_000, 7)) > 100_000);
 }

@@ -180,8 +180,8 @@ pub struct Vocab {
 }
 
 thread_local! {
-    static BPE_SESSION: RefCell<bpe::BpeSession> = RefCell::new(bpe::BpeSession::default());
-    static SPM_SESSION: RefCell<spm::SpmSession> = RefCell::new(spm::SpmSession::default());
+    pub(crate) static BPE_SESSION: RefCell<bpe::BpeSession> = RefCell::new(bpe::BpeSession::default());
+    pub(crate) static SPM_SESSION: RefCell<spm::SpmSession> = RefCell::new(spm::SpmSession::default());
 }
 
 impl Vocab {

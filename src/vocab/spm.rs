@@ -72,6 +72,8 @@ impl SpmTables {
 pub struct SpmSession {
     symbols: Vec<Symbol>,
     queue: MinQueue,
+    /// Most symbols one merge run has held (what the memory bound is about; for tests).
+    pub peak_symbols: usize,
 }
 
 /// Buffers larger than this are freed after a call, so one long text does not pin its memory.
@@ -173,6 +175,7 @@ impl SpmSession {
         }
         let n = symbols.len();
         symbols[n - 1].next = -1;
+        self.peak_symbols = self.peak_symbols.max(n);
         let end = |symbols: &[Symbol], i: usize| match symbols[i].next {
             -1 => text.len(),
             j => symbols[j as usize].start as usize,

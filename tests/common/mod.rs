@@ -77,12 +77,12 @@ pub fn tracer_params() -> ContextParams {
         n_seq_max: 1,
         n_threads: 1,
         n_threads_batch: 1,
-        batch_invariant: false,
+        ..Default::default()
     }
 }
 
 pub fn load(stem: &str) -> Option<Arc<Model>> {
-    let p = bitnet::testdata::path(&format!("models/{stem}.gguf"))?;
+    let p = bitnet_testdata::path(&format!("models/{stem}.gguf"))?;
     Some(Arc::new(Model::load(p).unwrap()))
 }
 
@@ -92,7 +92,7 @@ pub fn context(model: &Arc<Model>) -> Context {
 
 /// Reads `golden/<stem>/short_en.logits.f32`.
 pub fn golden_logits(stem: &str) -> Option<Vec<f32>> {
-    let p = bitnet::testdata::path(&format!("golden/{stem}/short_en.logits.f32"))?;
+    let p = bitnet_testdata::path(&format!("golden/{stem}/short_en.logits.f32"))?;
     let b = std::fs::read(p).unwrap();
     Some(
         b.chunks_exact(4)

@@ -47,6 +47,8 @@ pub struct Common {
     pub logprobs: Option<Value>,
     pub top_logprobs: Option<i64>,
     pub echo: Option<bool>,
+    /// llama-server's extension: a GBNF grammar (root rule `root`) the output must match.
+    pub grammar: Option<String>,
 }
 
 /// Content of a chat message: text, or a list of parts of which the text ones are used.

@@ -261,6 +261,7 @@ pub fn start(model: Arc<Model>, p: &EngineParams) -> bitnet::Result<EngineHandle
         n_threads: p.n_threads,
         n_threads_batch: p.n_threads,
         batch_invariant: true,
+        ..Default::default()
     };
     let ctx = Context::new(model.clone(), params)?;
     let n_ctx = ctx.n_ctx();
@@ -791,7 +792,7 @@ fn logprob(logits: &[f32], tok: Token, n_top: usize, vocab: &bitnet::Vocab) -> T
     let lp = |l: f32| (l as f64 - lse) as f32;
     let piece = |t: Token| vocab.token_to_piece(t, 0, false).unwrap_or_default();
     let top = if n_top > 0 {
-        bitnet::context::top_k(logits, n_top)
+        bitnet::sampling::top_k(logits, n_top)
             .into_iter()
             .map(|(t, l)| (t, piece(t), lp(l)))
             .collect()

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 /// Everything a handler needs.
 pub struct App {
     pub model: Arc<Model>,
+    pub grammars: crate::grammar::Grammars,
     pub engine: EngineHandle,
     pub cfg: ServerConfig,
     pub model_id: String,
@@ -453,13 +454,47 @@ async fn generate(app: Arc<App>, kind: Kind, common: &api::Common, prompt: Vec<i
     }
     let n_vocab = app.model.vocab().n_tokens();
     let g = common.generation(kind == Kind::Chat, app.cfg.max_tokens_limit, n_vocab)?;
-    if let Some((kind, _)) = &g.response_format {
-        return Err(BadParam {
-            message: format!("response_format {kind} needs the grammar sampler, which this build does not have yet"),
-            param: Some("response_format"),
+    let gbnf = match (&g.response_format, &common.grammar) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "give either response_format or grammar, not both",
+            ))
         }
-        .into());
-    }
+        (None, Some(text)) => Some(text.clone()),
+        (Some((kind, _)), None) if kind == "json_object" => {
+            Some(crate::grammar::JSON_OBJECT_GBNF.to_string())
+        }
+        (Some((kind, _)), None) => {
+            return Err(BadParam {
+                message: format!(
+                    "response_format {kind} is not supported yet (json_object and grammar are)"
+                ),
+                param: Some("response_format"),
+            }
+            .into())
+        }
+        (None, None) => None,
+    };
+    let constraint: Option<Box<dyn bitnet::sampling::Sampler>> = match gbnf {
+        None => None,
+        Some(text) => {
+            let app2 = app.clone();
+            let s = tokio::task::spawn_blocking(move || app2.grammars.sampler(&text))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        e.to_string(),
+                    )
+                })?
+                .map_err(|e| BadParam {
+                    message: format!("grammar: {e}"),
+                    param: Some("grammar"),
+                })?;
+            Some(Box::new(s))
+        }
+    };
     let room = sh.n_ctx_slot - prompt.len();
     let max_tokens = g.max_tokens.unwrap_or(room).min(app.cfg.max_tokens_limit);
     let seq = app.next_id.fetch_add(1, Ordering::SeqCst);
@@ -468,7 +503,7 @@ async fn generate(app: Arc<App>, kind: Kind, common: &api::Common, prompt: Vec<i
         id: seq,
         prompt,
         sampling: g.sampling,
-        constraint: None,
+        constraint,
         stop: g.stop,
         max_tokens,
         logprobs: g.logprobs,

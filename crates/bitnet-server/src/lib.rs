@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod grammar;
 pub mod http;
 pub mod template;
 
@@ -25,7 +26,7 @@ pub struct ServerConfig {
     pub port: u16,
     pub api_key: Option<String>,
     pub parallel: usize,
-    /// Total KV cells shared by the slots; 0 = the model's training context × parallel.
+    /// Total KV cells shared by the slots; 0 = the model's training context.
     pub n_ctx: u32,
     pub n_batch: u32,
     pub threads: i32,
@@ -71,7 +72,7 @@ options:
                             (also read from BITNET_API_KEY)
   -np, --parallel N         slots decoded together (default 4, at most 64)
   -c, --ctx-size N          KV cells shared by all slots; each slot gets N / parallel
-                            (default: the model's training context x parallel)
+                            (default: the model's training context, as llama-server)
   -b, --batch-size N        most tokens decoded in one step (default 512)
   -t, --threads N           threads (default: all cores)
   --chat-template NAME      chatml, llama3, llama2 or bitnet (default: from the GGUF, else chatml)
@@ -162,11 +163,16 @@ pub fn main(argv: &[String]) -> i32 {
 pub fn serve(cfg: ServerConfig) -> Result<(), String> {
     let model = Arc::new(bitnet::Model::load(&cfg.model_path).map_err(|e| e.to_string())?);
     let n_ctx = if cfg.n_ctx == 0 {
-        let train = u32::try_from(model.config().n_ctx_train).unwrap_or(u32::MAX);
-        train.saturating_mul(cfg.parallel as u32)
+        u32::try_from(model.config().n_ctx_train).unwrap_or(u32::MAX)
     } else {
         cfg.n_ctx
     };
+    if (n_ctx as usize) < 32 * cfg.parallel {
+        return Err(format!(
+            "--ctx-size {n_ctx} leaves fewer than 32 tokens to each of {} slots",
+            cfg.parallel
+        ));
+    }
     let engine = engine::start(
         model.clone(),
         &engine::EngineParams {
@@ -191,6 +197,7 @@ pub fn serve(cfg: ServerConfig) -> Result<(), String> {
             )
     });
     let app = Arc::new(http::App {
+        grammars: grammar::Grammars::new(model.clone()),
         model,
         engine,
         cfg: cfg.clone(),

@@ -141,6 +141,21 @@ def test_logprobs(client):
         assert t.logprob == pytest.approx(t.top_logprobs[0].logprob)
 
 
+def test_json_object_output_parses(client):
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Give JSON."}],
+                                       max_tokens=200, seed=3, response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_gbnf_grammar(server):
+    status, body = server.raw("POST", "/v1/completions", {"prompt": "Answer:", "max_tokens": 20, "seed": 3,
+                                                          "grammar": 'root ::= ("yes" | "no") "."'})
+    assert status == 200 and body["choices"][0]["text"] in ("yes.", "no.")
+    status, body = server.raw("POST", "/v1/completions", {"prompt": "Answer:", "grammar": "root ::= foo"})
+    assert status == 400 and body["error"]["param"] == "grammar"
+
+
 def test_embeddings_not_available_yet(client):
     with pytest.raises(openai.APIStatusError) as e:
         client.embeddings.create(model="m", input="hello")

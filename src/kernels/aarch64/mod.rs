@@ -157,6 +157,27 @@ use dot_entries;
 mod tests {
     use super::*;
 
+    /// Detection picks the SIMD tables: `neon` everywhere, `dotprod` exactly when the CPU has
+    /// it (under qemu `-cpu cortex-a72` it must be absent, or the tests would SIGILL), and the
+    /// active table is the best of them unless `BITNET_KERNEL` says otherwise.
+    #[test]
+    fn detection_picks_the_arm_tables() {
+        use crate::kernels::{active_name, table, Kind};
+        assert!(table(Kind::Neon).is_some());
+        assert_eq!(table(Kind::NeonDotprod).is_some(), dotprod_detected());
+        assert!(table(Kind::Avx2).is_none() && table(Kind::Avx512Vnni).is_none());
+        let want = if dotprod_detected() {
+            "dotprod"
+        } else {
+            "neon"
+        };
+        match std::env::var("BITNET_KERNEL") {
+            Ok(k) if !k.is_empty() => eprintln!("BITNET_KERNEL={k}: active {}", active_name()),
+            _ => assert_eq!(active_name(), want),
+        }
+        eprintln!("aarch64: dotprod detected = {}", dotprod_detected());
+    }
+
     /// The NEON fallback and (where the CPU has it) SDOT agree with a plain integer dot, on the
     /// extreme values too.
     #[test]

@@ -142,6 +142,9 @@ impl Matcher {
     /// Accepts UTF-8 bytes (which may end, or start, inside a code point). Errors, leaving the
     /// matcher unchanged, when the grammar cannot continue with them.
     pub fn accept_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let (cps, partial) = matcher::decode_utf8(bytes, self.partial).ok_or_else(|| {
             Error::invalid_argument(format!(
                 "grammar: invalid UTF-8 in {:?}",

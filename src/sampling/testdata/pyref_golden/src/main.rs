@@ -4,7 +4,10 @@
 
 use std::io::{Read, Write};
 
-use bitnet::sampling::golden::{golden_chain, golden_model_info};
+#[path = "../../../../../tests/common/golden.rs"]
+mod golden;
+
+use golden::{golden_chain, golden_model_info};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -1,0 +1,245 @@
+//! `bitnet bench`: prompt-processing and generation speed, like llama-bench.
+
+use super::args::Args;
+use crate::modelgen::{Params, Shape};
+use bitnet::context::{Batch, Context, ContextParams};
+use bitnet::model::{Model, ModelParams};
+use bitnet::tensor::GgmlType;
+use bitnet::{Error, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const HELP: &str =
+    "usage: bitnet bench [-m MODEL[,MODEL...]] [--weights i2_s,tq2_0,tq1_0] [--embd f16,q6_k]
+                    [-t 1,2] [-p 128] [-n 64] [-d 0] [-r 5] [--head-q8]
+
+Measures pp (one batch of -p tokens from an empty cache) and tg (-n tokens decoded one at a
+time from an empty cache) in tokens/s: the median and the range of -r runs after one warm-up,
+for each model and thread count, plus load time and peak RSS (per model, from its load).
+-d 0,512,2048 also times tg with that many tokens already in the cache (filled by an untimed
+prompt batch; the test is named tg64@d512), for the attention cost at long context. Without
+-m it makes (once, cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape
+with random weights for each --weights x --embd combination (default: i2_s with f16).
+Prints a markdown table.";
+
+fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|_| Error::invalid_argument(format!("{what}: cannot parse {x:?}")))
+        })
+        .collect()
+}
+
+pub fn run(mut args: Args) -> Result<()> {
+    let models = args.value(&["-m", "--model"])?;
+    let weights = args.value(&["--weights"])?.unwrap_or_else(|| "i2_s".into());
+    let embds = args.value(&["--embd"])?.unwrap_or_else(|| "f16".into());
+    let threads: Vec<i32> = list(
+        &args
+            .value(&["-t", "--threads"])?
+            .unwrap_or_else(|| "1,2".into()),
+        "-t",
+    )?;
+    let n_prompt: usize = args.parse(&["-p", "--n-prompt"], 128)?;
+    let n_gen: usize = args.parse(&["-n", "--n-gen"], 64)?;
+    let reps: usize = args.parse(&["-r", "--repetitions"], 5)?;
+    let depths: Vec<usize> = list(
+        &args
+            .value(&["-d", "--depth"])?
+            .unwrap_or_else(|| "0".into()),
+        "-d",
+    )?;
+    let max_depth = depths.iter().copied().max().unwrap_or(0);
+    let mparams = ModelParams {
+        head_q8_0: args.switch(&["--head-q8"]),
+    };
+    super::no_positionals(&mut args)?;
+
+    let paths: Vec<PathBuf> = match models {
+        Some(m) => m.split(',').map(PathBuf::from).collect(),
+        None => {
+            let mut v = Vec::new();
+            for w in weights.split(',') {
+                for e in embds.split(',') {
+                    v.push(bench_model(
+                        super::make_model::parse_weight_type(w)?,
+                        super::make_model::parse_weight_type(e)?,
+                    )?);
+                }
+            }
+            v
+        }
+    };
+    println!(
+        "| model | size | threads | test | t/s (median) | min - max | load ms | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---|---:|---|---:|---:|");
+    for path in &paths {
+        // Peak RSS per model: the generator that may have just written it, or the previous
+        // model, must not count.
+        reset_peak_rss();
+        let t = Instant::now();
+        let model = Arc::new(Model::load_with(path, mparams)?);
+        let load_ms = t.elapsed().as_secs_f64() * 1e3;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let n_vocab = model.vocab().n_tokens() as i32;
+        for &t in &threads {
+            let params = ContextParams {
+                n_ctx: (n_prompt.max(n_gen + max_depth) + 32) as u32,
+                n_batch: n_prompt.max(max_depth).max(1) as u32,
+                n_ubatch: n_prompt.max(max_depth).clamp(1, 512) as u32,
+                n_threads: t,
+                n_threads_batch: t,
+                ..Default::default()
+            };
+            let mut ctx = Context::new(model.clone(), params)?;
+            // Token ids spread over the vocabulary; the values do not matter for speed.
+            let tokens: Vec<i32> = (0..n_prompt.max(n_gen + max_depth))
+                .map(|i| (i as i32 * 7919 + 13) % n_vocab)
+                .collect();
+            let mut tests = vec![("pp", n_prompt, 0usize)];
+            tests.extend(depths.iter().map(|&d| ("tg", n_gen, d)));
+            for (test, n, depth) in tests {
+                if n == 0 {
+                    continue;
+                }
+                let mut rates = Vec::new();
+                for rep in 0..=reps {
+                    ctx.kv_mut().clear();
+                    if depth > 0 {
+                        ctx.decode(&Batch::get_one(&tokens[..depth]))?;
+                    }
+                    let t0 = Instant::now();
+                    if test == "pp" {
+                        ctx.decode(&Batch::get_one(&tokens[..n]))?;
+                    } else {
+                        for tok in &tokens[depth..depth + n] {
+                            ctx.decode(&Batch::get_one(&[*tok]))?;
+                        }
+                    }
+                    let s = t0.elapsed().as_secs_f64();
+                    if rep > 0 {
+                        rates.push(n as f64 / s);
+                    }
+                }
+                rates.sort_by(|a, b| a.total_cmp(b));
+                let median = rates[rates.len() / 2];
+                let label = if depth > 0 {
+                    format!("{test}{n}@d{depth}")
+                } else {
+                    format!("{test}{n}")
+                };
+                println!(
+                    "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} | {load_ms:.0} | {:.0} |",
+                    size as f64 / 1e9,
+                    rates[0],
+                    rates[rates.len() - 1],
+                    peak_rss_mib()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts a new peak-RSS measurement (Linux: `/proc/self/clear_refs` value 5 resets the
+/// high-water mark that `VmHWM` reports). Elsewhere the peak stays the process's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size in MiB: `VmHWM` (since the last [`reset_peak_rss`]) where
+/// `/proc/self/status` has it, else the process's `ru_maxrss`.
+pub fn peak_rss_mib() -> f64 {
+    let hwm_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        });
+    if let Some(kib) = hwm_kib {
+        return kib / 1024.0;
+    }
+    peak_rss_os()
+}
+
+/// Peak resident set from the OS when `/proc` is missing (macOS, BSDs): `getrusage`.
+#[cfg(unix)]
+fn peak_rss_os() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss as f64 / 1024.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Peak working set on Windows (`K32GetProcessMemoryInfo`, kernel32 since Windows 7).
+#[cfg(windows)]
+fn peak_rss_os() -> f64 {
+    /// `PROCESS_MEMORY_COUNTERS` (psapi.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Counters {
+        cb: u32,
+        page_fault_count: u32,
+        peak_working_set_size: usize,
+        working_set_size: usize,
+        quota_peak_paged_pool_usage: usize,
+        quota_paged_pool_usage: usize,
+        quota_peak_non_paged_pool_usage: usize,
+        quota_non_paged_pool_usage: usize,
+        pagefile_usage: usize,
+        peak_pagefile_usage: usize,
+    }
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetCurrentProcess() -> *mut std::ffi::c_void;
+        fn K32GetProcessMemoryInfo(p: *mut std::ffi::c_void, c: *mut Counters, cb: u32) -> i32;
+    }
+    let mut c = Counters {
+        cb: std::mem::size_of::<Counters>() as u32,
+        ..Counters::default()
+    };
+    let cb = c.cb;
+    // SAFETY: the pseudo-handle of the current process needs no closing; the call writes at
+    // most `cb` bytes into `c`.
+    let ok = unsafe { K32GetProcessMemoryInfo(GetCurrentProcess(), &mut c, cb) };
+    if ok != 0 {
+        c.peak_working_set_size as f64 / (1024.0 * 1024.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn peak_rss_os() -> f64 {
+    0.0
+}
+
+/// The 2B-4T-shape benchmark model for a weight/embedding type pair, made once.
+fn bench_model(weights: GgmlType, embedding: GgmlType) -> Result<PathBuf> {
+    let name = format!(
+        "2b4t-{}-{}.gguf",
+        weights.name().to_lowercase(),
+        embedding.name().to_lowercase()
+    );
+    super::make_model::cached_model(&name, |vocab| Params {
+        shape: Shape::B2B4T,
+        weights,
+        embedding,
+        seed: 2025,
+        vocab,
+    })
+}

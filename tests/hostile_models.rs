@@ -1,0 +1,184 @@
+//! Model files whose metadata and tensor directory disagree are refused with the key or tensor
+//! named (issue 19, item 8): more layers of tensors than `block_count`, tensors no part of the
+//! graph uses, an embedding relabelled as I2_S, unknown token types, a `context_length` that
+//! does not fit the C API's int32_t.
+
+use bitnet::gguf::{Array, GgufFile, GgufWriter, Value};
+use bitnet::tensor::GgmlType;
+use bitnet::{ErrorKind, Model};
+
+const SMALL: &str = "tiny-spm-tq1_0-q6k";
+
+fn small_file() -> Option<GgufFile> {
+    let p = bitnet_testdata::path(&format!("models/{SMALL}.gguf"))?;
+    Some(GgufFile::open(p).unwrap())
+}
+
+type Tensor = (String, Vec<usize>, GgmlType, Vec<u8>);
+
+/// `src` rebuilt in memory with its metadata and tensor list passed through the edits.
+fn rebuild(
+    src: &GgufFile,
+    edit_kv: impl Fn(&str, &Value) -> Option<Value>,
+    edit_tensors: impl Fn(&mut Vec<Tensor>),
+) -> GgufFile {
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata() {
+        if let Some(v) = edit_kv(k, v) {
+            w.set(k.clone(), v);
+        }
+    }
+    let mut tensors: Vec<Tensor> = src
+        .tensors()
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.dims.clone(),
+                t.ty,
+                src.view(t).data.to_vec(),
+            )
+        })
+        .collect();
+    edit_tensors(&mut tensors);
+    for (name, dims, ty, data) in tensors {
+        w.add_tensor(&name, &dims, ty, data).unwrap();
+    }
+    GgufFile::from_bytes(&w.to_bytes().unwrap()).unwrap()
+}
+
+fn refused(f: GgufFile) -> (ErrorKind, String) {
+    let Err(e) = Model::from_gguf(f) else {
+        panic!("the file must be refused");
+    };
+    (e.kind(), e.message().to_string())
+}
+
+#[test]
+fn the_unedited_rebuild_loads() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    let f = rebuild(&src, |_, v| Some(v.clone()), |_| {});
+    assert!(Model::from_gguf(f).is_ok());
+}
+
+#[test]
+fn block_count_below_the_layers_present_is_refused() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    let f = rebuild(
+        &src,
+        |k, v| {
+            Some(match k {
+                "bitnet-b1.58.block_count" => Value::U32(1),
+                _ => v.clone(),
+            })
+        },
+        |_| {},
+    );
+    let (kind, msg) = refused(f);
+    assert_eq!(kind, ErrorKind::Format, "{msg}");
+    assert!(
+        msg.contains("blk.1.") && msg.contains("bitnet-b1.58.block_count = 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_tensor_the_graph_does_not_use_is_refused() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    let f = rebuild(
+        &src,
+        |_, v| Some(v.clone()),
+        |t| {
+            t.push((
+                "blk.0.attn_qkv.weight".into(),
+                vec![256],
+                GgmlType::F32,
+                vec![0; 1024],
+            ))
+        },
+    );
+    let (kind, msg) = refused(f);
+    assert_eq!(kind, ErrorKind::Format, "{msg}");
+    assert!(
+        msg.starts_with("tensor blk.0.attn_qkv.weight: not used"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_embedding_relabelled_as_i2_s_is_refused() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    let f = rebuild(
+        &src,
+        |_, v| Some(v.clone()),
+        |t| {
+            let e = t.iter_mut().find(|t| t.0 == "token_embd.weight").unwrap();
+            let n: usize = e.1.iter().product();
+            e.2 = GgmlType::I2_S;
+            e.3.truncate(n / 4 + 32); // the I2_S size, so only the type is wrong
+        },
+    );
+    let (kind, msg) = refused(f);
+    assert_eq!(kind, ErrorKind::Unsupported, "{msg}");
+    assert!(
+        msg.starts_with("tensor token_embd.weight: type 36 (I2_S)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_unknown_token_type_is_refused() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    let f = rebuild(
+        &src,
+        |k, v| {
+            Some(match (k, v) {
+                ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => {
+                    let mut t = t.clone();
+                    t[300] = 99;
+                    Value::Array(Array::I32(t))
+                }
+                _ => v.clone(),
+            })
+        },
+        |_| {},
+    );
+    let (kind, msg) = refused(f);
+    assert_eq!(kind, ErrorKind::Metadata, "{msg}");
+    assert!(
+        msg.starts_with("tokenizer.ggml.token_type: token 300 has type 99"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_context_length_past_int32_is_refused() {
+    let Some(src) = small_file() else {
+        return;
+    };
+    for bad in [1u32 << 31, u32::MAX] {
+        let f = rebuild(
+            &src,
+            |k, v| {
+                Some(match k {
+                    "bitnet-b1.58.context_length" => Value::U32(bad),
+                    _ => v.clone(),
+                })
+            },
+            |_| {},
+        );
+        let (kind, msg) = refused(f);
+        assert_eq!(kind, ErrorKind::Metadata, "{msg}");
+        assert!(msg.contains("bitnet-b1.58.context_length"), "{msg}");
+    }
+}

@@ -58,7 +58,7 @@ typedef struct bitnet_perf_sampler_data bitnet_perf_sampler_data;
 
 /**
  * The library version, as `bitnet_version()` reports it (also in `bitnet.pc` and the
- * library's SONAME, `libbitnet.so.<MAJOR>`).
+ * library's SONAME, `libbitnet.so.0.<MINOR>` while MAJOR is 0).
  */
 #define BITNET_VERSION_MAJOR 0
 

@@ -16,7 +16,7 @@ use crate::vocab::SpecialTokens;
 use std::ffi::{c_char, CStr};
 
 /// The library version, as `bitnet_version()` reports it (also in `bitnet.pc` and the
-/// library's SONAME, `libbitnet.so.<MAJOR>`).
+/// library's SONAME, `libbitnet.so.0.<MINOR>` while MAJOR is 0).
 pub const BITNET_VERSION_MAJOR: u32 = 0;
 pub const BITNET_VERSION_MINOR: u32 = 1;
 pub const BITNET_VERSION_PATCH: u32 = 0;

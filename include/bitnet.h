@@ -241,6 +241,11 @@ struct bitnet_sampler;
 struct bitnet_vocab;
 
 /**
+ * Returns true to stop the running bitnet_decode (llama.h `ggml_abort_callback`).
+ */
+typedef bool (*bitnet_abort_callback)(void *data);
+
+/**
  * A token id.
  */
 typedef int32_t bitnet_token;
@@ -524,6 +529,15 @@ typedef int32_t bitnet_token_attr;
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Sets the abort callback of ctx (NULL removes it). bitnet_decode calls it before every
+ * ubatch; when it returns true, decode stops and returns 2. The ubatches evaluated before stay
+ * in the KV cache and their logits stay readable (as llama.h documents). No-op if ctx is NULL.
+ */
+void bitnet_set_abort_callback(struct bitnet_context *ctx,
+                               bitnet_abort_callback abort_callback,
+                               void *abort_callback_data);
 
 /**
  * Loads a LoRA adapter: always NULL (not supported; bitnet_last_error says so).

@@ -19,7 +19,7 @@ pub mod tensor;
 pub mod types;
 pub mod vocab;
 
-pub use context::{Batch, Context, ContextParams};
+pub use context::{AbortCallback, Batch, Context, ContextParams};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Model, ModelParams};
 pub use vocab::Vocab;

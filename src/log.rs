@@ -1,5 +1,5 @@
 //! The library's one log sink. Library code reports progress and warnings through [`log`] (or
-//! the crate-internal `log_info!`/`log_warn!`/... macros); by default the text goes to stderr,
+//! the crate-internal `log_warn!` macro); by default the text goes to stderr,
 //! as llama.cpp's default logger does. A Rust caller replaces the sink with [`set_sink`]; the C
 //! API's `bitnet_log_set` installs a sink that forwards to a C callback.
 
@@ -46,28 +46,11 @@ pub fn log(level: Level, message: &str) {
     }
 }
 
-/// `log_info!("loaded {} tensors", n)`: formats and sends an Info message.
-#[allow(unused_macros)]
-macro_rules! log_info {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Info, &format!($($arg)*)) };
-}
-/// Formats and sends a Warn message.
-#[allow(unused_macros)]
+/// `log_warn!("bitnet: {what} is not supported")`: formats and sends a Warn message.
 macro_rules! log_warn {
     ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Warn, &format!($($arg)*)) };
 }
-/// Formats and sends an Error message.
-#[allow(unused_macros)]
-macro_rules! log_error {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Error, &format!($($arg)*)) };
-}
-/// Formats and sends a Debug message.
-#[allow(unused_macros)]
-macro_rules! log_debug {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Debug, &format!($($arg)*)) };
-}
-#[allow(unused_imports)]
-pub(crate) use {log_debug, log_error, log_info, log_warn};
+pub(crate) use log_warn;
 
 #[cfg(test)]
 mod tests {

@@ -325,10 +325,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("set_causal_attn", "non-causal attention is not supported"),
     ("get_causal_attn", "non-causal attention is not supported"),
     (
-        "set_abort_callback",
-        "abort callback: the restructure (issue 15) adds it",
-    ),
-    (
         "vocab_get_add_sep",
         "the vocabulary does not read add_sep yet",
     ),

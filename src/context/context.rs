@@ -86,6 +86,9 @@ fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::Thre
     Ok((pool_decode, pool_batch))
 }
 
+/// A decode's abort check ([`Context::set_abort_callback`]): returns `true` to stop.
+pub type AbortCallback = Box<dyn FnMut() -> bool + Send + Sync>;
+
 /// Evaluation state over one model: KV cache, logits of the last `decode`, threads, buffers.
 pub struct Context {
     model: Arc<Model>,
@@ -110,6 +113,8 @@ pub struct Context {
     next_pos: Vec<Pos>,
     /// (first cell, length) of each ubatch stored by the current decode, to undo on failure.
     stored: Vec<(usize, usize)>,
+    /// Asked before every ubatch of a decode; `true` stops it ([`Context::set_abort_callback`]).
+    abort: Option<AbortCallback>,
     perf: PerfCounters,
 }
 
@@ -187,6 +192,7 @@ impl Context {
             mask: vec![0.0; n_ubatch * n_ctx],
             next_pos: vec![0; MAX_SEQ],
             stored: Vec::with_capacity(n_batch.div_ceil(n_ubatch)),
+            abort: None,
             params: p,
             perf: PerfCounters::new(model.load_us()),
             model,
@@ -204,6 +210,14 @@ impl Context {
         self.pool_batch = pool_batch;
         self.params = p;
         Ok(())
+    }
+
+    /// Installs (or with `None` removes) a check `decode` calls before every ubatch
+    /// (`llama_set_abort_callback`): when it returns `true`, decode stops there and returns an
+    /// [`ErrorKind::Aborted`](crate::ErrorKind::Aborted) error (the C API's 2). The ubatches
+    /// already evaluated stay in the KV cache and their logits stay readable, as llama.h says.
+    pub fn set_abort_callback(&mut self, abort: Option<AbortCallback>) {
+        self.abort = abort;
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -436,6 +450,18 @@ impl Context {
         let mut u0 = 0;
         let mut out_row = 0;
         while u0 < n {
+            if self.abort.as_mut().is_some_and(|abort| abort()) {
+                // Keep what was evaluated (llama.h: processed ubatches remain in memory); the
+                // tokens not reached have no logits.
+                for id in &mut self.output_ids[u0..] {
+                    *id = -1;
+                }
+                self.n_outputs = out_row;
+                return Err(Error::new(
+                    crate::error::ErrorKind::Aborted,
+                    format!("decode aborted by the abort callback after {u0} of {n} tokens"),
+                ));
+            }
             let u1 = (u0 + n_ubatch).min(n);
             let len = u1 - u0;
             let first_cell = match self.kv.find_slot(len) {

@@ -9,5 +9,5 @@ mod state;
 
 pub use crate::kv::{KvCache, KvCell};
 pub use batch::{Batch, Pos, SeqId, Token};
-pub use context::{Context, ContextParams};
+pub use context::{AbortCallback, Context, ContextParams};
 pub use perf::PerfContextData;

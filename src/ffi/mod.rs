@@ -13,6 +13,7 @@
 //! `unsafe` helper per conversion below.
 #![allow(clippy::not_unsafe_ptr_arg_deref, non_camel_case_types)]
 
+pub mod abort;
 pub mod adapter;
 pub mod batch;
 pub mod batch_ext;

@@ -72,10 +72,6 @@ impl TensorView<'_> {
     pub fn ne0(&self) -> usize {
         self.dims[0]
     }
-    /// Number of rows (product of all dims but the first).
-    pub fn n_rows(&self) -> usize {
-        self.dims[1..].iter().product()
-    }
 }
 
 /// A parsed GGUF file.
@@ -459,14 +455,6 @@ impl GgufFile {
         let _ = (lo, hi);
     }
 
-    /// Advises the kernel that the whole map will be read soon (no-op for in-memory files).
-    pub fn advise_willneed(&self) {
-        #[cfg(unix)]
-        if let Storage::Mmap(m) = &self.storage {
-            let _ = m.advise(memmap2::Advice::WillNeed);
-        }
-    }
-
     fn wrong_type(key: &str, v: &Value, want: &str) -> Error {
         Error::metadata(format!(
             "metadata key {key}: has type {}{}, expected {want}",
@@ -492,17 +480,6 @@ impl GgufFile {
         u32::try_from(i).map_err(|_| {
             Error::metadata(format!(
                 "metadata key {key}: value {i} out of range for u32"
-            ))
-        })
-    }
-    pub fn get_u64(&self, key: &str) -> Result<u64> {
-        let v = self.required(key)?;
-        let i = v
-            .as_i128()
-            .ok_or_else(|| Self::wrong_type(key, v, "an integer"))?;
-        u64::try_from(i).map_err(|_| {
-            Error::metadata(format!(
-                "metadata key {key}: value {i} out of range for u64"
             ))
         })
     }
@@ -535,12 +512,6 @@ impl GgufFile {
         match self.required(key)? {
             Value::String(s) => Ok(s),
             v => Err(Self::wrong_type(key, v, "string")),
-        }
-    }
-    pub fn get_array(&self, key: &str) -> Result<&Array> {
-        match self.required(key)? {
-            Value::Array(a) => Ok(a),
-            v => Err(Self::wrong_type(key, v, "array")),
         }
     }
     pub fn get_str_array(&self, key: &str) -> Result<&[String]> {

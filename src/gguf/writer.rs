@@ -68,9 +68,6 @@ impl GgufWriter {
     pub fn set_f32(&mut self, key: &str, v: f32) {
         self.set(key, Value::F32(v));
     }
-    pub fn set_bool(&mut self, key: &str, v: bool) {
-        self.set(key, Value::Bool(v));
-    }
 
     fn check(&self, name: &str, dims: &[usize], ty: GgmlType) -> Result<usize> {
         if self.tensors.iter().any(|t| t.name == name) {

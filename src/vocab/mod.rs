@@ -188,9 +188,6 @@ impl Vocab {
     pub fn vocab_type(&self) -> VocabType {
         self.kind
     }
-    pub fn pre_type(&self) -> PreType {
-        self.pre
-    }
     pub fn n_tokens(&self) -> usize {
         self.tokens.len()
     }

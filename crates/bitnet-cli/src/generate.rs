@@ -13,6 +13,7 @@ use std::time::Instant;
 pub const HELP: &str = "usage: bitnet generate [-m MODEL] [-p PROMPT | -f PROMPT_FILE] [-n N] [-t THREADS] [-c N_CTX]
                        [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]
                        [--samplers SPEC] [--ignore-eos] [--head-q8]
+                       [--grammar GBNF_FILE | --json-schema SCHEMA_FILE]
 
 Prints the generated text as it comes, then prompt and generation speed (tokens/s) on stderr.
 Greedy by default (--temp 0); with --temp > 0 it samples with llama.cpp's chain (top-k 40,
@@ -20,7 +21,11 @@ top-p 0.95, min-p 0.05, temperature, softmax, then dist). --samplers gives the c
 e.g. \"penalties:64:1.1:0:0,top_k:40,top_p:0.95:1,temp:0.8,softmax,dist:42\". Without -m it makes (once, cached next to the
 binary) a small model with random weights: its text is random, the run shows the machinery.
 --head-q8 re-quantizes an F16 lm_head to Q8_0 at load (faster decode, logits no longer
-bit-exact with the reference).";
+bit-exact with the reference).
+--grammar constrains the output to a GBNF grammar (root rule `root`, llama.cpp's syntax);
+--json-schema to JSON matching a JSON schema (converted to a grammar; docs/grammar.md). The
+grammar goes first in the chain; generation ends when the grammar is complete and the model
+picks end of generation.";
 
 pub fn run(mut args: Args) -> Result<()> {
     let model_path = args.value(&["-m", "--model"])?;
@@ -44,6 +49,24 @@ pub fn run(mut args: Args) -> Result<()> {
     let seed: u32 = args.parse(&["--seed"], bitnet::sampling::DEFAULT_SEED)?;
     let spec = args.value(&["--samplers"])?;
     let ignore_eos = args.switch(&["--ignore-eos"]);
+    let grammar_file = args.value(&["--grammar"])?;
+    let schema_file = args.value(&["--json-schema"])?;
+    let grammar_text = match (grammar_file, schema_file) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_argument(
+                "give --grammar or --json-schema, not both",
+            ))
+        }
+        (Some(f), None) => {
+            let t = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+            Some(t)
+        }
+        (None, Some(f)) => {
+            let t = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+            Some(bitnet::sampling::json_schema::to_gbnf(&t).map_err(|e| e.context(&f))?)
+        }
+        (None, None) => None,
+    };
     let mparams = ModelParams {
         head_q8_0: args.switch(&["--head-q8"]),
     };
@@ -93,6 +116,15 @@ pub fn run(mut args: Args) -> Result<()> {
         nl: vocab.nl().unwrap_or(-1),
     };
     let mut chain = parse_chain(&spec, &info)?;
+    if let Some(text) = &grammar_text {
+        let grammar = bitnet::sampling::GrammarSampler::new(vocab, text, "root")?;
+        let mut with_grammar = bitnet::sampling::Chain::new(chain.params());
+        with_grammar.add(Box::new(grammar));
+        while let Some(s) = chain.remove(0) {
+            with_grammar.add(s);
+        }
+        chain = with_grammar;
+    }
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

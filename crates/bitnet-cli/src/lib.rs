@@ -18,10 +18,16 @@ commands:
   trace       greedy decoding printed in the golden-trace format (PROMPT/TOKEN/TOPK/TIME)
   bench       prompt and generation speed (pp/tg tokens/s), like llama-bench
   inspect     print a GGUF file's metadata and tensor table
-  make-model  write a random-weight BitNet b1.58 model (tiny or 2B-4T shape)";
+  make-model  write a random-weight BitNet b1.58 model (tiny or 2B-4T shape)
+  serve       an OpenAI-compatible HTTP server with continuous batching (docs/server.md)";
 
 /// Runs the CLI on `argv` (without the program name). Returns the process exit code.
 pub fn main(argv: Vec<String>) -> i32 {
+    // The server parses its own options (crates/bitnet-server).
+    #[cfg(feature = "serve")]
+    if argv.first().is_some_and(|c| c == "serve") {
+        return bitnet_server::main(&argv[1..]);
+    }
     match run(argv) {
         Ok(()) => 0,
         Err(e) => {

@@ -161,6 +161,14 @@ pub fn main(argv: &[String]) -> i32 {
 /// Loads the model, starts the engine, serves until SIGINT / SIGTERM, then stops cleanly:
 /// in-flight requests end with an error event, the engine thread is joined.
 pub fn serve(cfg: ServerConfig) -> Result<(), String> {
+    // A client that disconnects must give the writer EPIPE, not kill the process (the `bitnet`
+    // tool restores SIGPIPE's default for pipes at start-up).
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" is a plain libc call with no memory
+    // effects; it happens before this function starts any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let model = Arc::new(bitnet::Model::load(&cfg.model_path).map_err(|e| e.to_string())?);
     let n_ctx = if cfg.n_ctx == 0 {
         u32::try_from(model.config().n_ctx_train).unwrap_or(u32::MAX)

@@ -4,26 +4,11 @@
 
 use bitnet::Model;
 use bitnet_server::engine::{self, EngineHandle, EngineParams, Event, Finish, Job, SamplingParams};
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// The shared tiny model, or `None` (skip) unless BITNET_REQUIRE_TEST_DATA=1.
 fn model() -> Option<Arc<Model>> {
-    // crates/bitnet-server -> the repository -> its parent holds shared/.
-    let root = std::env::var_os("BITNET_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let p = root.join("models/tiny-b158-i2_s-q6k.gguf");
-    if !p.exists() {
-        assert!(
-            std::env::var("BITNET_REQUIRE_TEST_DATA").as_deref() != Ok("1"),
-            "test data {} is missing and BITNET_REQUIRE_TEST_DATA=1",
-            p.display()
-        );
-        eprintln!("SKIPPED: test data {} is missing", p.display());
-        return None;
-    }
+    let p = bitnet_testdata::path("models/tiny-b158-i2_s-q6k.gguf")?;
     Some(Arc::new(Model::load(p).unwrap()))
 }
 

@@ -1,6 +1,7 @@
 """The server against the official `openai` Python client (and raw HTTP for what it hides).
 
-Run by .ci/server.sh: BITNET_SERVER_BIN is the server binary, BITNET_SERVER_MODEL a GGUF file.
+Run by .ci/server.sh: BITNET_BIN is the `bitnet` tool (run as `bitnet serve`), BITNET_SERVER_MODEL
+a GGUF file.
 Each fixture starts its own server on a free port and stops it with SIGTERM.
 """
 
@@ -17,7 +18,7 @@ import urllib.request
 import openai
 import pytest
 
-BIN = os.environ.get("BITNET_SERVER_BIN", "target/release/bitnet-server")
+BIN = os.environ.get("BITNET_BIN", "target/release/bitnet")
 MODEL = os.environ.get("BITNET_SERVER_MODEL", "../shared/models/tiny-b158-i2_s-q6k.gguf")
 KEY = "test-key-123"
 
@@ -25,7 +26,7 @@ KEY = "test-key-123"
 class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [BIN, "-m", MODEL, "--port", "0", "-t", "2", *args],
+            [BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2", *args],
             stderr=subprocess.PIPE,
             text=True,
         )

@@ -291,7 +291,7 @@ impl GrammarSampler {
     /// `llama_sampler_init_grammar(vocab, text, root)`: an empty `text` gives a sampler that
     /// does nothing (as the reference).
     pub fn new(vocab: &Vocab, text: &str, root: &str) -> Result<GrammarSampler> {
-        let table = Arc::new(TokenTable::from_vocab(vocab)?);
+        let table = TokenTable::shared(vocab)?;
         Self::with_table(table, vocab, text, root, false, &[], &[])
     }
 
@@ -303,7 +303,7 @@ impl GrammarSampler {
         trigger_patterns: &[&str],
         trigger_tokens: &[i32],
     ) -> Result<GrammarSampler> {
-        let table = Arc::new(TokenTable::from_vocab(vocab)?);
+        let table = TokenTable::shared(vocab)?;
         Self::with_table(
             table,
             vocab,
@@ -315,8 +315,8 @@ impl GrammarSampler {
         )
     }
 
-    /// Builds from a shared [`GrammarVocab`] (building one for a 128k vocabulary takes a
-    /// while: servers keep one per model and pass it here).
+    /// Builds from a shared [`GrammarVocab`] ([`GrammarVocab::shared`] or `from_vocab`; a
+    /// server keeps one per model and passes it here).
     pub fn with_table(
         table: Arc<TokenTable>,
         vocab: &Vocab,

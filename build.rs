@@ -32,6 +32,21 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // macOS: cargo leaves the dylib's install name at its build path; @rpath lets an installed
     // copy be found through the program's rpath (Linux .so files are linked by name anyway).
+    // ELF: SONAME libbitnet.so.<major>, or libbitnet.so.0.<minor> while the major version is 0
+    // (CMakeLists.txt installs the matching libbitnet.so -> .so.<SOVERSION> -> .so.<VERSION>).
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if matches!(
+        os.as_str(),
+        "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly"
+    ) {
+        let major = env!("CARGO_PKG_VERSION_MAJOR");
+        let soversion = if major == "0" {
+            format!("0.{}", env!("CARGO_PKG_VERSION_MINOR"))
+        } else {
+            major.to_string()
+        };
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbitnet.so.{soversion}");
+    }
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libbitnet.dylib");
     }

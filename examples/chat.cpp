@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
 
     std::unique_ptr<bitnet_sampler, SamplerDeleter> chain(
         bitnet_sampler_chain_init(bitnet_sampler_chain_default_params()));
-    bitnet_sampler_chain_add(chain.get(), bitnet_sampler_init_penalties(64, 1.1f, 0.0f, 0.0f));
+    bitnet_sampler_chain_add(chain.get(), bitnet_sampler_init_penalties(bitnet_vocab_n_tokens(vocab), 64, 1.1f, 0.0f, 0.0f));
     bitnet_sampler_chain_add(chain.get(), bitnet_sampler_init_top_k(40));
     bitnet_sampler_chain_add(chain.get(), bitnet_sampler_init_top_p(0.95f, 1));
     bitnet_sampler_chain_add(chain.get(), bitnet_sampler_init_temp(0.8f));

@@ -57,9 +57,40 @@ typedef struct bitnet_perf_sampler_data bitnet_perf_sampler_data;
 #define BITNET_DEFAULT_SEED 4294967295
 
 /**
+ * The library version, as `bitnet_version()` reports it (also in `bitnet.pc` and the
+ * library's SONAME, `libbitnet.so.0.<MINOR>` while MAJOR is 0).
+ */
+#define BITNET_VERSION_MAJOR 0
+
+#define BITNET_VERSION_MINOR 1
+
+#define BITNET_VERSION_PATCH 0
+
+/**
  * ggml type id of F16, the only KV cache type (type_k / type_v).
  */
 #define BITNET_KV_TYPE_F16 1
+
+/**
+ * RoPE types (`llama_rope_type`).
+ */
+enum bitnet_rope_type {
+  BITNET_ROPE_TYPE_NONE = -1,
+  BITNET_ROPE_TYPE_NORM = 0,
+  BITNET_ROPE_TYPE_NEOX = 2,
+};
+
+/**
+ * Pooling types (`llama_pooling_type`).
+ */
+enum bitnet_pooling_type {
+  BITNET_POOLING_TYPE_UNSPECIFIED = -1,
+  BITNET_POOLING_TYPE_NONE = 0,
+  BITNET_POOLING_TYPE_MEAN = 1,
+  BITNET_POOLING_TYPE_CLS = 2,
+  BITNET_POOLING_TYPE_LAST = 3,
+  BITNET_POOLING_TYPE_RANK = 4,
+};
 
 /**
  * Status codes: 0 success, negative errors, positive the two non-fatal outcomes of
@@ -151,6 +182,39 @@ enum bitnet_vocab_type {
 };
 
 /**
+ * NUMA strategies (`ggml_numa_strategy`), for bitnet_numa_init (which takes them as int32_t,
+ * so any value is safe to pass).
+ */
+enum bitnet_numa_strategy {
+  BITNET_NUMA_STRATEGY_DISABLED = 0,
+  BITNET_NUMA_STRATEGY_DISTRIBUTE = 1,
+  BITNET_NUMA_STRATEGY_ISOLATE = 2,
+  BITNET_NUMA_STRATEGY_NUMACTL = 3,
+  BITNET_NUMA_STRATEGY_MIRROR = 4,
+  BITNET_NUMA_STRATEGY_COUNT = 5,
+};
+
+/**
+ * What bitnet_process runs (`llama_process_type`; bitnet_process takes it as int32_t, so any
+ * value is safe to pass).
+ */
+enum bitnet_process_type {
+  BITNET_PROCESS_TYPE_ENCODE = 0,
+  BITNET_PROCESS_TYPE_DECODE = 1,
+};
+
+/**
+ * A LoRA adapter (opaque). bitnet never makes one: bitnet_adapter_lora_init always fails.
+ */
+struct bitnet_adapter_lora;
+
+/**
+ * A batch built token by token (opaque). Holds at most n_batch tokens of the context it was
+ * made for; free with bitnet_batch_ext_free.
+ */
+struct bitnet_batch_ext;
+
+/**
  * An evaluation context (opaque): KV cache, logits of the last decode, thread pools.
  */
 struct bitnet_context;
@@ -213,6 +277,21 @@ struct bitnet_batch {
   int32_t *n_seq_id;
   bitnet_seq_id **seq_id;
   int8_t *logits;
+};
+
+/**
+ * Rows of embedding input for one token (`llama_embd`).
+ */
+struct bitnet_embd {
+  const float *data;
+  /**
+   * Number of embedding rows in data.
+   */
+  size_t n_rows;
+  /**
+   * Size of one row.
+   */
+  size_t n_embd;
 };
 
 /**
@@ -467,6 +546,80 @@ void bitnet_set_abort_callback(struct bitnet_context *ctx,
                                void *abort_callback_data);
 
 /**
+ * Loads a LoRA adapter: always NULL (not supported; bitnet_last_error says so).
+ */
+struct bitnet_adapter_lora *bitnet_adapter_lora_init(struct bitnet_model *model,
+                                                     const char *path_lora);
+
+/**
+ * Loads a LoRA adapter from an open FILE: always NULL (not supported).
+ */
+struct bitnet_adapter_lora *bitnet_adapter_lora_init_from_file_ptr(struct bitnet_model *model,
+                                                                   void *file);
+
+/**
+ * Adapter metadata: -1 (there are no adapters).
+ */
+int32_t bitnet_adapter_meta_val_str(const struct bitnet_adapter_lora *adapter,
+                                    const char *key,
+                                    char *buf,
+                                    size_t buf_size);
+
+/**
+ * Adapter metadata count: -1 (there are no adapters).
+ */
+int32_t bitnet_adapter_meta_count(const struct bitnet_adapter_lora *adapter);
+
+/**
+ * Adapter metadata key: -1 (there are no adapters).
+ */
+int32_t bitnet_adapter_meta_key_by_index(const struct bitnet_adapter_lora *adapter,
+                                         int32_t i,
+                                         char *buf,
+                                         size_t buf_size);
+
+/**
+ * Adapter metadata value: -1 (there are no adapters).
+ */
+int32_t bitnet_adapter_meta_val_str_by_index(const struct bitnet_adapter_lora *adapter,
+                                             int32_t i,
+                                             char *buf,
+                                             size_t buf_size);
+
+/**
+ * Frees an adapter: a no-op (none can exist; NULL is fine).
+ */
+void bitnet_adapter_lora_free(struct bitnet_adapter_lora *adapter);
+
+/**
+ * aLoRA invocation token count: 0.
+ */
+uint64_t bitnet_adapter_get_alora_n_invocation_tokens(const struct bitnet_adapter_lora *adapter);
+
+/**
+ * aLoRA invocation tokens: NULL.
+ */
+const bitnet_token *bitnet_adapter_get_alora_invocation_tokens(const struct bitnet_adapter_lora *adapter);
+
+/**
+ * Sets the context's adapters: 0 when none are given (nothing to do), -1 otherwise.
+ */
+int32_t bitnet_set_adapters_lora(struct bitnet_context *ctx,
+                                 struct bitnet_adapter_lora **adapters,
+                                 size_t n_adapters,
+                                 float *scales);
+
+/**
+ * Applies a control vector: 0 when `data` is NULL (clearing: nothing to clear), -1 otherwise.
+ */
+int32_t bitnet_set_adapter_cvec(struct bitnet_context *ctx,
+                                const float *data,
+                                size_t len,
+                                int32_t n_embd,
+                                int32_t il_start,
+                                int32_t il_end);
+
+/**
  * A view batch over `tokens` (not copied, not owned: do not bitnet_batch_free it): sequence
  * 0, positions continuing the sequence, logits for the last token.
  */
@@ -484,6 +637,88 @@ struct bitnet_batch bitnet_batch_init(int32_t n_tokens, int32_t embd, int32_t n_
  * pointers are all NULL is a no-op.
  */
 void bitnet_batch_free(struct bitnet_batch batch);
+
+/**
+ * A new empty batch for `ctx` (capacity bitnet_n_batch(ctx) tokens). NULL if ctx is NULL.
+ */
+struct bitnet_batch_ext *bitnet_batch_ext_init(struct bitnet_context *ctx);
+
+/**
+ * Frees a batch. NULL is a no-op.
+ */
+void bitnet_batch_ext_free(struct bitnet_batch_ext *batch);
+
+/**
+ * Removes every token (the capacity stays).
+ */
+void bitnet_batch_ext_clear(struct bitnet_batch_ext *batch);
+
+/**
+ * Adds a token without an id (set it with bitnet_batch_ext_set_embd_token; bitnet needs an
+ * id, so prefer bitnet_batch_ext_add_token) to sequence `seq_id`, position 0 until
+ * bitnet_batch_ext_set_pos. Returns its index, -1 when the batch is full, -3 for an invalid
+ * sequence id.
+ */
+int32_t bitnet_batch_ext_add(struct bitnet_batch_ext *batch, bitnet_seq_id seq_id);
+
+/**
+ * Adds token `id` to sequence `seq_id` (position 0 until bitnet_batch_ext_set_pos, no output).
+ * Returns its index, -1 when the batch is full, -2 for an id outside the vocabulary (the
+ * token is still added, as in llama.cpp), -3 for an invalid sequence id.
+ */
+int32_t bitnet_batch_ext_add_token(struct bitnet_batch_ext *batch,
+                                   bitnet_seq_id seq_id,
+                                   bitnet_token id);
+
+/**
+ * Input embeddings are not supported: adds the token (to keep llama.cpp's indices) and returns
+ * -2.
+ */
+int32_t bitnet_batch_ext_add_embd(struct bitnet_batch_ext *batch,
+                                  bitnet_seq_id seq_id,
+                                  struct bitnet_embd embd);
+
+/**
+ * Adds the token at `idx` to one more sequence. False for a bad index or sequence id.
+ */
+bool bitnet_batch_ext_add_seq(struct bitnet_batch_ext *batch, int32_t idx, bitnet_seq_id seq_id);
+
+/**
+ * Input embeddings are not supported: false.
+ */
+bool bitnet_batch_ext_set_embd_token(struct bitnet_batch_ext *batch,
+                                     int32_t idx,
+                                     struct bitnet_embd embd);
+
+/**
+ * Hidden state from another stage is not supported: false (as llama.cpp, where it is a TODO).
+ */
+bool bitnet_batch_ext_set_embd_state(struct bitnet_batch_ext *batch,
+                                     int32_t idx,
+                                     struct bitnet_embd embd);
+
+/**
+ * Whether token `idx` produces an output (same flag as the logits one). False for a bad index.
+ */
+bool bitnet_batch_ext_set_output_embd(struct bitnet_batch_ext *batch, int32_t idx, bool value);
+
+/**
+ * Whether token `idx` produces logits (bitnet_get_logits_ith(ctx, idx) after processing).
+ * False for a bad index.
+ */
+bool bitnet_batch_ext_set_output_logits(struct bitnet_batch_ext *batch, int32_t idx, bool value);
+
+/**
+ * Sets the position of token `idx` from `pos[0]` (one position per token: no M-RoPE). False
+ * for a bad index or NULL pos.
+ */
+bool bitnet_batch_ext_set_pos(struct bitnet_batch_ext *batch, int32_t idx, const bitnet_pos *pos);
+
+/**
+ * Evaluates the batch. DECODE: as bitnet_decode (0 ok, 1 no KV room, 2 aborted, -1 invalid
+ * batch: empty, a token without an id, ...). ENCODE: -1, the model is decoder-only.
+ */
+int32_t bitnet_process(struct bitnet_context *ctx, int32_t type, struct bitnet_batch_ext *batch);
 
 /**
  * Formats a conversation with a chat template: `tmpl` is a built-in template name (see
@@ -506,6 +741,245 @@ int32_t bitnet_chat_apply_template(const char *tmpl,
  * returns how many there are in total. `output` may be NULL when `len` is 0.
  */
 int32_t bitnet_chat_builtin_templates(const char **output, size_t len);
+
+/**
+ * "MAJOR.MINOR.PATCH" (a static string).
+ */
+const char *bitnet_version(void);
+
+/**
+ * Accepts any strategy and changes nothing: bitnet places no threads or pages by NUMA node
+ * (the OS's first-touch policy applies). An unknown strategy is logged and ignored.
+ */
+void bitnet_numa_init(int32_t numa);
+
+/**
+ * 16, as llama.cpp (the size of its per-device arrays); bitnet itself only uses the CPU.
+ */
+size_t bitnet_max_devices(void);
+
+/**
+ * The most sequence ids a context can have (bitnet_context_params.n_seq_max).
+ */
+size_t bitnet_max_parallel_sequences(void);
+
+/**
+ * 4096, as llama.cpp; bitnet has no tensor buffer-type overrides (all tensors are on the CPU).
+ */
+size_t bitnet_max_tensor_buft_overrides(void);
+
+/**
+ * False: CPU only (as llama.cpp built without a GPU backend).
+ */
+bool bitnet_supports_gpu_offload(void);
+
+/**
+ * False: no RPC backend.
+ */
+bool bitnet_supports_rpc(void);
+
+/**
+ * The model's RoPE type: NEOX for BitNet; for a vocab_only file, by architecture (llama
+ * NORM, falcon NEOX, others NONE). BITNET_ROPE_TYPE_NONE if model is NULL.
+ */
+enum bitnet_rope_type bitnet_model_rope_type(const struct bitnet_model *model);
+
+/**
+ * Width of the input embeddings (= n_embd). -1 if model is NULL.
+ */
+int32_t bitnet_model_n_embd_inp(const struct bitnet_model *model);
+
+/**
+ * Width of the output embeddings (= n_embd: no projection after the last norm). -1 if model
+ * is NULL.
+ */
+int32_t bitnet_model_n_embd_out(const struct bitnet_model *model);
+
+/**
+ * 0: no next-token-prediction (MTP) layers. -1 if model is NULL.
+ */
+int32_t bitnet_model_n_layer_nextn(const struct bitnet_model *model);
+
+/**
+ * 0: no sliding-window attention. -1 if model is NULL.
+ */
+int32_t bitnet_model_n_swa(const struct bitnet_model *model);
+
+/**
+ * 1.0: no RoPE frequency scaling. 0.0 if model is NULL.
+ */
+float bitnet_model_rope_freq_scale_train(const struct bitnet_model *model);
+
+/**
+ * 0: not a classifier.
+ */
+uint32_t bitnet_model_n_cls_out(const struct bitnet_model *model);
+
+/**
+ * NULL: no classifier labels.
+ */
+const char *bitnet_model_cls_label(const struct bitnet_model *model, uint32_t i);
+
+/**
+ * True: BitNet models are decoders.
+ */
+bool bitnet_model_has_decoder(const struct bitnet_model *model);
+
+/**
+ * False: not a recurrent (Mamba/RWKV-style) model.
+ */
+bool bitnet_model_is_recurrent(const struct bitnet_model *model);
+
+/**
+ * False: not a hybrid attention/recurrent model.
+ */
+bool bitnet_model_is_hybrid(const struct bitnet_model *model);
+
+/**
+ * False: not a diffusion model.
+ */
+bool bitnet_model_is_diffusion(const struct bitnet_model *model);
+
+/**
+ * The file type (`general.file_type`, llama_ftype numbering), or -1 when the file does not
+ * say (or model is NULL).
+ */
+int32_t bitnet_model_ftype(const struct bitnet_model *model);
+
+/**
+ * The name of a file type (llama_ftype numbering) for the types bitnet reads, e.g. 40 ->
+ * "I2_S - 2 bpw ternary"; "unknown" otherwise.
+ */
+const char *bitnet_ftype_name(int32_t ftype);
+
+/**
+ * Mask token, BITNET_TOKEN_NULL if none (or vocab is NULL); likewise the FIM tokens below.
+ */
+bitnet_token bitnet_vocab_mask(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: prefix token.
+ */
+bitnet_token bitnet_vocab_fim_pre(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: suffix token.
+ */
+bitnet_token bitnet_vocab_fim_suf(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: middle token.
+ */
+bitnet_token bitnet_vocab_fim_mid(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: padding token.
+ */
+bitnet_token bitnet_vocab_fim_pad(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: repository token.
+ */
+bitnet_token bitnet_vocab_fim_rep(const struct bitnet_vocab *vocab);
+
+/**
+ * Fill-in-the-middle: file separator token.
+ */
+bitnet_token bitnet_vocab_fim_sep(const struct bitnet_vocab *vocab);
+
+/**
+ * Tokens per sequence the KV cache can hold: the whole n_ctx (one cache shared by all
+ * sequences, as llama.cpp's unified cache). 0 if ctx is NULL.
+ */
+uint32_t bitnet_n_ctx_seq(const struct bitnet_context *ctx);
+
+/**
+ * The context's pooling: NONE (contexts produce logits; embeddings are not supported yet).
+ * UNSPECIFIED if ctx is NULL.
+ */
+enum bitnet_pooling_type bitnet_pooling_type(const struct bitnet_context *ctx);
+
+/**
+ * Runs an encoder. BitNet models are decoder-only (bitnet_model_has_encoder is false), so
+ * this always fails: returns -1 and bitnet_last_error says to use bitnet_decode.
+ */
+int32_t bitnet_encode(struct bitnet_context *ctx, struct bitnet_batch batch);
+
+/**
+ * Writes "<path_prefix>-<split_no+1>-of-<split_count>.gguf" (5-digit numbers) with snprintf
+ * semantics and returns its length; 0 on bad arguments (as llama.cpp).
+ */
+int32_t bitnet_split_path(char *split_path,
+                          size_t maxlen,
+                          const char *path_prefix,
+                          int32_t split_no,
+                          int32_t split_count);
+
+/**
+ * The inverse of bitnet_split_path: when `split_path` ends with
+ * "-<split_no+1>-of-<split_count>.gguf", writes the part before it (snprintf semantics) and
+ * returns its length; otherwise returns 0.
+ */
+int32_t bitnet_split_prefix(char *split_prefix,
+                            size_t maxlen,
+                            const char *split_path,
+                            int32_t split_no,
+                            int32_t split_count);
+
+/**
+ * Old name of bitnet_memory_clear(bitnet_get_memory(ctx), true).
+ */
+void bitnet_kv_cache_clear(struct bitnet_context *ctx);
+
+/**
+ * Old name of bitnet_memory_seq_rm on the context's memory.
+ */
+bool bitnet_kv_cache_seq_rm(struct bitnet_context *ctx,
+                            bitnet_seq_id seq_id,
+                            bitnet_pos p0,
+                            bitnet_pos p1);
+
+/**
+ * Old name of bitnet_memory_seq_cp on the context's memory.
+ */
+void bitnet_kv_cache_seq_cp(struct bitnet_context *ctx,
+                            bitnet_seq_id seq_id_src,
+                            bitnet_seq_id seq_id_dst,
+                            bitnet_pos p0,
+                            bitnet_pos p1);
+
+/**
+ * Old name of bitnet_memory_seq_keep on the context's memory.
+ */
+void bitnet_kv_cache_seq_keep(struct bitnet_context *ctx, bitnet_seq_id seq_id);
+
+/**
+ * Old name of bitnet_memory_seq_add on the context's memory.
+ */
+void bitnet_kv_cache_seq_add(struct bitnet_context *ctx,
+                             bitnet_seq_id seq_id,
+                             bitnet_pos p0,
+                             bitnet_pos p1,
+                             bitnet_pos delta);
+
+/**
+ * Old name of bitnet_memory_seq_div on the context's memory.
+ */
+void bitnet_kv_cache_seq_div(struct bitnet_context *ctx,
+                             bitnet_seq_id seq_id,
+                             bitnet_pos p0,
+                             bitnet_pos p1,
+                             int32_t d);
+
+/**
+ * Old name of bitnet_memory_seq_pos_max on the context's memory.
+ */
+bitnet_pos bitnet_kv_cache_seq_pos_max(struct bitnet_context *ctx, bitnet_seq_id seq_id);
+
+/**
+ * Old name of bitnet_memory_can_shift on the context's memory.
+ */
+bool bitnet_kv_cache_can_shift(struct bitnet_context *ctx);
 
 /**
  * llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16
@@ -619,6 +1093,12 @@ void bitnet_clear_error(void);
  * thread-safe.
  */
 void bitnet_log_set(bitnet_log_callback log_callback, void *user_data);
+
+/**
+ * The callback and user data bitnet_log_set last installed (NULL, NULL for the default stderr
+ * logger). Either output pointer may be NULL.
+ */
+void bitnet_log_get(bitnet_log_callback *log_callback, void **user_data);
 
 /**
  * The context's KV cache. NULL if ctx is NULL.
@@ -916,9 +1396,12 @@ struct bitnet_sampler *bitnet_sampler_init_temp(float t);
 struct bitnet_sampler *bitnet_sampler_init_temp_ext(float t, float delta, float exponent);
 
 /**
- * Repetition penalties over the last penalty_last_n accepted tokens (0: disabled).
+ * Repetition penalties over the last penalty_last_n accepted tokens (0: disabled), with
+ * current llama.h's signature: `n_vocab` (the vocabulary size) comes first. NULL if n_vocab
+ * is negative.
  */
-struct bitnet_sampler *bitnet_sampler_init_penalties(int32_t penalty_last_n,
+struct bitnet_sampler *bitnet_sampler_init_penalties(int32_t n_vocab,
+                                                     int32_t penalty_last_n,
                                                      float penalty_repeat,
                                                      float penalty_freq,
                                                      float penalty_present);

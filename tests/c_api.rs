@@ -73,10 +73,15 @@ fn install_package(work: &Path) -> Option<PathBuf> {
             "-DBITNET_PREBUILT_DIR={}",
             built_lib_dir().display()
         ))
-        .arg(format!("-DCMAKE_INSTALL_PREFIX={}", prefix.display()))
         .arg("-DCMAKE_BUILD_TYPE=Release"));
     run(Command::new("cmake").arg("--build").arg(&build).arg("-j2"));
-    run(Command::new("cmake").arg("--install").arg(&build));
+    // The prefix is given only at install time (configured for the default /usr/local): the
+    // installed files must follow it (bitnet.pc used to keep the configured prefix).
+    run(Command::new("cmake")
+        .arg("--install")
+        .arg(&build)
+        .arg("--prefix")
+        .arg(&prefix));
     Some(prefix)
 }
 
@@ -139,12 +144,13 @@ fn assert_ran(stdout: &str, expected: usize) {
 }
 
 /// 2 model-free tests (api_basics shared and static); with the shared data also api_model,
-/// bad_input, bad_input_files, threads, the 3 examples, hostile_models and hostile_api.
+/// bad_input, bad_input_files, threads, the 3 examples, hostile_models, hostile_api and
+/// api_llama_h.
 const MODEL_FREE_TESTS: usize = 2;
-const MODEL_TESTS: usize = 4 + 3 + 2;
+const MODEL_TESTS: usize = 4 + 3 + 2 + 1;
 /// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples, the
-/// tracer, hostile_models and hostile_api.
-const MEMCHECK_TESTS: usize = 7 + 2;
+/// tracer, hostile_models, hostile_api and api_llama_h.
+const MEMCHECK_TESTS: usize = 7 + 2 + 1;
 
 #[test]
 fn c_programs_build_against_the_installed_package_and_pass() {
@@ -162,6 +168,7 @@ fn c_programs_build_against_the_installed_package_and_pass() {
     ] {
         assert!(prefix.join(f).exists(), "install lacks {f}");
     }
+    check_installed_library(&prefix);
 
     let tracer = prefix.join("bin/bitnet-trace");
     assert!(tracer.exists(), "install lacks bin/bitnet-trace");
@@ -216,6 +223,49 @@ fn c_programs_pass_under_address_and_undefined_sanitizers() {
         MODEL_FREE_TESTS
     };
     assert_ran(&stdout, expected);
+}
+
+/// The installed shared library: the version chain libbitnet.so -> .so.<SOVERSION> ->
+/// .so.<VERSION>, the SONAME, no debug sections; bitnet.pc names the install prefix.
+fn check_installed_library(prefix: &Path) {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let soversion = if major == "0" {
+        format!("0.{}", env!("CARGO_PKG_VERSION_MINOR"))
+    } else {
+        major.to_string()
+    };
+    let lib = prefix.join("lib");
+    let soname = format!("libbitnet.so.{soversion}");
+    let real = format!("libbitnet.so.{}", env!("CARGO_PKG_VERSION"));
+    let link = |name: &str| {
+        std::fs::read_link(lib.join(name))
+            .unwrap_or_else(|e| panic!("lib/{name} is not a symlink: {e}"))
+    };
+    assert_eq!(link("libbitnet.so"), Path::new(&soname));
+    assert_eq!(link(&soname), Path::new(&real));
+    assert!(lib.join(&real).is_file());
+    if have("readelf") {
+        let out = Command::new("readelf")
+            .args(["-d", "-S", "-W"])
+            .arg(lib.join(&real))
+            .output()
+            .expect("readelf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Library soname: [{soname}]")),
+            "SONAME is not {soname}"
+        );
+        assert!(
+            !text.contains(".debug_info") && !text.contains(".debug_line"),
+            "the installed library still has debug sections"
+        );
+    }
+    let pc = std::fs::read_to_string(lib.join("pkgconfig/bitnet.pc")).unwrap();
+    assert!(
+        pc.lines()
+            .any(|l| l == format!("prefix={}", prefix.display())),
+        "bitnet.pc does not name the install prefix:\n{pc}"
+    );
 }
 
 /// pkg-config users: `cc $(pkg-config --cflags --libs bitnet)` links and runs, shared and static.

@@ -12,21 +12,23 @@ use crate::error::{Error, ErrorKind};
 /// sequence id outside 0..n_seq_max-1, NULL arrays); < -1 for other errors.
 #[no_mangle]
 pub extern "C" fn bitnet_decode(ctx: *mut bitnet_context, batch: bitnet_batch) -> i32 {
-    call_with(
-        |kind| match kind {
-            ErrorKind::ContextFull => 1,
-            ErrorKind::Aborted => 2,
-            ErrorKind::InvalidArgument | ErrorKind::InvalidToken | ErrorKind::Unsupported => -1,
-            other => other.code().min(-2),
-        },
-        || {
-            let c = ctx_mut(ctx)?;
-            let n_seq_max = c.ctx.params().n_seq_max as usize;
-            read_batch(&batch, &mut c.batch, n_seq_max)?;
-            c.ctx.decode(&c.batch)?;
-            Ok(0)
-        },
-    )
+    call_with(decode_status, || {
+        let c = ctx_mut(ctx)?;
+        let n_seq_max = c.ctx.params().n_seq_max as usize;
+        read_batch(&batch, &mut c.batch, n_seq_max)?;
+        c.ctx.decode(&c.batch)?;
+        Ok(0)
+    })
+}
+
+/// bitnet_decode's return value for a failure of this kind (also bitnet_process's).
+pub(crate) fn decode_status(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::ContextFull => 1,
+        ErrorKind::Aborted => 2,
+        ErrorKind::InvalidArgument | ErrorKind::InvalidToken | ErrorKind::Unsupported => -1,
+        other => other.code().min(-2),
+    }
 }
 
 /// The logits of the last bitnet_decode: one row of n_vocab floats per token that asked for

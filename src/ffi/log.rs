@@ -3,7 +3,10 @@
 use super::call_void;
 use crate::log::{self, Level};
 use std::ffi::{c_char, c_void, CString};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// What bitnet_log_set last installed, for bitnet_log_get (the pointers as integers).
+static CURRENT: Mutex<(usize, usize)> = Mutex::new((0, 0));
 
 /// Log levels, numbered as `ggml_log_level`.
 #[repr(C)]
@@ -66,6 +69,41 @@ pub extern "C" fn bitnet_log_set(log_callback: bitnet_log_callback, user_data: *
             Arc::new(move |level: Level, text: &str| c.send(level, text)) as log::Sink
         });
         log::set_sink(sink);
+        let mut cur = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        *cur = (log_callback.map_or(0, |f| f as usize), user_data as usize);
+        Ok(())
+    })
+}
+
+/// The callback and user data bitnet_log_set last installed (NULL, NULL for the default stderr
+/// logger). Either output pointer may be NULL.
+#[no_mangle]
+pub extern "C" fn bitnet_log_get(
+    log_callback: *mut bitnet_log_callback,
+    user_data: *mut *mut c_void,
+) {
+    call_void(|| {
+        let (cb, ud) = *CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: `cb` is 0 or the address of the `extern "C" fn` bitnet_log_set received,
+        // which has exactly this type.
+        let cb: bitnet_log_callback = if cb == 0 {
+            None
+        } else {
+            Some(unsafe {
+                std::mem::transmute::<
+                    usize,
+                    unsafe extern "C" fn(bitnet_log_level, *const c_char, *mut c_void),
+                >(cb)
+            })
+        };
+        if !log_callback.is_null() {
+            // SAFETY: non-null, and the contract is a writable bitnet_log_callback.
+            unsafe { *log_callback = cb };
+        }
+        if !user_data.is_null() {
+            // SAFETY: non-null, and the contract is a writable void *.
+            unsafe { *user_data = ud as *mut c_void };
+        }
         Ok(())
     })
 }

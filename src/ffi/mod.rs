@@ -14,8 +14,11 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref, non_camel_case_types)]
 
 pub mod abort;
+pub mod adapter;
 pub mod batch;
+pub mod batch_ext;
 pub mod chat;
+pub mod compat;
 pub mod context;
 pub mod decode;
 pub mod error;

@@ -71,7 +71,7 @@ impl ModelSource {
         }
     }
 
-    fn meta_strings(&self) -> Vec<(&str, String)> {
+    pub(crate) fn meta_strings(&self) -> Vec<(&str, String)> {
         match self {
             ModelSource::Full(m) => m.meta_strings(),
             ModelSource::VocabOnly(m) => m.meta_strings(),

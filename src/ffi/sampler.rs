@@ -269,15 +269,23 @@ pub extern "C" fn bitnet_sampler_init_temp_ext(
     new_sampler(TempExt { t, delta, exponent })
 }
 
-/// Repetition penalties over the last penalty_last_n accepted tokens (0: disabled).
+/// Repetition penalties over the last penalty_last_n accepted tokens (0: disabled), with
+/// current llama.h's signature: `n_vocab` (the vocabulary size) comes first. NULL if n_vocab
+/// is negative.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_init_penalties(
+    n_vocab: i32,
     penalty_last_n: i32,
     penalty_repeat: f32,
     penalty_freq: f32,
     penalty_present: f32,
 ) -> *mut bitnet_sampler {
     call(std::ptr::null_mut(), || {
+        if n_vocab < 0 {
+            return Err(Error::invalid_argument(format!(
+                "n_vocab {n_vocab} is negative"
+            )));
+        }
         Ok(new_sampler(Penalties::new(
             penalty_last_n,
             penalty_repeat,

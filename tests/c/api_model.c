@@ -331,7 +331,7 @@ int main(int argc, char **argv) {
       {bitnet_sampler_init_typical(0.9f, 1), "typical"},
       {bitnet_sampler_init_temp(0.8f), "temp"},
       {bitnet_sampler_init_temp_ext(0.8f, 0.5f, 1.0f), "temp-ext"},
-      {bitnet_sampler_init_penalties(64, 1.1f, 0.1f, 0.1f), "penalties"},
+      {bitnet_sampler_init_penalties(0, 64, 1.1f, 0.1f, 0.1f), "penalties"},
       {bitnet_sampler_init_logit_bias(32000, 2, bias), "logit-bias"},
       {bitnet_sampler_init_mirostat(32000, 5, 5.0f, 0.1f, 100), "mirostat"},
       {bitnet_sampler_init_mirostat_v2(5, 5.0f, 0.1f), "mirostat-v2"},

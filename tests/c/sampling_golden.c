@@ -47,12 +47,12 @@ static struct bitnet_sampler *build_chain(char letter) {
       add(c, bitnet_sampler_init_typical(0.9f, 1)); add(c, bitnet_sampler_init_softmax()); add(c, bitnet_sampler_init_dist(5));
       break;
     case 'g':
-      add(c, bitnet_sampler_init_penalties(64, 1.1f, 0.0f, 0.0f)); add(c, bitnet_sampler_init_top_k(40));
+      add(c, bitnet_sampler_init_penalties(0, 64, 1.1f, 0.0f, 0.0f)); add(c, bitnet_sampler_init_top_k(40));
       add(c, bitnet_sampler_init_typical(1.0f, 0)); add(c, bitnet_sampler_init_top_p(0.95f, 0));
       add(c, bitnet_sampler_init_min_p(0.05f, 0)); add(c, bitnet_sampler_init_temp_ext(0.8f, 0.0f, 1.0f));
       add(c, bitnet_sampler_init_softmax()); add(c, bitnet_sampler_init_dist(42));
       break;
-    case 'h': add(c, bitnet_sampler_init_penalties(64, 1.3f, 0.2f, 0.1f)); add(c, bitnet_sampler_init_greedy()); break;
+    case 'h': add(c, bitnet_sampler_init_penalties(0, 64, 1.3f, 0.2f, 0.1f)); add(c, bitnet_sampler_init_greedy()); break;
     default: bitnet_sampler_free(c); return NULL;
   }
   return c;

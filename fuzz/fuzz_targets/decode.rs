@@ -5,7 +5,7 @@
 
 use bitnet::{Batch, Context, ContextParams, Model};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 fn model() -> &'static Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();

@@ -25,6 +25,7 @@ mod aarch64;
 mod act;
 mod c;
 mod scalar;
+pub mod tune;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -346,6 +347,20 @@ pub fn active() -> &'static KernelTable {
 /// `system_info`.
 pub fn active_name() -> &'static str {
     active().name()
+}
+
+/// What the default table is and how it was chosen, for `bitnet bench` and `system_info`.
+pub fn active_description() -> String {
+    let forced = std::env::var("BITNET_KERNEL").is_ok_and(|v| !v.is_empty());
+    format!(
+        "{} ({})",
+        active().name(),
+        if forced {
+            "BITNET_KERNEL"
+        } else {
+            "CPU detection"
+        }
+    )
 }
 
 impl KernelTable {

@@ -96,6 +96,20 @@ impl Model {
         self.gguf().tensors().iter().map(|t| t.size as u64).sum()
     }
 
+    /// Bytes of weights one decoded token reads: every tensor of the file once, with the
+    /// lm_head counted as the matrix actually multiplied (the `--head-q8` copy when there is
+    /// one), the embedding table as the one row looked up, and an unused `output.weight` not at
+    /// all. Divided into the machine's read bandwidth it bounds decode speed (`bitnet bench`).
+    pub fn bytes_per_token(&self) -> u64 {
+        let w = self.weights();
+        let embd = &w.token_embd;
+        let unused = w.output.as_ref().map_or(0, |o| o.len as u64);
+        let embd_row = embd.rows_len / embd.rows.max(1);
+        self.size_bytes() - embd.len as u64 - unused
+            + self.head_matrix().data.len() as u64
+            + embd_row as u64
+    }
+
     /// `llama_model_n_params`: elements of all tensors in the file.
     pub fn n_params(&self) -> u64 {
         self.gguf()

@@ -21,7 +21,10 @@ for each model and thread count, plus load time and peak RSS (per model, from it
 prompt batch; the test is named tg64@d512), for the attention cost at long context. Without
 -m it makes (once, cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape
 with random weights for each --weights x --embd combination (default: i2_s with f16).
-Prints a markdown table.";
+Before the runs it measures the machine's read bandwidth at each thread count (a wide read
+loop over a buffer larger than the last-level cache); each tg row then shows the bound that
+bandwidth sets (bandwidth / bytes read per token: the weights, plus the KV cache at depth) and
+the share of it reached. Prints the kernels in use and a markdown table.";
 
 fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
     s.split(',')
@@ -73,10 +76,24 @@ pub fn run(mut args: Args) -> Result<()> {
             v
         }
     };
+    let bandwidth: Vec<(i32, f64)> = threads
+        .iter()
+        .map(|&t| {
+            (
+                t,
+                bitnet::kernels::tune::read_bandwidth(t.max(1) as usize, 5),
+            )
+        })
+        .collect();
+    println!("kernels: {}", bitnet::kernels::active_description());
+    for (t, bw) in &bandwidth {
+        println!("read bandwidth, {t} thread(s): {bw:.1} GB/s");
+    }
+    println!();
     println!(
-        "| model | size | threads | test | t/s (median) | min - max | load ms | peak RSS MiB |"
+        "| model | size | threads | test | t/s (median) | min - max | bound t/s | % of bound | load ms | peak RSS MiB |"
     );
-    println!("|---|---:|---:|---|---:|---|---:|---:|");
+    println!("|---|---:|---:|---|---:|---|---:|---:|---:|---:|");
     for path in &paths {
         // Peak RSS per model: the generator that may have just written it, or the previous
         // model, must not count.
@@ -90,6 +107,11 @@ pub fn run(mut args: Args) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let n_vocab = model.vocab().n_tokens() as i32;
+        let weight_bytes = model.bytes_per_token() as f64;
+        let cfg = model.config();
+        // K and V of every cached cell, f16, read once per decoded token.
+        let kv_bytes_per_cell =
+            (cfg.n_layer * cfg.n_head_kv * (cfg.head_dim + cfg.head_dim_v) * 2) as f64;
         for &t in &threads {
             let params = ContextParams {
                 n_ctx: (n_prompt.max(n_gen + max_depth) + 32) as u32,
@@ -136,8 +158,20 @@ pub fn run(mut args: Args) -> Result<()> {
                 } else {
                     format!("{test}{n}")
                 };
+                let (bound, share) = match bandwidth.iter().find(|(bt, _)| *bt == t) {
+                    Some((_, bw)) if test == "tg" => {
+                        // The mean depth over the n decoded tokens.
+                        let cells = depth as f64 + n as f64 / 2.0;
+                        let bound = bw * 1e9 / (weight_bytes + cells * kv_bytes_per_cell);
+                        (
+                            format!("{bound:.2}"),
+                            format!("{:.0}%", 100.0 * median / bound),
+                        )
+                    }
+                    _ => (String::new(), String::new()),
+                };
                 println!(
-                    "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} | {load_ms:.0} | {:.0} |",
+                    "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} | {bound} | {share} | {load_ms:.0} | {:.0} |",
                     size as f64 / 1e9,
                     rates[0],
                     rates[rates.len() - 1],

@@ -54,7 +54,10 @@ fn system_info() -> &'static CString {
         for (name, on) in cpu_features() {
             s.push_str(&format!(" {name} = {} |", on as u8));
         }
-        s.push_str(&format!(" kernels = {} |", crate::kernels::active_name()));
+        s.push_str(&format!(
+            " kernels = {} |",
+            crate::kernels::active_description()
+        ));
         CString::new(s).unwrap_or_default()
     })
 }

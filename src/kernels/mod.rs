@@ -230,10 +230,16 @@ pub struct I8Rows<'a> {
 /// elements/blocks/bytes) and `d.n_tok` prepared activation rows and fill `out[..d.rows*d.n_tok]`.
 /// Callers ([`matmul`]) guarantee those lengths; kernels may index-panic on violations but never
 /// read out of bounds.
+#[derive(Clone, Copy)]
 pub struct KernelTable {
     pub kind: Kind,
     /// I2_S packed codes (`k/4` bytes a row) x int8 rows; the f32 is the per-tensor weight scale.
+    /// Used for two or more tokens (prompt processing: compute-bound).
     pub i2s: fn(&[u8], f32, &I8Rows, MatDims, &mut [f32]),
+    /// The same product for one token (decode: bound by memory bandwidth). A separate entry
+    /// because the fastest way to stream weights differs between CPUs that share an ISA, so
+    /// calibration ([`tune`]) may take it from another variant than `i2s`.
+    pub i2s_vec: fn(&[u8], f32, &I8Rows, MatDims, &mut [f32]),
     pub tq2_0: fn(&[BlockTQ2_0], &[BlockQ8K], MatDims, &mut [f32]),
     pub tq1_0: fn(&[BlockTQ1_0], &[BlockQ8K], MatDims, &mut [f32]),
     pub q6_k: fn(&[BlockQ6K], &[BlockQ8K], MatDims, &mut [f32]),
@@ -306,61 +312,71 @@ pub fn available() -> Vec<&'static KernelTable> {
     Kind::ALL.into_iter().filter_map(table).collect()
 }
 
-/// The default table, which a context uses unless its `ContextParams::kernel` names another:
-/// `BITNET_KERNEL` if set and usable here, else the fastest available variant. Chosen once per
-/// process.
+/// The default table, which a context uses unless its `ContextParams::kernel` names another,
+/// chosen once per process:
+/// - `BITNET_KERNEL=<variant>` (if usable here): that variant's table as it is;
+/// - otherwise (or `BITNET_KERNEL=auto`): the best variant by CPU features, with each entry
+///   whose candidates differ (the I2_S matvec and product, the F16 / Q8_0 / Q6_K heads) taken
+///   from the SIMD variant measured fastest on this machine ([`tune::tuned`]: once per
+///   machine, cached in a file; `BITNET_CALIBRATE=0` skips the measurement).
 pub fn active() -> &'static KernelTable {
-    static ACTIVE: OnceLock<&'static KernelTable> = OnceLock::new();
+    active_choice().0
+}
+
+/// [`active`] and how it was chosen.
+fn active_choice() -> &'static (&'static KernelTable, String) {
+    static ACTIVE: OnceLock<(&'static KernelTable, String)> = OnceLock::new();
     ACTIVE.get_or_init(|| {
-        let best = || {
-            [
-                Kind::Avx512Vnni,
-                Kind::Avx2,
-                Kind::NeonDotprod,
-                Kind::Neon,
-                Kind::C,
-                Kind::Scalar,
-            ]
-                .into_iter()
-                .find_map(table)
-                .unwrap_or(&scalar::TABLE)
+        let by_features = [
+            Kind::Avx512Vnni,
+            Kind::Avx2,
+            Kind::NeonDotprod,
+            Kind::Neon,
+            Kind::C,
+            Kind::Scalar,
+        ];
+        let best = by_features
+            .into_iter()
+            .find_map(table)
+            .unwrap_or(&scalar::TABLE);
+        let tuned = || {
+            let simd: Vec<&'static KernelTable> = by_features[..4]
+                .iter()
+                .filter_map(|&k| table(k))
+                .collect();
+            tune::tuned(best, &simd)
         };
         match std::env::var("BITNET_KERNEL") {
-            Ok(name) if !name.is_empty() => match Kind::from_name(&name).and_then(table) {
-                Some(t) => t,
-                None => {
-                    let t = best();
-                    crate::log::log_warn!(
-                        "bitnet: BITNET_KERNEL={name} is not available here (choose from: {}); using {}",
-                        available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
-                        t.name()
-                    );
-                    t
+            Ok(name) if !name.is_empty() && name != "auto" => {
+                match Kind::from_name(&name).and_then(table) {
+                    Some(t) => (t, format!("{} (BITNET_KERNEL)", t.name())),
+                    None => {
+                        let chosen = tuned();
+                        crate::log::log_warn!(
+                            "bitnet: BITNET_KERNEL={name} is not available here (choose from: auto, {}); using {}",
+                            available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+                            chosen.1
+                        );
+                        chosen
+                    }
                 }
-            },
-            _ => best(),
+            }
+            _ => tuned(),
         }
     })
 }
 
 /// The default kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
-/// `system_info`.
+/// `system_info`; a calibrated table is named by its base variant (see [`active_description`]).
 pub fn active_name() -> &'static str {
     active().name()
 }
 
-/// What the default table is and how it was chosen, for `bitnet bench` and `system_info`.
-pub fn active_description() -> String {
-    let forced = std::env::var("BITNET_KERNEL").is_ok_and(|v| !v.is_empty());
-    format!(
-        "{} ({})",
-        active().name(),
-        if forced {
-            "BITNET_KERNEL"
-        } else {
-            "CPU detection"
-        }
-    )
+/// What the default table is and how it was chosen, e.g. "tuned: i2s_vec=avx2 i2s=avx512vnni
+/// f16_ggml=avx512vnni q8_0=avx2 (cached in ~/.cache/bitnet/kernels-v1.txt)", for
+/// `bitnet bench` and `system_info`.
+pub fn active_description() -> &'static str {
+    &active_choice().1
 }
 
 impl KernelTable {
@@ -637,8 +653,9 @@ pub fn matmul_with(
                     .for_each(quantize);
             }
             let act = I8Rows { q, scale: s, sum };
+            let i2s = if n_tokens == 1 { kt.i2s_vec } else { kt.i2s };
             split_rows(wdata, row_bytes, d, out, tm, |w, d, o| {
-                (kt.i2s)(w, scale, &act, d, o)
+                i2s(w, scale, &act, d, o)
             });
         }
         GgmlType::TQ2_0 | GgmlType::TQ1_0 | GgmlType::Q6_K => {

@@ -13,6 +13,7 @@ use half::f16;
 pub(super) static TABLE: KernelTable = KernelTable {
     kind: Kind::Scalar,
     i2s: i2s_matmul,
+    i2s_vec: i2s_matmul,
     tq2_0: tq2_0_matmul,
     tq1_0: tq1_0_matmul,
     q6_k: q6_k_matmul,

@@ -33,6 +33,7 @@ macro_rules! aarch64_table {
         KernelTable {
             kind: $kind,
             i2s: $i2s,
+            i2s_vec: $i2s,
             tq2_0: $tq2,
             tq1_0: $tq1,
             q6_k: $q6k,

@@ -26,6 +26,7 @@ pub(crate) fn detected() -> bool {
 pub(crate) static TABLE: KernelTable = KernelTable {
     kind: Kind::Avx2,
     i2s: i2s_matmul,
+    i2s_vec: i2s_matmul,
     tq2_0: tq2_0_matmul,
     tq1_0: tq1_0_matmul,
     q6_k: q6_k_matmul,

@@ -31,6 +31,7 @@ pub(crate) fn detected() -> bool {
 pub(crate) static TABLE: KernelTable = KernelTable {
     kind: Kind::Avx512Vnni,
     i2s: i2s_matmul,
+    i2s_vec: i2s_matmul,
     f16_ggml: f16_ggml_matmul,
     q8_0: q8_0_matmul,
     f16_ggml_strided_group,

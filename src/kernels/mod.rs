@@ -5,6 +5,9 @@
 //!   the reference does for the weight type (`spec/I2_S.md` §4, §6a; `spec/FORWARD.md` §5, §8),
 //!   then splits the *output rows* across the current rayon pool. Every output element is computed
 //!   by one kernel call in one fixed order, so results are the same bits for any thread count.
+//!   What differs per weight type (activation format, its preparation into [`Scratch`], the table
+//!   entry, the row granularity) is one descriptor each in `weight_types.rs`; the driver in
+//!   `matmul.rs` is generic over it.
 //! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].

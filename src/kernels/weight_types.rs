@@ -109,19 +109,33 @@ fn prepare_q8k<'a>(
     a
 }
 
-/// Defines a weight type whose activations are Q8_K blocks ([`prepare_q8k`]) and whose
-/// product is the table entry `$entry`.
-macro_rules! q8k_weight_type {
-    ($(#[$doc:meta])* $name:ident, $block:ty, $entry:ident) => {
+/// The Q8_0 activations: x quantized like ggml's AVX2 `quantize_row_q8_0` (the same function
+/// for every table).
+fn prepare_q8_0<'a>(
+    _kt: &KernelTable,
+    x: &'a [f32],
+    n_tok: usize,
+    k: usize,
+    arena: &mut Arena<'a>,
+) -> &'a [BlockQ8_0] {
+    let a = arena.take::<BlockQ8_0>(n_tok * (k / QK8_0));
+    quantize_row_q8_0(x, a);
+    a
+}
+
+/// Defines a block-quantized weight type `$name`: weights of `$block`s of `$qk` inputs against
+/// activation blocks `$act` (same `$qk`) prepared by `$prepare`, product `kt.$entry`.
+macro_rules! block_weight_type {
+    ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $qk:expr, $prepare:ident, $entry:ident) => {
         $(#[$doc])*
         pub(super) struct $name;
 
         impl WeightType for $name {
             type W = $block;
-            type Act<'a> = &'a [BlockQ8K];
-            const INPUTS_PER_ITEM: usize = QK_K;
+            type Act<'a> = &'a [$act];
+            const INPUTS_PER_ITEM: usize = $qk;
             fn scratch_bytes(n_tok: usize, k: usize) -> usize {
-                part::<BlockQ8K>(n_tok * (k / QK_K))
+                part::<$act>(n_tok * (k / $qk))
             }
             fn prepare<'a>(
                 kt: &KernelTable,
@@ -129,14 +143,14 @@ macro_rules! q8k_weight_type {
                 n_tok: usize,
                 k: usize,
                 arena: &mut Arena<'a>,
-            ) -> &'a [BlockQ8K] {
-                prepare_q8k(kt, x, n_tok, k, arena)
+            ) -> &'a [$act] {
+                $prepare(kt, x, n_tok, k, arena)
             }
             fn kernel(
                 kt: &KernelTable,
                 w: &[$block],
                 _w_scale: f32,
-                act: &&[BlockQ8K],
+                act: &&[$act],
                 d: MatDims,
                 out: &mut [f32],
             ) {
@@ -146,58 +160,22 @@ macro_rules! q8k_weight_type {
     };
 }
 
-q8k_weight_type!(
+block_weight_type!(
     /// TQ2_0 x Q8_K; `kt.tq2_0`.
-    TQ2_0,
-    BlockTQ2_0,
-    tq2_0
+    TQ2_0, BlockTQ2_0, BlockQ8K, QK_K, prepare_q8k, tq2_0
 );
-q8k_weight_type!(
+block_weight_type!(
     /// TQ1_0 x Q8_K; `kt.tq1_0`.
-    TQ1_0,
-    BlockTQ1_0,
-    tq1_0
+    TQ1_0, BlockTQ1_0, BlockQ8K, QK_K, prepare_q8k, tq1_0
 );
-q8k_weight_type!(
+block_weight_type!(
     /// Q6_K x Q8_K; `kt.q6_k`.
-    Q6K,
-    BlockQ6K,
-    q6_k
+    Q6K, BlockQ6K, BlockQ8K, QK_K, prepare_q8k, q6_k
 );
-
-/// Q8_0: x quantized like ggml's AVX2 `quantize_row_q8_0` (the same function for every
-/// table); `kt.q8_0`.
-pub(super) struct Q8_0;
-
-impl WeightType for Q8_0 {
-    type W = BlockQ8_0;
-    type Act<'a> = &'a [BlockQ8_0];
-    const INPUTS_PER_ITEM: usize = QK8_0;
-    fn scratch_bytes(n_tok: usize, k: usize) -> usize {
-        part::<BlockQ8_0>(n_tok * (k / QK8_0))
-    }
-    fn prepare<'a>(
-        _kt: &KernelTable,
-        x: &'a [f32],
-        n_tok: usize,
-        k: usize,
-        arena: &mut Arena<'a>,
-    ) -> &'a [BlockQ8_0] {
-        let a = arena.take::<BlockQ8_0>(n_tok * (k / QK8_0));
-        quantize_row_q8_0(x, a);
-        a
-    }
-    fn kernel(
-        kt: &KernelTable,
-        w: &[BlockQ8_0],
-        _w_scale: f32,
-        act: &&[BlockQ8_0],
-        d: MatDims,
-        out: &mut [f32],
-    ) {
-        (kt.q8_0)(w, act, d, out)
-    }
-}
+block_weight_type!(
+    /// Q8_0 x Q8_0; `kt.q8_0`.
+    Q8_0, BlockQ8_0, BlockQ8_0, QK8_0, prepare_q8_0, q8_0
+);
 
 /// The activations of a float weight type: f32 rows for tinyBLAS order (2+ tokens and
 /// K % 8 == 0, FORWARD.md §8), else rows of `X` for the `ggml_vec_dot` order.

@@ -5,6 +5,9 @@
 //!   the reference does for the weight type (`spec/I2_S.md` §4, §6a; `spec/FORWARD.md` §5, §8),
 //!   then splits the *output rows* across the current rayon pool. Every output element is computed
 //!   by one kernel call in one fixed order, so results are the same bits for any thread count.
+//!   What differs per weight type (activation format, its preparation into [`Scratch`], the table
+//!   entry, the row granularity) is one descriptor each in `weight_types.rs`; the driver in
+//!   `matmul.rs` is generic over it.
 //! - [`KernelTable`] holds one variant's kernels. `scalar` (the truth, `scalar.rs`) always exists;
 //!   faster variants must reproduce it bit for bit and are tested against it. A new variant (AVX-VNNI,
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
@@ -24,22 +27,22 @@
 mod aarch64;
 mod act;
 mod c;
+mod matmul;
 mod scalar;
 pub mod tune;
+mod weight_types;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use crate::tensor::blocks::BlockQ8K;
 pub use act::{nearest_int, quantize_row_i8, quantize_row_q8_0, quantize_row_q8k};
+pub use matmul::{matmul, matmul_with, Scratch, MIN_PARALLEL_WORK};
 
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
-use crate::tensor::blocks::{
-    cast_slice, BlockQ6K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, Pod, QK8_0, QK_K,
-};
+use crate::tensor::blocks::{cast_slice, BlockQ6K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0};
 use crate::tensor::GgmlType;
 use half::f16;
-use rayon::prelude::*;
 use std::sync::OnceLock;
 
 /// A weight matrix as stored in the file, `rows` outputs (ne1) of `cols` inputs (ne0) each,
@@ -487,339 +490,6 @@ fn strided_rows<X>(
     for (j, o) in out.iter_mut().enumerate() {
         *o = dot(&w[j * stride..j * stride + n], x);
     }
-}
-
-/// Reusable buffers for prepared activations and the row-major output of multi-token calls.
-/// Owned by the context and grown on demand, so a warmed-up decode step does not allocate.
-#[derive(Default)]
-pub struct Scratch {
-    /// int8 activations in 64-byte units, so every row (k is a multiple of 128) starts on a
-    /// cache line and a 512-bit load never splits one.
-    i8_q: Vec<Line64>,
-    i8_scale: Vec<f32>,
-    i8_sum: Vec<i32>,
-    q8k: Vec<BlockQ8K>,
-    q8_0: Vec<BlockQ8_0>,
-    x_f16: Vec<f16>,
-    /// `[row][token]` results of a multi-token call before they are transposed into `y`.
-    out_rt: Vec<f32>,
-}
-
-impl Scratch {
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-/// One cache line of int8 values: the storage unit of [`Scratch`]'s activations.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line64([i8; 64]);
-
-/// Grows `v` to hold at least `n` int8 values (never shrinks) and returns the first `n`,
-/// starting on a 64-byte boundary.
-fn grow_lines(v: &mut Vec<Line64>, n: usize) -> &mut [i8] {
-    let lines = n.div_ceil(64);
-    if v.len() < lines {
-        v.resize(lines, Line64([0; 64]));
-    }
-    // SAFETY: Line64 is 64 plain i8 with no padding (repr(C), size 64), so the first `lines`
-    // elements are `64 * lines >= n` initialized, exclusively borrowed i8.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut i8, n) }
-}
-
-/// Grows `v` to at least `n` elements (never shrinks, so steady state does not allocate) and
-/// returns the first `n`.
-fn grow<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) -> &mut [T] {
-    if v.len() < n {
-        v.resize(n, fill);
-    }
-    &mut v[..n]
-}
-
-const Q8K_ZERO: BlockQ8K = BlockQ8K {
-    d: 0.0,
-    qs: [0; QK_K],
-    bsums: [0; QK_K / 16],
-};
-
-/// `y[t*rows + r] = W[r,:] . x[t*cols .. (t+1)*cols]` for `t in 0..n_tokens`, computed exactly as
-/// the reference does for this weight type and number of tokens:
-/// - I2_S: each activation row quantized to int8 (I2_S.md §4), integer dot with the 2-bit codes,
-///   epilogue `((float)dot - (float)sum) / s * scale` (§5).
-/// - TQ1_0 / TQ2_0 / Q6_K: x quantized to Q8_K blocks, lane-ordered float accumulation (§6a).
-/// - F16: 1 token: x rounded to f16, `ggml_vec_dot_f16` order; 2+ tokens and K % 8 == 0: tinyBLAS
-///   with f32 x (FORWARD.md §8); 2+ tokens and K % 8 != 0: like 1 token (sgemm refuses, ggml falls
-///   back to the f16 vec_dot for each row).
-/// - F32: 1 token, or K % 8 != 0: `ggml_vec_dot_f32` order; otherwise tinyBLAS.
-/// - Q8_0: x quantized like ggml's AVX2 `quantize_row_q8_0`, ggml's AVX2 Q8_0 dot ([`quantize_row_q8_0`]).
-///   Not validated against golden data (there is no Q8_0 model).
-///
-/// Runs on the current rayon pool, split by output rows only. Wrap a whole forward pass in one
-/// `pool.install`, not each call: measured here, an `install` per call adds 15-35 us (a cross-
-/// thread wake-up), while a call inside an installed pool costs ~0.35 us over the kernel itself.
-/// Small products (under [`MIN_PARALLEL_WORK`] multiply-adds) run on the calling thread.
-/// Errors on shape mismatches: `x.len() != n_tokens*cols`, `y` shorter than `n_tokens*rows`,
-/// `data` too short, `cols` not whole blocks; and on BF16 / Q8_K weights.
-pub fn matmul(
-    w: &Weights,
-    x: &[f32],
-    n_tokens: usize,
-    y: &mut [f32],
-    scratch: &mut Scratch,
-) -> Result<()> {
-    matmul_with(active(), w, x, n_tokens, y, scratch)
-}
-
-/// [`matmul`] with an explicit kernel table (a context's, or a test's).
-pub fn matmul_with(
-    kt: &KernelTable,
-    w: &Weights,
-    x: &[f32],
-    n_tokens: usize,
-    y: &mut [f32],
-    scratch: &mut Scratch,
-) -> Result<()> {
-    let (rows, k, ty) = (w.rows, w.cols, w.ty);
-    let bad = |m: String| Error::invalid_argument(format!("matmul ({ty} {k}x{rows}): {m}"));
-    if Some(x.len()) != n_tokens.checked_mul(k) {
-        return Err(bad(format!(
-            "x has {} values, expected {n_tokens} tokens x {k}",
-            x.len()
-        )));
-    }
-    let n_out = rows
-        .checked_mul(n_tokens)
-        .ok_or_else(|| bad("output size overflows".into()))?;
-    if y.len() < n_out {
-        return Err(bad(format!(
-            "y has room for {} values, needs {n_tokens} x {rows}",
-            y.len()
-        )));
-    }
-    if n_out == 0 {
-        return Ok(());
-    }
-    // Checked by Weights::new: whole rows, aligned for the type.
-    let row_bytes = w.data.len() / rows;
-    let wdata = w.data;
-    let d = MatDims {
-        k,
-        rows,
-        n_tok: n_tokens,
-    };
-
-    let Scratch {
-        i8_q,
-        i8_scale,
-        i8_sum,
-        q8k,
-        q8_0,
-        x_f16,
-        out_rt,
-    } = scratch;
-    // One token: the [row][token] layout is y itself. More: each chunk of rows computes into
-    // its part of out_rt and scatters it into y's token-major rows while it is still in cache.
-    let (out, tm): (&mut [f32], Option<TokenMajor>) = if n_tokens == 1 {
-        (&mut y[..rows], None)
-    } else {
-        let tm = TokenMajor {
-            y: y.as_mut_ptr(),
-            rows,
-            n_tok: n_tokens,
-        };
-        (grow(out_rt, n_out, 0.0), Some(tm))
-    };
-
-    match ty {
-        GgmlType::I2_S => {
-            let scale = w.scale;
-            let q = grow_lines(i8_q, n_tokens * k);
-            let s = grow(i8_scale, n_tokens, 0.0);
-            let sum = grow(i8_sum, n_tokens, 0);
-            // One scale per token row: rows are independent, so a batch quantizes in parallel.
-            let quantize = |((xt, qt), (st, sumt)): TokenRow| {
-                (*st, *sumt) = (kt.quantize_i8)(xt, qt);
-            };
-            if n_tokens > 1 {
-                x.par_chunks_exact(k)
-                    .zip(q.par_chunks_exact_mut(k))
-                    .zip(s.par_iter_mut().zip(sum.par_iter_mut()))
-                    .for_each(quantize);
-            } else {
-                x.chunks_exact(k)
-                    .zip(q.chunks_exact_mut(k))
-                    .zip(s.iter_mut().zip(sum.iter_mut()))
-                    .for_each(quantize);
-            }
-            let act = I8Rows { q, scale: s, sum };
-            let i2s = if n_tokens == 1 { kt.i2s_vec } else { kt.i2s };
-            split_rows(wdata, row_bytes, d, out, tm, |w, d, o| {
-                i2s(w, scale, &act, d, o)
-            });
-        }
-        GgmlType::TQ2_0 | GgmlType::TQ1_0 | GgmlType::Q6_K => {
-            let nb = k / QK_K;
-            let a = grow(q8k, n_tokens * nb, Q8K_ZERO);
-            if n_tokens > 1 {
-                x.par_chunks_exact(k)
-                    .zip(a.par_chunks_exact_mut(nb))
-                    .for_each(|(xt, at)| (kt.quantize_q8k)(xt, at));
-            } else {
-                (kt.quantize_q8k)(x, a);
-            }
-            let a: &[BlockQ8K] = a;
-            match ty {
-                GgmlType::TQ2_0 => {
-                    let wb: &[BlockTQ2_0] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.tq2_0)(w, a, d, o));
-                }
-                GgmlType::TQ1_0 => {
-                    let wb: &[BlockTQ1_0] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.tq1_0)(w, a, d, o));
-                }
-                _ => {
-                    let wb: &[BlockQ6K] = typed(wdata, ty)?;
-                    split_rows(wb, nb, d, out, tm, |w, d, o| (kt.q6_k)(w, a, d, o));
-                }
-            }
-        }
-        GgmlType::Q8_0 => {
-            let nb = k / QK8_0;
-            let a = grow(q8_0, n_tokens * nb, BlockQ8_0 { d: 0, qs: [0; 32] });
-            quantize_row_q8_0(x, a);
-            let a: &[BlockQ8_0] = a;
-            let wb: &[BlockQ8_0] = typed(wdata, ty)?;
-            split_rows(wb, nb, d, out, tm, |w, d, o| (kt.q8_0)(w, a, d, o));
-        }
-        GgmlType::F16 => {
-            let wf: &[f16] = typed(wdata, ty)?;
-            if n_tokens >= 2 && k % 8 == 0 {
-                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f16_tinyblas)(w, x, d, o));
-            } else {
-                let xh = grow(x_f16, n_tokens * k, f16::ZERO);
-                for (h, &v) in xh.iter_mut().zip(x) {
-                    *h = f16::from_f32(v);
-                }
-                let xh: &[f16] = xh;
-                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f16_ggml)(w, xh, d, o));
-            }
-        }
-        GgmlType::F32 => {
-            let wf: &[f32] = typed(wdata, ty)?;
-            if n_tokens >= 2 && k % 8 == 0 {
-                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f32_tinyblas)(w, x, d, o));
-            } else {
-                split_rows(wf, k, d, out, tm, |w, d, o| (kt.f32_ggml)(w, x, d, o));
-            }
-        }
-        GgmlType::BF16 | GgmlType::Q8_K => {
-            return Err(Error::unsupported(format!(
-                "matmul: {ty} weights are not supported"
-            )));
-        }
-    }
-
-    Ok(())
-}
-
-/// One token's activation row, its int8 row, and its scale and sum (I2_S preparation).
-type TokenRow<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut f32, &'a mut i32));
-
-/// The token-major destination `y[t * rows + r]` of a multi-token product, written through a
-/// raw pointer by the chunk that computed row `r`. Chunks own disjoint row ranges, so no two
-/// threads ever write the same element.
-#[derive(Clone, Copy)]
-struct TokenMajor {
-    y: *mut f32,
-    rows: usize,
-    n_tok: usize,
-}
-
-// SAFETY: the pointer is only written through `scatter`, whose callers own disjoint row ranges
-// of a buffer that outlives the parallel section (it is borrowed by `matmul_with`).
-unsafe impl Send for TokenMajor {}
-// SAFETY: as above.
-unsafe impl Sync for TokenMajor {}
-
-impl TokenMajor {
-    /// Copies a chunk's `[row][token]` results `rt` (rows `r0..r0 + rt.len() / n_tok`) into
-    /// place, in bands of rows so the band's reads stay in L1 and the writes run contiguously.
-    ///
-    /// # Safety
-    /// `y` must hold `rows * n_tok` values and no other thread may touch rows `r0..` of it
-    /// covered by `rt` while this runs.
-    unsafe fn scatter(&self, r0: usize, rt: &[f32]) {
-        const BAND: usize = 64;
-        let n = self.n_tok;
-        let nr = rt.len() / n;
-        debug_assert!(r0 + nr <= self.rows);
-        for b0 in (0..nr).step_by(BAND) {
-            let b1 = (b0 + BAND).min(nr);
-            for t in 0..n {
-                // SAFETY: t * rows + r0 + b1 <= rows * n_tok (caller's contract).
-                let dst = unsafe { self.y.add(t * self.rows + r0 + b0) };
-                for i in 0..b1 - b0 {
-                    // SAFETY: within this chunk's rows of token t, see above.
-                    unsafe { *dst.add(i) = rt[(b0 + i) * n + t] };
-                }
-            }
-        }
-    }
-}
-
-/// Views the weight bytes as `T`s, or says the data is misaligned (GGUF data is 32-aligned, so
-/// this only trips on hand-made buffers).
-fn typed<T: Pod>(data: &[u8], ty: GgmlType) -> Result<&[T]> {
-    cast_slice(data).ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "matmul: {ty} weight data is not aligned to {} bytes",
-            std::mem::align_of::<T>()
-        ))
-    })
-}
-
-/// Below this many multiply-adds a call runs on the calling thread: a rayon fork/join costs a few
-/// microseconds, more than the whole product of a small matrix.
-pub const MIN_PARALLEL_WORK: usize = 1 << 16;
-
-/// Runs `f` over chunks of whole output rows, in parallel on the current rayon pool when the
-/// work is big enough. `w` holds `per_row` items per row. Each output is produced by exactly one
-/// kernel call whatever the chunking, so the split never changes a bit.
-/// `out` is `[row][token]`; with `tm` each chunk's part is also scattered into the token-major
-/// result right after it is computed.
-fn split_rows<W: Sync>(
-    w: &[W],
-    per_row: usize,
-    d: MatDims,
-    out: &mut [f32],
-    tm: Option<TokenMajor>,
-    f: impl Fn(&[W], MatDims, &mut [f32]) + Sync,
-) {
-    let threads = rayon::current_num_threads();
-    let work = d.rows * d.k * d.n_tok;
-    if threads <= 1 || d.rows < 2 || work < MIN_PARALLEL_WORK {
-        f(w, d, out);
-        if let Some(tm) = tm {
-            // SAFETY: the only chunk: all rows of a y checked to hold rows * n_tok values.
-            unsafe { tm.scatter(0, out) };
-        }
-        return;
-    }
-    // A few chunks per thread for balance, in multiples of 4 rows so SIMD row tiles stay whole.
-    let target = threads * 4;
-    let chunk_rows = (d.rows.div_ceil(target)).next_multiple_of(4).max(4);
-    out.par_chunks_mut(chunk_rows * d.n_tok)
-        .zip(w.par_chunks(chunk_rows * per_row))
-        .enumerate()
-        .for_each(|(i, (o, wc))| {
-            let rows = o.len() / d.n_tok;
-            f(wc, MatDims { rows, ..d }, o);
-            if let Some(tm) = tm {
-                // SAFETY: chunk i owns rows i*chunk_rows.. exclusively; y holds rows * n_tok.
-                unsafe { tm.scatter(i * chunk_rows, o) };
-            }
-        });
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ impl Rng {
     }
 }
 
+const Q8K_ZERO: BlockQ8K = BlockQ8K {
+    d: 0.0,
+    qs: [0; crate::tensor::blocks::QK_K],
+    bsums: [0; crate::tensor::blocks::QK_K / 16],
+};
+
 fn scalar() -> &'static KernelTable {
     table(Kind::Scalar).unwrap()
 }

@@ -90,6 +90,8 @@ unsafe impl Pod for u16 {}
 // SAFETY: as above.
 unsafe impl Pod for i8 {}
 // SAFETY: as above.
+unsafe impl Pod for i32 {}
+// SAFETY: as above.
 unsafe impl Pod for u8 {}
 // SAFETY: half::f16 is a repr(transparent) u16.
 unsafe impl Pod for half::f16 {}

@@ -446,10 +446,11 @@ fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
     }
     let Some(dir) = path.parent() else { return };
     let tmp = dir.join(format!(".kernels-{}.tmp", std::process::id()));
-    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, text).is_ok() {
-        if std::fs::rename(&tmp, path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+    if std::fs::create_dir_all(dir).is_ok()
+        && std::fs::write(&tmp, text).is_ok()
+        && std::fs::rename(&tmp, path).is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 

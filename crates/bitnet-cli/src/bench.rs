@@ -21,7 +21,7 @@ for each model and thread count, plus load time and peak RSS (per model, from it
 prompt batch; the test is named tg64@d512), for the attention cost at long context. Without
 -m it makes (once, cached next to the binary) a model of the real BitNet-b1.58-2B-4T shape
 with random weights for each --weights x --embd combination (default: i2_s with f16).
-Before the runs it measures the machine's read bandwidth at each thread count (a wide read
+Before and after the runs it measures the machine's read bandwidth at each thread count (a wide read
 loop over a buffer larger than the last-level cache); each tg row then shows the bound that
 bandwidth sets (bandwidth / bytes read per token: the weights, plus the KV cache at depth) and
 the share of it reached. Prints the kernels in use and a markdown table.";
@@ -76,24 +76,23 @@ pub fn run(mut args: Args) -> Result<()> {
             v
         }
     };
-    let bandwidth: Vec<(i32, f64)> = threads
-        .iter()
-        .map(|&t| {
-            (
-                t,
-                bitnet::kernels::tune::read_bandwidth(t.max(1) as usize, 5),
-            )
-        })
-        .collect();
+    // Measured before the runs and again after them, keeping the higher: on a shared machine a
+    // neighbour's burst during one measurement must not lower the bound below what the runs
+    // themselves reached.
+    let measure = || -> Vec<(i32, f64)> {
+        threads
+            .iter()
+            .map(|&t| {
+                (
+                    t,
+                    bitnet::kernels::tune::read_bandwidth(t.max(1) as usize, 5),
+                )
+            })
+            .collect()
+    };
+    let bandwidth = measure();
     println!("kernels: {}", bitnet::kernels::active_description());
-    for (t, bw) in &bandwidth {
-        println!("read bandwidth, {t} thread(s): {bw:.1} GB/s");
-    }
-    println!();
-    println!(
-        "| model | size | threads | test | t/s (median) | min - max | bound t/s | % of bound | load ms | peak RSS MiB |"
-    );
-    println!("|---|---:|---:|---|---:|---|---:|---:|---:|---:|");
+    let mut rows: Vec<Row> = Vec::new();
     for path in &paths {
         // Peak RSS per model: the generator that may have just written it, or the previous
         // model, must not count.
@@ -158,29 +157,67 @@ pub fn run(mut args: Args) -> Result<()> {
                 } else {
                     format!("{test}{n}")
                 };
-                let (bound, share) = match bandwidth.iter().find(|(bt, _)| *bt == t) {
-                    Some((_, bw)) if test == "tg" => {
-                        // The mean depth over the n decoded tokens.
-                        let cells = depth as f64 + n as f64 / 2.0;
-                        let bound = bw * 1e9 / (weight_bytes + cells * kv_bytes_per_cell);
-                        (
-                            format!("{bound:.2}"),
-                            format!("{:.0}%", 100.0 * median / bound),
-                        )
-                    }
-                    _ => (String::new(), String::new()),
-                };
-                println!(
-                    "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} | {bound} | {share} | {load_ms:.0} | {:.0} |",
-                    size as f64 / 1e9,
-                    rates[0],
-                    rates[rates.len() - 1],
-                    peak_rss_mib()
-                );
+                rows.push(Row {
+                    line: format!(
+                        "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} |",
+                        size as f64 / 1e9,
+                        rates[0],
+                        rates[rates.len() - 1],
+                    ),
+                    tail: format!(" {load_ms:.0} | {:.0} |", peak_rss_mib()),
+                    threads: t,
+                    // Weights plus the mean KV cache over the n decoded tokens.
+                    bytes_per_token: (test == "tg").then(|| {
+                        weight_bytes + (depth as f64 + n as f64 / 2.0) * kv_bytes_per_cell
+                    }),
+                    median,
+                });
             }
         }
     }
+    let after = measure();
+    for ((t, bw), (_, bw2)) in bandwidth.iter().zip(&after) {
+        println!(
+            "read bandwidth, {t} thread(s): {:.1} GB/s (before {bw:.1}, after {bw2:.1})",
+            bw.max(*bw2)
+        );
+    }
+    println!();
+    println!(
+        "| model | size | threads | test | t/s (median) | min - max | bound t/s | % of bound | load ms | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---|---:|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let bw = bandwidth
+            .iter()
+            .zip(&after)
+            .find(|((t, _), _)| *t == r.threads)
+            .map(|((_, a), (_, b))| a.max(*b));
+        let (bound, share) = match (bw, r.bytes_per_token) {
+            (Some(bw), Some(bytes)) => {
+                let bound = bw * 1e9 / bytes;
+                (
+                    format!("{bound:.2}"),
+                    format!("{:.0}%", 100.0 * r.median / bound),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        println!("{} {bound} | {share} |{}", r.line, r.tail);
+    }
     Ok(())
+}
+
+/// One result line of the table, printed after the closing bandwidth measurement.
+struct Row {
+    /// Model to range columns.
+    line: String,
+    /// Load time and peak RSS columns.
+    tail: String,
+    threads: i32,
+    /// Bytes one decoded token reads (tg rows only).
+    bytes_per_token: Option<f64>,
+    median: f64,
 }
 
 /// Starts a new peak-RSS measurement (Linux: `/proc/self/clear_refs` value 5 resets the

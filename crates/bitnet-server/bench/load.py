@@ -31,12 +31,17 @@ def one(url, key, prompt, n, seed):
             if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
                 continue
             ev = json.loads(line[6:])
-            if ev.get("choices") and ev["choices"][0].get("text"):
+            # OpenAI events carry choices[0].text; older llama-servers (bitnet.cpp's fork)
+            # answer /v1/completions with their native events: content, then tokens_predicted.
+            text = ev["choices"][0].get("text") if ev.get("choices") else ev.get("content")
+            if text:
                 pieces += 1
                 if ttft is None:
                     ttft = time.perf_counter() - t0
             if ev.get("usage"):
                 tokens = ev["usage"]["completion_tokens"]
+            elif ev.get("stop") is True and "tokens_predicted" in ev:
+                tokens = ev["tokens_predicted"]
     return ttft or 0.0, tokens or pieces
 
 

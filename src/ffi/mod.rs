@@ -36,7 +36,7 @@ use crate::error::{Error, ErrorKind, Result};
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub use error::{bitnet_clear_error, bitnet_last_error, bitnet_last_status, bitnet_status};
+pub use error::{bitnet_clear_error, bitnet_last_error, bitnet_last_status};
 
 /// A token id.
 pub type bitnet_token = i32;

@@ -264,8 +264,8 @@ typedef int32_t bitnet_pos;
 typedef int32_t bitnet_seq_id;
 
 /**
- * Input of bitnet_decode (llama_batch). Per token i < n_tokens: token[i], pos[i],
- * n_seq_id[i] sequence ids in seq_id[i][..], and logits[i] != 0 to get its logits. pos,
+ * Input of bitnet_decode (llama_batch). Per token i < n_tokens: `token[i]`, `pos[i]`,
+ * `n_seq_id[i]` sequence ids in `seq_id[i][..]`, and `logits[i] != 0` to get its logits. pos,
  * seq_id/n_seq_id and logits may be NULL (bitnet_batch_get_one): positions then continue each
  * sequence, all tokens are in sequence 0 and only the last token's logits are computed.
  */
@@ -1072,7 +1072,7 @@ float *bitnet_get_logits(struct bitnet_context *ctx);
 float *bitnet_get_logits_ith(struct bitnet_context *ctx, int32_t i);
 
 /**
- * The message of the last failed bitnet_* call on this thread ("<kind>: <what was wrong>"),
+ * The message of the last failed bitnet_* call on this thread (`"<kind>: <what was wrong>"`),
  * or NULL if none failed since the last `bitnet_clear_error`. Successful calls do not clear
  * it. The string stays valid until the next failing call or `bitnet_clear_error` on this
  * thread.
@@ -1221,7 +1221,7 @@ int32_t bitnet_model_n_head(const struct bitnet_model *model);
 int32_t bitnet_model_n_head_kv(const struct bitnet_model *model);
 
 /**
- * Writes "<arch> <size class> <file type>" (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
+ * Writes `"<arch> <size class> <file type>"` (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
  * snprintf semantics: returns the full length; -1 on a NULL model.
  */
 int32_t bitnet_model_desc(const struct bitnet_model *model, char *buf, size_t buf_size);
@@ -1244,7 +1244,7 @@ int32_t bitnet_model_meta_count(const struct bitnet_model *model);
 
 /**
  * The value of metadata key `key` as a string (numbers in decimal, floats as "%f"), with
- * snprintf semantics. Returns the full length, or -1 (and buf[0] = 0) when the key is missing
+ * snprintf semantics. Returns the full length, or -1 (and `buf[0] = 0`) when the key is missing
  * or is an array.
  */
 int32_t bitnet_model_meta_val_str(const struct bitnet_model *model,
@@ -1254,7 +1254,7 @@ int32_t bitnet_model_meta_val_str(const struct bitnet_model *model,
 
 /**
  * The key of metadata entry `i` (0..bitnet_model_meta_count, file order), snprintf
- * semantics; -1 (buf[0] = 0) when `i` is out of range.
+ * semantics; -1 (`buf[0] = 0`) when `i` is out of range.
  */
 int32_t bitnet_model_meta_key_by_index(const struct bitnet_model *model,
                                        int32_t i,
@@ -1262,7 +1262,7 @@ int32_t bitnet_model_meta_key_by_index(const struct bitnet_model *model,
                                        size_t buf_size);
 
 /**
- * The value of metadata entry `i` as a string, snprintf semantics; -1 (buf[0] = 0) when `i`
+ * The value of metadata entry `i` as a string, snprintf semantics; -1 (`buf[0] = 0`) when `i`
  * is out of range.
  */
 int32_t bitnet_model_meta_val_str_by_index(const struct bitnet_model *model,

@@ -44,7 +44,7 @@ pub(crate) fn clear() {
 // The three functions below are the error channel itself, so they do not run inside `call`
 // (which reports through it); they only read or reset a thread-local and cannot panic.
 
-/// The message of the last failed bitnet_* call on this thread ("<kind>: <what was wrong>"),
+/// The message of the last failed bitnet_* call on this thread (`"<kind>: <what was wrong>"`),
 /// or NULL if none failed since the last `bitnet_clear_error`. Successful calls do not clear
 /// it. The string stays valid until the next failing call or `bitnet_clear_error` on this
 /// thread.

@@ -2,7 +2,7 @@
 //! signatures with `llama_` → `bitnet_`, as `spec/CAPI.md` maps them.
 //!
 //! This layer only converts pointers, checks arguments and maps errors; all behaviour lives in
-//! the Rust API. Every `extern "C"` body runs inside [`call`] (or one of its variants), which
+//! the Rust API. Every `extern "C"` body runs inside `call` (or one of its variants), which
 //! catches panics, turns an [`Error`] into the function's documented failure value and stores
 //! the message for `bitnet_last_error`. Handles are opaque pointers made by `Box::into_raw` and
 //! null-checked on every use; freeing NULL is a no-op.

@@ -3,16 +3,17 @@
 //! operations in [`ops`].
 
 mod attention;
-pub mod config;
+mod config;
 pub(crate) mod forward;
 mod invariant;
-pub mod meta;
-pub mod ops;
-pub mod weights;
+pub(crate) mod meta;
+mod ops;
+mod weights;
 
-pub use config::{Arch, Config, FfnActivation};
+pub(crate) use config::Config;
+pub use config::{Arch, FfnActivation};
 
-pub use weights::{LayerWeights, Linear, ModelWeights, TensorRef};
+pub(crate) use weights::{ModelWeights, TensorRef};
 
 use crate::error::Result;
 use crate::gguf::GgufFile;

@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 
 /// Deepest nesting accepted.
-pub const MAX_DEPTH: usize = 256;
+pub(super) const MAX_DEPTH: usize = 256;
 
 /// A JSON value.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +124,7 @@ impl Json {
 }
 
 /// Writes `s` as a JSON string literal.
-pub fn write_string(s: &str, out: &mut String) {
+pub(super) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -22,7 +22,8 @@ pub mod vocab;
 
 pub use context::{AbortCallback, Batch, Context, ContextParams, PerfContextData};
 pub use error::{Error, ErrorKind, Result};
-pub use model::{Arch, FfnActivation, Model, ModelParams};
+pub use kv::{KvCache, KvCell};
+pub use model::{Arch, Config, FfnActivation, Model, ModelParams};
 pub use types::{Pos, SeqId, Token};
 pub use vocab::Vocab;
 

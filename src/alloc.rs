@@ -14,7 +14,7 @@ pub(crate) struct SizedBy<'a> {
 
 impl SizedBy<'_> {
     /// The error for `what` of `n` elements of `T` (`None`: the count itself overflowed).
-    pub fn error<T>(self, what: &str, n: Option<usize>) -> Error {
+    pub(crate) fn error<T>(self, what: &str, n: Option<usize>) -> Error {
         let bytes = n.and_then(|n| n.checked_mul(size_of::<T>()));
         Error::new(
             ErrorKind::OutOfMemory,
@@ -31,7 +31,7 @@ impl SizedBy<'_> {
     }
 
     /// A vector of `n` copies of `fill` (`n` = None when its computation overflowed).
-    pub fn vec<T: Clone>(self, what: &str, n: Option<usize>, fill: T) -> Result<Vec<T>> {
+    pub(crate) fn vec<T: Clone>(self, what: &str, n: Option<usize>, fill: T) -> Result<Vec<T>> {
         let Some(count) = n.filter(|&c| c.checked_mul(size_of::<T>()).is_some()) else {
             return Err(self.error::<T>(what, n));
         };
@@ -43,7 +43,7 @@ impl SizedBy<'_> {
     }
 
     /// An empty vector with room for `n` elements.
-    pub fn with_capacity<T>(self, what: &str, n: usize) -> Result<Vec<T>> {
+    pub(crate) fn with_capacity<T>(self, what: &str, n: usize) -> Result<Vec<T>> {
         let mut v = Vec::new();
         v.try_reserve_exact(n)
             .map_err(|_| self.error::<T>(what, Some(n)))?;

@@ -7,22 +7,24 @@
 
 mod alloc;
 pub mod chat;
-pub mod context;
-pub mod error;
+mod context;
+mod error;
 pub mod ffi;
 pub mod gguf;
 pub mod kernels;
-pub mod kv;
+mod kv;
 pub mod log;
-pub mod model;
+mod model;
 pub mod sampling;
 pub mod tensor;
-pub mod types;
+mod types;
 pub mod vocab;
 
-pub use context::{AbortCallback, Batch, Context, ContextParams};
+pub use context::{AbortCallback, Batch, Context, ContextParams, PerfContextData};
 pub use error::{Error, ErrorKind, Result};
-pub use model::{Model, ModelParams};
+pub use kv::{KvCache, KvCell};
+pub use model::{Arch, Config, FfnActivation, Model, ModelParams};
+pub use types::{Pos, SeqId, Token};
 pub use vocab::Vocab;
 
 /// The README's Rust example, compiled as a doctest so it cannot drift from the API.

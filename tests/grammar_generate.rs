@@ -12,14 +12,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bitnet::context::{Batch, Context, ContextParams};
-use bitnet::model::Model;
 use bitnet::sampling::grammar::{Grammar, GrammarSampler, GrammarVocab};
 use bitnet::sampling::json_schema::to_gbnf;
 use bitnet::sampling::{
     Chain, ChainParams, Dist, Dry, Infill, Sampler, Softmax, Temp, TokenDataArray, TopK, TopNSigma,
     Xtc,
 };
+use bitnet::Model;
+use bitnet::{Batch, Context, ContextParams};
 
 struct Generator {
     model: Arc<Model>,

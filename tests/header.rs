@@ -12,6 +12,8 @@ fn committed_header_is_current() {
         // Only the ffi module: the rest of the crate has public consts and repr(C) types that
         // are not part of the C API.
         .with_src(root.join("src/ffi/mod.rs"))
+        // ... and the error kinds, which are the C status enum (`bitnet_status`).
+        .with_src(root.join("src/error.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen could not generate the header")

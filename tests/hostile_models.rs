@@ -47,11 +47,27 @@ fn rebuild(
     GgufFile::from_bytes(&w.to_bytes().unwrap()).unwrap()
 }
 
-fn refused(f: GgufFile) -> (ErrorKind, String) {
+/// The load error (kind, message) of the small file rebuilt through the edits, or `None`
+/// when the shared data is missing (the test is skipped).
+fn refused(
+    edit_kv: impl Fn(&str, &Value) -> Option<Value>,
+    edit_tensors: impl Fn(&mut Vec<Tensor>),
+) -> Option<(ErrorKind, String)> {
+    let f = rebuild(&small_file()?, edit_kv, edit_tensors);
     let Err(e) = Model::from_gguf(f) else {
         panic!("the file must be refused");
     };
-    (e.kind(), e.message().to_string())
+    Some((e.kind(), e.message().to_string()))
+}
+
+/// Metadata edit: every key kept, `key` set to `value`.
+fn set(key: &'static str, value: Value) -> impl Fn(&str, &Value) -> Option<Value> {
+    move |k, v| Some(if k == key { value.clone() } else { v.clone() })
+}
+
+/// Metadata edit: every key kept as it is.
+fn keep(_: &str, v: &Value) -> Option<Value> {
+    Some(v.clone())
 }
 
 #[test]
@@ -59,26 +75,15 @@ fn the_unedited_rebuild_loads() {
     let Some(src) = small_file() else {
         return;
     };
-    let f = rebuild(&src, |_, v| Some(v.clone()), |_| {});
+    let f = rebuild(&src, keep, |_| {});
     assert!(Model::from_gguf(f).is_ok());
 }
 
 #[test]
 fn block_count_below_the_layers_present_is_refused() {
-    let Some(src) = small_file() else {
+    let Some((kind, msg)) = refused(set("bitnet-b1.58.block_count", Value::U32(1)), |_| {}) else {
         return;
     };
-    let f = rebuild(
-        &src,
-        |k, v| {
-            Some(match k {
-                "bitnet-b1.58.block_count" => Value::U32(1),
-                _ => v.clone(),
-            })
-        },
-        |_| {},
-    );
-    let (kind, msg) = refused(f);
     assert_eq!(kind, ErrorKind::Format, "{msg}");
     assert!(
         msg.contains("blk.1.") && msg.contains("bitnet-b1.58.block_count = 1"),
@@ -88,22 +93,17 @@ fn block_count_below_the_layers_present_is_refused() {
 
 #[test]
 fn a_tensor_the_graph_does_not_use_is_refused() {
-    let Some(src) = small_file() else {
+    let extra = |t: &mut Vec<Tensor>| {
+        t.push((
+            "blk.0.attn_qkv.weight".into(),
+            vec![256],
+            GgmlType::F32,
+            vec![0; 1024],
+        ))
+    };
+    let Some((kind, msg)) = refused(keep, extra) else {
         return;
     };
-    let f = rebuild(
-        &src,
-        |_, v| Some(v.clone()),
-        |t| {
-            t.push((
-                "blk.0.attn_qkv.weight".into(),
-                vec![256],
-                GgmlType::F32,
-                vec![0; 1024],
-            ))
-        },
-    );
-    let (kind, msg) = refused(f);
     assert_eq!(kind, ErrorKind::Format, "{msg}");
     assert!(
         msg.starts_with("tensor blk.0.attn_qkv.weight: not used"),
@@ -113,20 +113,15 @@ fn a_tensor_the_graph_does_not_use_is_refused() {
 
 #[test]
 fn an_embedding_relabelled_as_i2_s_is_refused() {
-    let Some(src) = small_file() else {
+    let relabel = |t: &mut Vec<Tensor>| {
+        let e = t.iter_mut().find(|t| t.0 == "token_embd.weight").unwrap();
+        let n: usize = e.1.iter().product();
+        e.2 = GgmlType::I2_S;
+        e.3.truncate(n / 4 + 32); // the I2_S size, so only the type is wrong
+    };
+    let Some((kind, msg)) = refused(keep, relabel) else {
         return;
     };
-    let f = rebuild(
-        &src,
-        |_, v| Some(v.clone()),
-        |t| {
-            let e = t.iter_mut().find(|t| t.0 == "token_embd.weight").unwrap();
-            let n: usize = e.1.iter().product();
-            e.2 = GgmlType::I2_S;
-            e.3.truncate(n / 4 + 32); // the I2_S size, so only the type is wrong
-        },
-    );
-    let (kind, msg) = refused(f);
     assert_eq!(kind, ErrorKind::Unsupported, "{msg}");
     assert!(
         msg.starts_with("tensor token_embd.weight: type 36 (I2_S)"),
@@ -136,24 +131,19 @@ fn an_embedding_relabelled_as_i2_s_is_refused() {
 
 #[test]
 fn an_unknown_token_type_is_refused() {
-    let Some(src) = small_file() else {
+    let types = |k: &str, v: &Value| {
+        Some(match (k, v) {
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => {
+                let mut t = t.clone();
+                t[300] = 99;
+                Value::Array(Array::I32(t))
+            }
+            _ => v.clone(),
+        })
+    };
+    let Some((kind, msg)) = refused(types, |_| {}) else {
         return;
     };
-    let f = rebuild(
-        &src,
-        |k, v| {
-            Some(match (k, v) {
-                ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => {
-                    let mut t = t.clone();
-                    t[300] = 99;
-                    Value::Array(Array::I32(t))
-                }
-                _ => v.clone(),
-            })
-        },
-        |_| {},
-    );
-    let (kind, msg) = refused(f);
     assert_eq!(kind, ErrorKind::Metadata, "{msg}");
     assert!(
         msg.starts_with("tokenizer.ggml.token_type: token 300 has type 99"),
@@ -163,21 +153,12 @@ fn an_unknown_token_type_is_refused() {
 
 #[test]
 fn a_context_length_past_int32_is_refused() {
-    let Some(src) = small_file() else {
-        return;
-    };
     for bad in [1u32 << 31, u32::MAX] {
-        let f = rebuild(
-            &src,
-            |k, v| {
-                Some(match k {
-                    "bitnet-b1.58.context_length" => Value::U32(bad),
-                    _ => v.clone(),
-                })
-            },
-            |_| {},
-        );
-        let (kind, msg) = refused(f);
+        let Some((kind, msg)) =
+            refused(set("bitnet-b1.58.context_length", Value::U32(bad)), |_| {})
+        else {
+            return;
+        };
         assert_eq!(kind, ErrorKind::Metadata, "{msg}");
         assert!(msg.contains("bitnet-b1.58.context_length"), "{msg}");
     }

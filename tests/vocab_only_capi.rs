@@ -11,7 +11,9 @@ use bitnet::ffi::{bitnet_last_error, bitnet_token};
 use std::ffi::{CStr, CString};
 use std::path::Path;
 
-const SEPARATOR: &[u8] = b"\n__ggml_vocab_test__\n";
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::{read_inputs, read_outputs, sets, VOCABS};
 
 fn last_error() -> String {
     // SAFETY: bitnet_last_error returns NULL or a NUL-terminated string valid until the next call.
@@ -29,28 +31,6 @@ fn load_vocab_only(path: &Path) -> *mut bitnet_model {
     let m = bitnet_model_load_from_file(c.as_ptr(), params);
     assert!(!m.is_null(), "{}: {}", path.display(), last_error());
     m
-}
-
-fn read_inputs(p: &Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(p).unwrap();
-    let mut out = Vec::new();
-    let mut start = 0;
-    while let Some(pos) = data[start..]
-        .windows(SEPARATOR.len())
-        .position(|w| w == SEPARATOR)
-    {
-        out.push(data[start..start + pos].to_vec());
-        start += pos + SEPARATOR.len();
-    }
-    out
-}
-
-fn read_outputs(p: &Path) -> Vec<Vec<bitnet_token>> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect()
 }
 
 /// `bitnet_tokenize` with llama.cpp's two-call protocol: a short buffer first (the negative
@@ -113,7 +93,7 @@ fn detokenize(vocab: *const bitnet_vocab, ids: &[bitnet_token], special: bool) -
 #[test]
 fn tokenizer_vectors_through_the_c_api_with_vocab_only() {
     let mut total = 0;
-    for name in ["llama-bpe", "llama-spm", "gpt-2", "falcon"] {
+    for name in VOCABS {
         let Some(gguf) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
             return;
         };
@@ -122,32 +102,9 @@ fn tokenizer_vectors_through_the_c_api_with_vocab_only() {
         assert!(!vocab.is_null());
         let rust_vocab =
             bitnet::Vocab::from_gguf(&bitnet::gguf::GgufFile::open(&gguf).unwrap()).unwrap();
-        let sets = [
-            (
-                format!("{}.inp", gguf.display()),
-                format!("{}.out", gguf.display()),
-                false,
-            ),
-            (
-                format!("vocab/extra/ggml-vocab-{name}.inp"),
-                format!("vocab/extra/ggml-vocab-{name}.out"),
-                false,
-            ),
-            (
-                format!("vocab/extra/ggml-vocab-{name}.special.inp"),
-                format!("vocab/extra/ggml-vocab-{name}.special.out"),
-                true,
-            ),
-        ];
-        for (inp, out, special) in sets {
-            let resolve = |p: &str| {
-                if Path::new(p).is_absolute() {
-                    Some(Path::new(p).to_path_buf())
-                } else {
-                    bitnet_testdata::path(p)
-                }
-            };
-            let (Some(inp), Some(out)) = (resolve(&inp), resolve(&out)) else {
+        for (inp, out, special) in sets(name) {
+            let (Some(inp), Some(out)) = (bitnet_testdata::path(&inp), bitnet_testdata::path(&out))
+            else {
                 continue;
             };
             let inputs = read_inputs(&inp);

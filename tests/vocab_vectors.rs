@@ -17,42 +17,14 @@ use bitnet::vocab::{clean_spaces, Token, VocabType};
 use bitnet::{ErrorKind, Vocab};
 use std::path::Path;
 
-const VOCABS: [&str; 4] = ["llama-bpe", "llama-spm", "gpt-2", "falcon"];
-const SEPARATOR: &[u8] = b"\n__ggml_vocab_test__\n";
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::{read_inputs, read_outputs, sets, SEPARATOR, VOCABS};
 
 fn load(name: &str) -> Option<Vocab> {
     let p = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf"))?;
     let f = GgufFile::open(&p).unwrap();
     Some(Vocab::from_gguf(&f).unwrap_or_else(|e| panic!("{name}: {e}")))
-}
-
-/// Tests in an `.inp` file: each string is followed by the separator.
-fn read_inputs(p: &Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(p).unwrap();
-    let mut out = Vec::new();
-    let mut start = 0;
-    while let Some(pos) = data[start..]
-        .windows(SEPARATOR.len())
-        .position(|w| w == SEPARATOR)
-    {
-        out.push(data[start..start + pos].to_vec());
-        start += pos + SEPARATOR.len();
-    }
-    assert_eq!(
-        start,
-        data.len(),
-        "{}: trailing bytes after the last separator",
-        p.display()
-    );
-    out
-}
-
-fn read_outputs(p: &Path) -> Vec<Vec<Token>> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect()
 }
 
 /// The bytes a BPE vocab cannot represent (no token for their byte-level char).
@@ -173,24 +145,7 @@ fn all_vectors_all_vocabs() {
     let mut results = Vec::new();
     for name in VOCABS {
         let Some(v) = load(name) else { return };
-        let sets = [
-            (
-                format!("vocab/ggml-vocab-{name}.gguf.inp"),
-                format!("vocab/ggml-vocab-{name}.gguf.out"),
-                false,
-            ),
-            (
-                format!("vocab/extra/ggml-vocab-{name}.inp"),
-                format!("vocab/extra/ggml-vocab-{name}.out"),
-                false,
-            ),
-            (
-                format!("vocab/extra/ggml-vocab-{name}.special.inp"),
-                format!("vocab/extra/ggml-vocab-{name}.special.out"),
-                true,
-            ),
-        ];
-        for (inp, out, special) in sets {
+        for (inp, out, special) in sets(name) {
             let (Some(inp), Some(out)) = (bitnet_testdata::path(&inp), bitnet_testdata::path(&out))
             else {
                 return;

@@ -3,33 +3,15 @@
 //! value or an error; none panics, and logits that are returned are finite.
 #![no_main]
 
-use bitnet::{Batch, Context, ContextParams, Model};
+use bitnet::{Batch, Context};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, OnceLock};
 
-fn model() -> &'static Arc<Model> {
-    static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let root = std::env::var("BITNET_TEST_DATA").unwrap_or_else(|_| "../../shared".into());
-        Arc::new(
-            Model::load(format!("{root}/models/tiny-spm-tq2_0-q6k.gguf"))
-                .expect("tiny model (set BITNET_TEST_DATA)"),
-        )
-    })
-}
+mod common;
+use common::{model, params};
 
 fuzz_target!(|data: &[u8]| {
     let m = model();
-    let params = ContextParams {
-        n_ctx: 64,
-        n_batch: 32,
-        n_ubatch: 16,
-        n_seq_max: 4,
-        n_threads: 1,
-        n_threads_batch: 1,
-        ..Default::default()
-    };
-    let Ok(mut ctx) = Context::new(m.clone(), params) else {
+    let Ok(mut ctx) = Context::new(m.clone(), params(64, 32, 16, 4)) else {
         return;
     };
     let n_vocab = m.config().n_vocab as i32;

@@ -6,20 +6,11 @@
 //! or shift that fails leaves the whole context byte for byte as it was.
 #![no_main]
 
-use bitnet::{Batch, Context, ContextParams, Model};
+use bitnet::{Batch, Context};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, OnceLock};
 
-fn model() -> &'static Arc<Model> {
-    static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let root = std::env::var("BITNET_TEST_DATA").unwrap_or_else(|_| "../../shared".into());
-        Arc::new(
-            Model::load(format!("{root}/models/tiny-spm-tq2_0-q6k.gguf"))
-                .expect("tiny model (set BITNET_TEST_DATA)"),
-        )
-    })
-}
+mod common;
+use common::{model, params};
 
 const MAX: i32 = i32::MAX;
 
@@ -59,16 +50,7 @@ fn check_invariants(ctx: &Context) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let params = ContextParams {
-        n_ctx: 32,
-        n_batch: 8,
-        n_ubatch: 8,
-        n_seq_max: 3,
-        n_threads: 1,
-        n_threads_batch: 1,
-        ..Default::default()
-    };
-    let Ok(mut ctx) = Context::new(model().clone(), params) else {
+    let Ok(mut ctx) = Context::new(model().clone(), params(32, 8, 8, 3)) else {
         return;
     };
     let n_vocab = model().config().n_vocab as i32;

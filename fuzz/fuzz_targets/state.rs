@@ -6,32 +6,12 @@
 //! the context byte for byte as it was.
 #![no_main]
 
-use bitnet::{Batch, Context, ContextParams, Model};
+use bitnet::{Batch, Context};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-fn model() -> &'static Arc<Model> {
-    static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let root = std::env::var("BITNET_TEST_DATA").unwrap_or_else(|_| "../../shared".into());
-        Arc::new(
-            Model::load(format!("{root}/models/tiny-spm-tq2_0-q6k.gguf"))
-                .expect("tiny model (set BITNET_TEST_DATA)"),
-        )
-    })
-}
-
-fn params(n_ctx: u32, n_seq_max: u32) -> ContextParams {
-    ContextParams {
-        n_ctx,
-        n_batch: 32,
-        n_ubatch: 32,
-        n_seq_max,
-        n_threads: 1,
-        n_threads_batch: 1,
-        ..Default::default()
-    }
-}
+mod common;
+use common::{model, params};
 
 /// A context with two sequences (one sharing a prefix, one shifted) and its state blobs.
 struct Valid {
@@ -42,7 +22,7 @@ struct Valid {
 fn valid() -> &'static Valid {
     static V: OnceLock<Valid> = OnceLock::new();
     V.get_or_init(|| {
-        let mut ctx = Context::new(model().clone(), params(64, 4)).unwrap();
+        let mut ctx = Context::new(model().clone(), params(64, 32, 32, 4)).unwrap();
         let mut b = Batch::new(16);
         for (i, t) in [1, 450, 4996, 17354, 1701, 29916].iter().enumerate() {
             b.push(*t, i as i32, &[0], i == 5);
@@ -120,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     // The target context: 4 or 1 sequences, a cache of 64 or 8 cells.
     let n_seq = if mode & 0x10 != 0 { 1 } else { 4 };
     let n_ctx = if mode & 0x20 != 0 { 8 } else { 64 };
-    let Ok(mut ctx) = Context::new(model().clone(), params(n_ctx, n_seq)) else {
+    let Ok(mut ctx) = Context::new(model().clone(), params(n_ctx, 32, 32, n_seq)) else {
         return;
     };
     // Start from a non-empty state, so "unchanged" means something.

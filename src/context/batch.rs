@@ -4,7 +4,7 @@
 //! sequence in the KV cache, every token is in sequence 0, and only the last token's logits are
 //! computed.
 
-pub use crate::types::{Pos, SeqId, Token};
+pub(crate) use crate::types::{Pos, SeqId, Token};
 
 /// Tokens to evaluate in one `decode` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

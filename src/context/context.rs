@@ -57,7 +57,7 @@ impl Default for ContextParams {
 }
 
 /// Most threads a pool gets (ggml's GGML_MAX_N_THREADS): more only cost time to start.
-pub const MAX_THREADS: usize = 512;
+pub(super) const MAX_THREADS: usize = 512;
 
 fn threads(n: i32, name: &str) -> usize {
     let n = if n > 0 {

@@ -1,13 +1,13 @@
 //! Evaluation state: the KV cache ([`crate::kv`]), batches ([`batch`]) and the [`Context`] that
 //! runs the model's forward pass over them ([`context`]); saving and restoring it (`state.rs`).
 
-pub mod batch;
+mod batch;
 #[allow(clippy::module_inception)]
-pub mod context;
-pub mod perf;
+mod context;
+pub(crate) mod perf;
 mod state;
 
-pub use crate::kv::{KvCache, KvCell};
-pub use batch::{Batch, Pos, SeqId, Token};
+pub(crate) use crate::kv::KvCache;
+pub use batch::Batch;
 pub use context::{AbortCallback, Context, ContextParams};
 pub use perf::PerfContextData;

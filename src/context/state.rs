@@ -38,7 +38,7 @@ const HEADER: usize = 4 + 4 + 8 + 4 + 4;
 /// The model's identity in state blobs: FNV-1a 64 over its hyper-parameters and its tensor
 /// directory (names, types, shapes, offsets). Two files of the same shape but other tensor
 /// types (the TQ2_0 and I2_S copies of one network) differ.
-pub fn model_id(model: &Model) -> u64 {
+pub(super) fn model_id(model: &Model) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {

@@ -18,8 +18,8 @@ fn allocated() -> std::sync::MutexGuard<'static, BTreeMap<usize, (usize, usize)>
     ALLOCATED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Input of bitnet_decode (llama_batch). Per token i < n_tokens: token[i], pos[i],
-/// n_seq_id[i] sequence ids in seq_id[i][..], and logits[i] != 0 to get its logits. pos,
+/// Input of bitnet_decode (llama_batch). Per token i < n_tokens: `token[i]`, `pos[i]`,
+/// `n_seq_id[i]` sequence ids in `seq_id[i][..]`, and `logits[i] != 0` to get its logits. pos,
 /// seq_id/n_seq_id and logits may be NULL (bitnet_batch_get_one): positions then continue each
 /// sequence, all tokens are in sequence 0 and only the last token's logits are computed.
 #[repr(C)]

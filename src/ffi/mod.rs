@@ -2,7 +2,7 @@
 //! signatures with `llama_` → `bitnet_`, as `spec/CAPI.md` maps them.
 //!
 //! This layer only converts pointers, checks arguments and maps errors; all behaviour lives in
-//! the Rust API. Every `extern "C"` body runs inside [`call`] (or one of its variants), which
+//! the Rust API. Every `extern "C"` body runs inside `call` (or one of its variants), which
 //! catches panics, turns an [`Error`] into the function's documented failure value and stores
 //! the message for `bitnet_last_error`. Handles are opaque pointers made by `Box::into_raw` and
 //! null-checked on every use; freeing NULL is a no-op.
@@ -36,7 +36,7 @@ use crate::error::{Error, ErrorKind, Result};
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub use error::{bitnet_clear_error, bitnet_last_error, bitnet_last_status, bitnet_status};
+pub use error::{bitnet_clear_error, bitnet_last_error, bitnet_last_status};
 
 /// A token id.
 pub type bitnet_token = i32;

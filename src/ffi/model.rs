@@ -263,7 +263,7 @@ pub extern "C" fn bitnet_model_n_head_kv(model: *const bitnet_model) -> i32 {
     config_value(model, |c| c.n_head_kv)
 }
 
-/// Writes "<arch> <size class> <file type>" (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
+/// Writes `"<arch> <size class> <file type>"` (e.g. "bitnet-b1.58 2B I2_S - 2 bpw ternary") with
 /// snprintf semantics: returns the full length; -1 on a NULL model.
 #[no_mangle]
 pub extern "C" fn bitnet_model_desc(
@@ -299,7 +299,7 @@ pub extern "C" fn bitnet_model_meta_count(model: *const bitnet_model) -> i32 {
 }
 
 /// The value of metadata key `key` as a string (numbers in decimal, floats as "%f"), with
-/// snprintf semantics. Returns the full length, or -1 (and buf[0] = 0) when the key is missing
+/// snprintf semantics. Returns the full length, or -1 (and `buf[0] = 0`) when the key is missing
 /// or is an array.
 #[no_mangle]
 pub extern "C" fn bitnet_model_meta_val_str(
@@ -321,7 +321,7 @@ pub extern "C" fn bitnet_model_meta_val_str(
 }
 
 /// The key of metadata entry `i` (0..bitnet_model_meta_count, file order), snprintf
-/// semantics; -1 (buf[0] = 0) when `i` is out of range.
+/// semantics; -1 (`buf[0] = 0`) when `i` is out of range.
 #[no_mangle]
 pub extern "C" fn bitnet_model_meta_key_by_index(
     model: *const bitnet_model,
@@ -332,7 +332,7 @@ pub extern "C" fn bitnet_model_meta_key_by_index(
     meta_by_index(model, i, buf, buf_size, |k, _| k)
 }
 
-/// The value of metadata entry `i` as a string, snprintf semantics; -1 (buf[0] = 0) when `i`
+/// The value of metadata entry `i` as a string, snprintf semantics; -1 (`buf[0] = 0`) when `i`
 /// is out of range.
 #[no_mangle]
 pub extern "C" fn bitnet_model_meta_val_str_by_index(

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Reusable buffers for prepared activations and the row-major output of multi-token calls.
 /// Owned by the context and grown on demand, so a warmed-up decode step does not allocate.
-/// The activations of every weight type are carved from one arena ([`Arena`]): a weight type
+/// The activations of every weight type are carved from one arena (`Arena`): a weight type
 /// adds no field here.
 #[derive(Default)]
 pub struct Scratch {
@@ -82,7 +82,7 @@ impl<'a> Arena<'a> {
 
 /// `y[t*rows + r] = W[r,:] . x[t*cols .. (t+1)*cols]` for `t in 0..n_tokens`, computed exactly as
 /// the reference does for this weight type and number of tokens (each type's rule is on its
-/// descriptor in [`super::weight_types`]):
+/// descriptor in `super::weight_types`):
 /// - I2_S: each activation row quantized to int8 (I2_S.md §4), integer dot with the 2-bit codes,
 ///   epilogue `((float)dot - (float)sum) / s * scale` (§5).
 /// - TQ1_0 / TQ2_0 / Q6_K: x quantized to Q8_K blocks, lane-ordered float accumulation (§6a).

@@ -20,11 +20,11 @@ use crate::types::{Pos, SeqId};
 use store::KvStore;
 
 /// Sequence ids a cell can carry: 0..MAX_SEQ.
-pub const MAX_SEQ: usize = 64;
+pub(crate) const MAX_SEQ: usize = 64;
 
 /// Cells attended to are padded to a multiple of this (llama.cpp's KV padding without flash
 /// attention); it changes the summation lanes, so it matters for bits.
-pub const KV_PAD: usize = 32;
+pub(crate) const KV_PAD: usize = 32;
 
 /// One cache cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,16 +11,16 @@ use half::f16;
 pub(crate) struct StateWriter<'a>(pub &'a mut Vec<u8>);
 
 impl StateWriter<'_> {
-    pub fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub fn f16s(&mut self, v: &[f16]) {
+    pub(crate) fn f16s(&mut self, v: &[f16]) {
         for x in v {
             self.0.extend_from_slice(&x.to_bits().to_le_bytes());
         }
@@ -34,7 +34,7 @@ pub(crate) struct StateReader<'a> {
 }
 
 impl<'a> StateReader<'a> {
-    pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    pub(crate) fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
             return Err(Error::format(format!(
@@ -48,7 +48,7 @@ impl<'a> StateReader<'a> {
         Ok(b)
     }
     /// Checks that exactly `n` bytes are left (the rest of the blob is `what`).
-    pub fn expect_exactly(&self, n: usize, what: &str) -> Result<()> {
+    pub(crate) fn expect_exactly(&self, n: usize, what: &str) -> Result<()> {
         let left = self.buf.len() - self.pos;
         if left < n {
             return Err(Error::format(format!(
@@ -63,20 +63,20 @@ impl<'a> StateReader<'a> {
         }
         Ok(())
     }
-    pub fn u32(&mut self, what: &str) -> Result<u32> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.bytes(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    pub fn i32(&mut self, what: &str) -> Result<i32> {
+    pub(crate) fn i32(&mut self, what: &str) -> Result<i32> {
         Ok(self.u32(what)? as i32)
     }
-    pub fn u64(&mut self, what: &str) -> Result<u64> {
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64> {
         let b = self.bytes(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
-    pub fn f16s(&mut self, out: &mut [f16], what: &str) -> Result<()> {
+    pub(crate) fn f16s(&mut self, out: &mut [f16], what: &str) -> Result<()> {
         let n = out
             .len()
             .checked_mul(2)

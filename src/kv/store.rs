@@ -39,12 +39,12 @@ pub(crate) struct KvLayer<'a> {
 impl<'a> KvLayer<'a> {
     /// K rows from cell `first` on, starting at column `col` (a KV head's offset); rows are
     /// [`KvLayer::k_stride`] apart.
-    pub fn k_rows(&self, first: usize, col: usize) -> &'a [f16] {
+    pub(crate) fn k_rows(&self, first: usize, col: usize) -> &'a [f16] {
         &self.k[first * self.k_stride + col..]
     }
     /// V rows from dimension `d` on (row `d` holds dimension `d` of every cell); rows are
     /// [`KvLayer::v_stride`] apart.
-    pub fn v_rows(&self, d: usize) -> &'a [f16] {
+    pub(crate) fn v_rows(&self, d: usize) -> &'a [f16] {
         &self.v[d * self.v_stride..]
     }
 }
@@ -57,7 +57,7 @@ pub(crate) struct CellK<'a> {
 
 impl CellK<'_> {
     /// Calls `f` on the cell's F16 K row of each layer, in layer order.
-    pub fn for_each_row(&mut self, mut f: impl FnMut(&mut [f16])) {
+    pub(crate) fn for_each_row(&mut self, mut f: impl FnMut(&mut [f16])) {
         for l in self.layers.iter_mut() {
             f(&mut l.k[self.range.clone()]);
         }
@@ -75,7 +75,7 @@ fn zeroed(n: usize) -> Option<Vec<f16>> {
 impl KvStore {
     /// Zero-filled (llama.cpp clears the buffer; padded cells must hold finite values). Fails
     /// with a clear error, instead of aborting, when the memory cannot be had.
-    pub fn new(size: usize, n_layer: usize, n_embd_kv: usize) -> Result<KvStore> {
+    pub(super) fn new(size: usize, n_layer: usize, n_embd_kv: usize) -> Result<KvStore> {
         let bytes = size
             .checked_mul(n_embd_kv)
             .and_then(|n| n.checked_mul(4 * n_layer));
@@ -105,14 +105,14 @@ impl KvStore {
         })
     }
 
-    pub fn n_embd_kv(&self) -> usize {
+    pub(super) fn n_embd_kv(&self) -> usize {
         self.n_embd_kv
     }
-    pub fn n_layer(&self) -> usize {
+    pub(super) fn n_layer(&self) -> usize {
         self.layers.len()
     }
 
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         for l in &mut self.layers {
             l.k.fill(f16::ZERO);
             l.v.fill(f16::ZERO);
@@ -121,7 +121,7 @@ impl KvStore {
 
     /// Stores one token's K and V (`n_embd_kv` values each) of layer `il` in `cell`, rounded
     /// to F16 (round to nearest even, as ggml's cpy to an F16 cache).
-    pub fn store(&mut self, il: usize, cell: usize, k: &[f32], v: &[f32]) {
+    pub(super) fn store(&mut self, il: usize, cell: usize, k: &[f32], v: &[f32]) {
         let (nkv, size) = (self.n_embd_kv, self.size);
         let l = &mut self.layers[il];
         l.k[cell * nkv..(cell + 1) * nkv].convert_from_f32_slice(&k[..nkv]);
@@ -130,7 +130,7 @@ impl KvStore {
         }
     }
 
-    pub fn layer(&self, il: usize) -> KvLayer<'_> {
+    pub(super) fn layer(&self, il: usize) -> KvLayer<'_> {
         let l = &self.layers[il];
         KvLayer {
             k: &l.k,
@@ -140,7 +140,7 @@ impl KvStore {
         }
     }
 
-    pub fn cell_k(&mut self, cell: usize) -> CellK<'_> {
+    pub(super) fn cell_k(&mut self, cell: usize) -> CellK<'_> {
         let nkv = self.n_embd_kv;
         CellK {
             layers: &mut self.layers,
@@ -150,7 +150,7 @@ impl KvStore {
 
     /// Every layer's K rows and V values of the cells `cells` yields, in state order: per layer
     /// the K rows (cell order), then per V dimension the cells' values.
-    pub fn write_cells(
+    pub(super) fn write_cells(
         &self,
         cells: impl Iterator<Item = usize> + Clone,
         w: &mut super::StateWriter,
@@ -170,7 +170,12 @@ impl KvStore {
 
     /// The K rows and V values of cells `first..first + n` of every layer from `r`, written by
     /// [`KvStore::write_cells`] for consecutive cells.
-    pub fn read_cells(&mut self, first: usize, n: usize, r: &mut super::StateReader) -> Result<()> {
+    pub(super) fn read_cells(
+        &mut self,
+        first: usize,
+        n: usize,
+        r: &mut super::StateReader,
+    ) -> Result<()> {
         let (nkv, size) = (self.n_embd_kv, self.size);
         for l in &mut self.layers {
             r.f16s(&mut l.k[first * nkv..(first + n) * nkv], "K")?;

@@ -41,7 +41,7 @@ pub(crate) struct Step<'a> {
 
 /// Receives named intermediate tensors (`name`, rows of `width` values) for debugging against
 /// the numpy oracle (`tools/pyref`, `oracle.py dump` uses the same names).
-pub type Tap<'t> = &'t mut (dyn FnMut(&str, &[f32], usize) + Send);
+pub(crate) type Tap<'t> = &'t mut (dyn FnMut(&str, &[f32], usize) + Send);
 
 /// Buffers of the forward pass, sized once for a ubatch of `n_ubatch` tokens and a cache of
 /// `n_ctx` cells, so decoding allocates nothing.
@@ -72,7 +72,7 @@ pub(crate) struct Scratch {
 impl Scratch {
     /// Allocates every buffer, failing (not aborting) with the parameter and bytes named when
     /// `n_ubatch` or `n_ctx` asks for more memory than there is.
-    pub fn new(
+    pub(crate) fn new(
         model: &Model,
         n_ubatch: usize,
         n_ctx: usize,

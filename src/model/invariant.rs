@@ -64,7 +64,7 @@ pub(crate) struct Gather {
 }
 
 impl Gather {
-    pub fn new(n_ctx: usize, n_embd_kv: usize) -> Gather {
+    pub(super) fn new(n_ctx: usize, n_embd_kv: usize) -> Gather {
         Gather {
             cells: Vec::with_capacity(n_ctx),
             off: Vec::new(),
@@ -75,7 +75,7 @@ impl Gather {
     }
 
     /// Lists each token's visible cells (mask 0) sorted by position (ties by cell).
-    pub fn visible_cells(&mut self, kv: &KvCache, step: &super::forward::Step) {
+    pub(super) fn visible_cells(&mut self, kv: &KvCache, step: &super::forward::Step) {
         let (nt, n_kv) = (step.tokens.len(), step.n_kv);
         let cells = kv.cells();
         self.cells.clear();
@@ -94,7 +94,7 @@ impl Gather {
     /// Gathers token `t`'s visible K rows and V columns of one layer; returns them as a compact
     /// layer (K rows in position order, V transposed with the mask's length as its stride) and
     /// the mask.
-    pub fn gather(&mut self, layer: KvLayer, t: usize) -> (KvLayer<'_>, &[f32]) {
+    pub(super) fn gather(&mut self, layer: KvLayer, t: usize) -> (KvLayer<'_>, &[f32]) {
         let n_embd_kv = layer.k_stride;
         let cells = &self.cells[self.off[t]..self.off[t + 1]];
         let n_vis = cells.len();

@@ -10,7 +10,7 @@ use std::path::Path;
 /// A metadata value as llama.cpp's `gguf_kv_to_str` renders it: strings as-is, integers in
 /// decimal, floats like C++ `std::to_string` (`%f`), bools as true/false. `None` for arrays,
 /// which llama.cpp leaves out of the model's string metadata.
-pub fn value_to_string(v: &Value) -> Option<String> {
+pub(crate) fn value_to_string(v: &Value) -> Option<String> {
     Some(match v {
         Value::String(s) => s.clone(),
         Value::Array(_) => return None,
@@ -69,7 +69,7 @@ impl Model {
         Ok(model)
     }
 
-    /// The metadata that has a string form ([`value_to_string`]), in file order.
+    /// The metadata that has a string form (`value_to_string`), in file order.
     pub fn meta_strings(&self) -> Vec<(&str, String)> {
         self.gguf()
             .metadata()
@@ -78,7 +78,7 @@ impl Model {
             .collect()
     }
 
-    /// `llama_model_desc`: "<arch> <size class> <file type>", e.g. "bitnet-b1.58 ?B I2_S - 2
+    /// `llama_model_desc`: `"<arch> <size class> <file type>"`, e.g. "bitnet-b1.58 ?B I2_S - 2
     /// bpw ternary". The size class is known for the published layer counts only, as in
     /// llama.cpp ("?B" otherwise).
     pub fn desc(&self) -> String {

@@ -3,16 +3,16 @@
 //! operations in [`ops`].
 
 mod attention;
-pub mod config;
+mod config;
 pub(crate) mod forward;
 mod invariant;
-pub mod meta;
-pub mod ops;
-pub mod weights;
+pub(crate) mod meta;
+mod ops;
+mod weights;
 
 pub use config::{Arch, Config, FfnActivation};
 
-pub use weights::{LayerWeights, Linear, ModelWeights, TensorRef};
+pub(crate) use weights::{ModelWeights, TensorRef};
 
 use crate::error::Result;
 use crate::gguf::GgufFile;
@@ -183,24 +183,24 @@ impl Model {
     pub fn gguf(&self) -> &GgufFile {
         &self.gguf
     }
-    pub fn weights(&self) -> &ModelWeights {
+    pub(crate) fn weights(&self) -> &ModelWeights {
         &self.weights
     }
 
     /// The bytes of a bound tensor: its range of the map, bound at load.
-    pub fn tensor_data(&self, t: &TensorRef) -> &[u8] {
+    pub(crate) fn tensor_data(&self, t: &TensorRef) -> &[u8] {
         &self.gguf.bytes()[t.offset..t.offset + t.len]
     }
 
     /// A kernel view of a bound weight matrix (checked and its scale read at load).
-    pub fn matrix(&self, t: &TensorRef) -> kernels::Weights<'_> {
+    pub(crate) fn matrix(&self, t: &TensorRef) -> kernels::Weights<'_> {
         let data = &self.gguf.bytes()[t.offset..t.offset + t.rows_len];
         kernels::Weights::bound(t.ty, data, t.rows, t.cols, t.scale)
     }
 
     /// The values of a bound F32 tensor (norm weights, biases). Alignment was checked when the
     /// tensor was bound, so the cast cannot fail for tensors of this model.
-    pub fn f32_data(&self, t: &TensorRef) -> &[f32] {
+    pub(crate) fn f32_data(&self, t: &TensorRef) -> &[f32] {
         cast_slice::<f32>(self.tensor_data(t)).unwrap_or(&[])
     }
 }

@@ -11,7 +11,7 @@ use half::f16;
 macro_rules! fma_dispatch {
     ($(#[$m:meta])* pub fn $name:ident($($a:ident: $t:ty),*) => $body:ident) => {
         $(#[$m])*
-        pub fn $name($($a: $t),*) {
+        pub(super) fn $name($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "fma")]
@@ -31,7 +31,7 @@ macro_rules! fma_dispatch {
 /// `ggml_rms_norm` followed by `ggml_mul` with the weight, in place on one row:
 /// `Σ (float)(x·x)` in double in order, `mean = (float)(sum/n)`, `scale = 1.0f/sqrtf(mean+eps)`,
 /// `y = (x·scale)·w` as two float32 multiplies.
-pub fn rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
+pub(super) fn rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
     let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0f32 / (mean + eps).sqrt();
@@ -41,7 +41,7 @@ pub fn rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 /// RMSNorm of `src` into `dst` (same rule as [`rmsnorm`]).
-pub fn rmsnorm_into(dst: &mut [f32], src: &[f32], w: &[f32], eps: f32) {
+pub(super) fn rmsnorm_into(dst: &mut [f32], src: &[f32], w: &[f32], eps: f32) {
     dst.copy_from_slice(src);
     rmsnorm(dst, w, eps);
 }
@@ -50,7 +50,7 @@ pub fn rmsnorm_into(dst: &mut [f32], src: &[f32], w: &[f32], eps: f32) {
 /// `(float)pos` and is multiplied by `theta_scale = powf(base, -2/n_rot)` per pair, a running
 /// float32 product; divided by the rope factor of the pair if the model has them. Writes
 /// `n_rot/2` values into each of `cos` and `sin`.
-pub fn rope_angles(
+pub(super) fn rope_angles(
     pos: i32,
     theta_scale: f32,
     freq_factors: Option<&[f32]>,
@@ -71,7 +71,7 @@ pub fn rope_angles(
 }
 
 /// `powf(base, -2.0f/n_rot)`, the per-pair angle ratio.
-pub fn rope_theta_scale(base: f32, n_rot: usize) -> f32 {
+pub(super) fn rope_theta_scale(base: f32, n_rot: usize) -> f32 {
     base.powf(-2.0f32 / n_rot as f32)
 }
 
@@ -93,7 +93,7 @@ fn rope_neox_body(head: &mut [f32], cos: &[f32], sin: &[f32]) {
 
 /// NEOX RoPE on an F16 head vector (the K-shift of a cached K: `ggml_compute_forward_rope_f16`
 /// converts each value to f32, rotates, rounds back to f16).
-pub fn rope_neox_f16(head: &mut [f16], cos: &[f32], sin: &[f32]) {
+pub(super) fn rope_neox_f16(head: &mut [f16], cos: &[f32], sin: &[f32]) {
     let half = cos.len();
     for i in 0..half {
         let (x0, x1) = (head[i].to_f32(), head[i + half].to_f32());
@@ -109,7 +109,7 @@ fn hexf(bits: u32) -> f32 {
 /// ggml's AVX2 `ggml_v_expf` for one lane, in scalar float32 with fma: a polynomial exp (not
 /// libm's), including its slow path for |n| > 126 (which makes `exp(-inf)` exactly 0).
 #[inline(always)]
-pub fn v_expf(x: f32) -> f32 {
+pub(super) fn v_expf(x: f32) -> f32 {
     let r = hexf(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(hexf(0x3fb8_aa3b), r); // 0x1.715476p+0
     let n = z - r;
@@ -183,7 +183,7 @@ fn softmax_body(w: &mut [f32]) {
 }
 
 /// `relu(g)^2 · u` element-wise into `g` (ggml_relu, ggml_sqr, ggml_mul: three float32 steps).
-pub fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
+pub(super) fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
     for (a, &b) in g.iter_mut().zip(u) {
         let r = if *a > 0.0 { *a } else { 0.0 };
         *a = (r * r) * b;
@@ -207,20 +207,21 @@ fn silu_mul_body(g: &mut [f32], u: &[f32]) {
 }
 
 /// Rounds to f16 (round to nearest even), as ggml's FP32→FP16 conversion (F16C `_cvtss_sh`).
-pub fn to_f16(x: f32) -> f16 {
+#[cfg(test)]
+fn to_f16(x: f32) -> f16 {
     f16::from_f32(x)
 }
 
 /// [`to_f16`] over a slice (`dst.len() == src.len()`), vectorized by `half` (F16C where the CPU
 /// has it): the same round-to-nearest-even bits as the scalar conversion.
-pub fn to_f16_slice(dst: &mut [f16], src: &[f32]) {
+pub(super) fn to_f16_slice(dst: &mut [f16], src: &[f32]) {
     use half::slice::HalfFloatSliceExt;
     dst.convert_from_f32_slice(src);
 }
 
 /// Each value rounded to f16 and widened back (exact), in place: the f16 values of [`to_f16`]
 /// kept as f32 for kernels that take widened f16 operands. Vectorized through [`to_f16_slice`].
-pub fn round_to_f16(v: &mut [f32]) {
+pub(super) fn round_to_f16(v: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
     let mut tmp = [f16::ZERO; 64];
     for chunk in v.chunks_mut(64) {

@@ -87,9 +87,6 @@ pub struct ModelWeights {
     /// Embedding table [n_embd, n_vocab]; also the (tied) lm_head.
     pub token_embd: TensorRef,
     pub output_norm: TensorRef,
-    /// `output.weight` if the file has one. Checked, but NOT used by these archs' graphs (the
-    /// lm_head is `token_embd`, FORWARD.md §3).
-    pub output: Option<TensorRef>,
     /// `rope_freqs.weight` [n_rot/2] (llama-3 rope factors): theta_i is divided by it.
     pub rope_freqs: Option<Vec<f32>>,
     pub layers: Vec<LayerWeights>,
@@ -266,7 +263,9 @@ impl ModelWeights {
         let (e, q, kv, ff) = (cfg.n_embd, cfg.n_embd_q(), cfg.n_embd_kv(), cfg.n_ff);
         let token_embd = b.required("token_embd.weight", &[e, cfg.n_vocab], &EMBD_TYPES)?;
         let output_norm = b.vector("output_norm.weight", e)?;
-        let output = b.optional("output.weight", &[e, cfg.n_vocab], &EMBD_TYPES)?;
+        // `output.weight`, if the file has one, is checked but not used by these archs' graphs
+        // (the lm_head is `token_embd`, FORWARD.md §3).
+        b.optional("output.weight", &[e, cfg.n_vocab], &EMBD_TYPES)?;
         let rope_freqs =
             match b.optional("rope_freqs.weight", &[cfg.n_rot / 2], &[GgmlType::F32])? {
                 Some(t) => Some(b.f32s("rope_freqs.weight", t)?.to_vec()),
@@ -293,7 +292,6 @@ impl ModelWeights {
         Ok(ModelWeights {
             token_embd,
             output_norm,
-            output,
             rope_freqs,
             layers,
         })

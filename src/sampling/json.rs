@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 
 /// Deepest nesting accepted.
-pub const MAX_DEPTH: usize = 256;
+pub(super) const MAX_DEPTH: usize = 256;
 
 /// A JSON value.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,13 +47,6 @@ impl Json {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Json::Number(_, v) => Some(*v),
             _ => None,
         }
     }
@@ -124,7 +117,7 @@ impl Json {
 }
 
 /// Writes `s` as a JSON string literal.
-pub fn write_string(s: &str, out: &mut String) {
+pub(super) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -32,7 +32,7 @@ pub fn to_gbnf(schema: &str) -> Result<String> {
 }
 
 /// As [`to_gbnf`], from a parsed schema.
-pub fn schema_to_gbnf(schema: &Json) -> Result<String> {
+pub(crate) fn schema_to_gbnf(schema: &Json) -> Result<String> {
     let mut c = Converter {
         root: schema,
         rules: BTreeMap::new(),

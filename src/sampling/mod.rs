@@ -6,12 +6,12 @@
 //! `selected` → [`Sampler::accept`] on the chain (penalties remember it).
 //!
 //! Modules, one job each:
-//! - [`rng`]: `std::mt19937` and libstdc++'s `discrete_distribution` draw, bit for bit;
-//! - [`stdsort`]: libstdc++'s `std::sort` / `std::partial_sort`, so ties land where they do there;
-//! - [`candidates`]: the candidate array and the shared softmax / top-k steps;
-//! - [`select`] (greedy, dist, softmax), [`truncate`] (top-k, top-p, min-p, typical, tail-free),
-//!   [`temperature`] (temp, temp-ext), [`penalties`], [`logit_bias`], [`mirostat`] (v1, v2);
-//! - [`chain`]: the chain with its perf counters; [`spec`]: chains from a short text notation.
+//! - `rng`: `std::mt19937` and libstdc++'s `discrete_distribution` draw, bit for bit;
+//! - `stdsort`: libstdc++'s `std::sort` / `std::partial_sort`, so ties land where they do there;
+//! - `candidates`: the candidate array and the shared softmax / top-k steps;
+//! - `select` (greedy, dist, softmax), `truncate` (top-k, top-p, min-p, typical, tail-free),
+//!   `temperature` (temp, temp-ext), `penalties`, `logit_bias`, `mirostat` (v1, v2);
+//! - `chain`: the chain with its perf counters; [`spec`]: chains from a short text notation.
 //!   (The golden chains a..h and the `.trace`/`.probe` parsers are test code:
 //!   `tests/common/golden.rs`.)
 //!
@@ -19,38 +19,38 @@
 //! real libstdc++ 12 (harness in `testdata/libstdcxx_crosscheck.cpp`); `testdata/pyref_golden/`
 //! replays all 32 golden sampling traces on logits from the shared numpy oracle.
 
-pub mod candidates;
-pub mod chain;
+mod candidates;
+mod chain;
 #[cfg(test)]
 mod crosscheck;
-pub mod dry;
+mod dry;
 pub mod grammar;
 mod helpers;
-pub mod infill;
-pub mod json;
+mod infill;
+mod json;
 pub mod json_schema;
-pub mod logit_bias;
-pub mod mirostat;
-pub mod penalties;
-pub mod rng;
-pub mod select;
+mod logit_bias;
+mod mirostat;
+mod penalties;
+mod rng;
+mod select;
 pub mod spec;
-pub mod stdsort;
-pub mod temperature;
-pub mod top_n_sigma;
-pub mod truncate;
-pub mod xtc;
+mod stdsort;
+mod temperature;
+mod top_n_sigma;
+mod truncate;
+mod xtc;
 
 pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
 pub use dry::Dry;
-pub use grammar::{Grammar, GrammarSampler};
+pub use grammar::{Grammar, GrammarSampler, GrammarVocab};
 pub use helpers::{argmax, top_k};
 pub use infill::Infill;
 pub use logit_bias::{LogitBias, LogitBiasSampler};
 pub use mirostat::{Mirostat, MirostatV2};
 pub use penalties::Penalties;
-pub use rng::DEFAULT_SEED;
+pub use rng::{Mt19937, DEFAULT_SEED};
 pub use select::{Dist, Greedy, Softmax};
 pub use temperature::{Temp, TempExt};
 pub use top_n_sigma::TopNSigma;

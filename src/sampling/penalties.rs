@@ -6,7 +6,7 @@ use super::candidates::TokenDataArray;
 use super::Sampler;
 
 /// `LLAMA_TOKEN_NULL`.
-pub const TOKEN_NULL: i32 = -1;
+pub(super) const TOKEN_NULL: i32 = -1;
 
 /// `llama_sampler_init_penalties`. The fork takes 9 arguments
 /// `(n_vocab, eos, nl, last_n, repeat, freq, present, penalize_nl, ignore_eos)`; current llama.h

@@ -123,7 +123,7 @@ fn lower_bound(values: &[f64], x: f64) -> usize {
 ///
 /// All-zero weights give NaN prefixes; the binary search then returns 0, as in the reference
 /// (the fork's `dist` without a softmax before it always picks index 0).
-pub fn discrete_distribution_sample(weights: &[f32], rng: &mut Mt19937) -> usize {
+pub(super) fn discrete_distribution_sample(weights: &[f32], rng: &mut Mt19937) -> usize {
     if weights.len() < 2 {
         return 0;
     }
@@ -144,7 +144,7 @@ pub fn discrete_distribution_sample(weights: &[f32], rng: &mut Mt19937) -> usize
 /// The fork's `get_rng_seed`: `DEFAULT_SEED` means a fresh random seed, any other value is used
 /// as is. The reference asks `std::random_device` (or the clock when that has no entropy); here
 /// the OS entropy source (`/dev/urandom`), falling back to the clock.
-pub fn resolve_seed(seed: u32) -> u32 {
+pub(super) fn resolve_seed(seed: u32) -> u32 {
     if seed != DEFAULT_SEED {
         return seed;
     }

@@ -18,7 +18,7 @@ use super::{
 use crate::{Error, Result};
 
 /// What some samplers need to know about the model: vocabulary size and the eos / newline ids
-/// (use [`TOKEN_NULL`] when unknown).
+/// (use `TOKEN_NULL` when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelInfo {
     pub n_vocab: i32,

@@ -15,7 +15,7 @@
 const THRESHOLD: usize = 16;
 
 /// `std::sort(v.begin(), v.end(), less)`.
-pub fn sort<T: Copy>(v: &mut [T], less: &mut impl FnMut(&T, &T) -> bool) {
+pub(super) fn sort<T: Copy>(v: &mut [T], less: &mut impl FnMut(&T, &T) -> bool) {
     let n = v.len();
     if n == 0 {
         return;
@@ -28,7 +28,11 @@ pub fn sort<T: Copy>(v: &mut [T], less: &mut impl FnMut(&T, &T) -> bool) {
 
 /// `std::partial_sort(v.begin(), v.begin() + middle, v.end(), less)`: the `middle` smallest
 /// (under `less`) elements, sorted, in `v[..middle]`; the rest in heap-select order.
-pub fn partial_sort<T: Copy>(v: &mut [T], middle: usize, less: &mut impl FnMut(&T, &T) -> bool) {
+pub(super) fn partial_sort<T: Copy>(
+    v: &mut [T],
+    middle: usize,
+    less: &mut impl FnMut(&T, &T) -> bool,
+) {
     let middle = middle.min(v.len());
     let n = v.len();
     heap_select(v, 0, middle, n, less);

@@ -21,7 +21,7 @@ pub struct Xtc {
 }
 
 /// libstdc++'s `std::uniform_real_distribution<float>(0, 1)(rng)` on an mt19937.
-pub fn uniform_f32(rng: &mut Mt19937) -> f32 {
+pub(super) fn uniform_f32(rng: &mut Mt19937) -> f32 {
     let r = rng.next_u32() as f32 / 4_294_967_296.0f32;
     if r >= 1.0 {
         1.0f32.next_down_compat()

@@ -11,7 +11,7 @@ pub const QK8_0: usize = 32;
 /// Elements per I2_S packing block (x86 layout: 128 weights in 32 bytes).
 pub const QK_I2_S: usize = 128;
 
-/// Q8_0: 32 int8 values and one f16 scale. value = d * qs[i].
+/// Q8_0: 32 int8 values and one f16 scale. value = `d * qs[i]`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockQ8_0 {

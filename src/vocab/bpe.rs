@@ -11,12 +11,12 @@ use super::unicode::push_utf8;
 use crate::error::{Error, Result};
 
 /// The code point that byte `b` becomes in byte-level BPE text (GPT-2's `bytes_to_unicode`).
-pub fn byte_to_char(b: u8) -> u32 {
+pub(super) fn byte_to_char(b: u8) -> u32 {
     BYTE_TO_CHAR[b as usize]
 }
 
 /// The byte that code point `cp` stands for, if it is one of the 256 byte-level characters.
-pub fn char_to_byte(cp: u32) -> Option<u8> {
+pub(super) fn char_to_byte(cp: u32) -> Option<u8> {
     match cp {
         0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF => Some(cp as u8),
         0x100..=0x143 => Some(SHIFTED_BYTES[(cp - 0x100) as usize]),
@@ -58,7 +58,7 @@ static BYTE_TO_CHAR: [u32; 256] = {
 };
 
 /// Byte-level text of raw bytes (what llama.cpp looks up in the vocab).
-pub fn encode_bytes(bytes: &[u8]) -> String {
+pub(super) fn encode_bytes(bytes: &[u8]) -> String {
     let mut v = Vec::with_capacity(bytes.len() * 2);
     for &b in bytes {
         push_utf8(&mut v, byte_to_char(b));
@@ -68,14 +68,14 @@ pub fn encode_bytes(bytes: &[u8]) -> String {
 }
 
 /// Raw bytes of a byte-level text, or `None` if some char is not a byte-level char.
-pub fn decode_chars(text: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_chars(text: &str) -> Option<Vec<u8>> {
     text.chars().map(|c| char_to_byte(c as u32)).collect()
 }
 
 const NONE: u32 = u32::MAX;
 
 /// The merge table and lookups the merge loop needs.
-pub struct BpeTables {
+pub(crate) struct BpeTables {
     n_tokens: u32,
     /// (left symbol, right symbol) -> (rank, merged symbol)
     merges: FxHashMap<(u32, u32), (u32, u32)>,
@@ -94,7 +94,7 @@ pub struct BpeTables {
 
 impl BpeTables {
     /// `token_to_id` maps text to id with the reference's last-wins rule for repeated texts.
-    pub fn new(
+    pub(crate) fn new(
         tokens: &[&str],
         token_to_id: &FxHashMap<Box<[u8]>, i32>,
         merges: &[String],
@@ -174,7 +174,7 @@ impl BpeTables {
     }
 
     /// The token whose byte-level text encodes exactly `word`.
-    pub fn whole_word_token(&self, word: &[u8]) -> Option<u32> {
+    pub(crate) fn whole_word_token(&self, word: &[u8]) -> Option<u32> {
         self.bytes_to_token.get(word).copied()
     }
 }
@@ -196,7 +196,7 @@ const KEEP_BYTES: usize = 16 << 20;
 
 /// Reusable buffers for the merge loop.
 #[derive(Default)]
-pub struct BpeSession {
+pub(crate) struct BpeSession {
     symbols: Vec<Symbol>,
     /// Queued merges as `rank << 32 | left index` (see `queue.rs`): lowest rank first, then
     /// leftmost, the reference's order.
@@ -205,7 +205,7 @@ pub struct BpeSession {
 
 impl BpeSession {
     /// Appends the tokens of one pre-tokenized word (raw bytes, shorter than 2^31) to `out`.
-    pub fn tokenize_word(
+    pub(crate) fn tokenize_word(
         &mut self,
         t: &BpeTables,
         ignore_merges: bool,

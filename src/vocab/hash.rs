@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 #[derive(Default, Clone, Copy)]
-pub struct FxHasher {
+pub(crate) struct FxHasher {
     hash: u64,
 }
 
@@ -56,9 +56,9 @@ impl Hasher for FxHasher {
     }
 }
 
-pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
-pub type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
+pub(super) type FxBuildHasher = BuildHasherDefault<FxHasher>;
+pub(super) type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
-pub fn map_with_capacity<K, V>(n: usize) -> FxHashMap<K, V> {
+pub(super) fn map_with_capacity<K, V>(n: usize) -> FxHashMap<K, V> {
     HashMap::with_capacity_and_hasher(n, FxBuildHasher::default())
 }

@@ -9,10 +9,10 @@ use super::unicode::{class, LETTER, NUMBER, OTHER, OUT_OF_RANGE, PUNCT, SPACE};
 use super::PreType;
 
 /// A piece of the text: `start..end` in code point indices.
-pub type Piece = (usize, usize);
+pub(super) type Piece = (usize, usize);
 
 /// Splits `cps` into words with the regex sequence of `pre`.
-pub fn split(pre: PreType, cps: &[u32]) -> Vec<Piece> {
+pub(super) fn split(pre: PreType, cps: &[u32]) -> Vec<Piece> {
     let whole = vec![(0, cps.len())];
     if cps.is_empty() {
         return Vec::new();
@@ -138,7 +138,7 @@ fn whitespace_end(c: &Cursor<'_>, pos: usize, n_ws: usize) -> Option<usize> {
 }
 
 /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-pub fn split_gpt2(cps: &[u32], (start, end): Piece, out: &mut Vec<Piece>) {
+pub(super) fn split_gpt2(cps: &[u32], (start, end): Piece, out: &mut Vec<Piece>) {
     let mut c = Cursor {
         cps,
         end,
@@ -198,7 +198,7 @@ pub fn split_gpt2(cps: &[u32], (start, end): Piece, out: &mut Vec<Piece>) {
 }
 
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-pub fn split_llama3(cps: &[u32], (start, end): Piece, out: &mut Vec<Piece>) {
+pub(super) fn split_llama3(cps: &[u32], (start, end): Piece, out: &mut Vec<Piece>) {
     let mut c = Cursor {
         cps,
         end,

@@ -11,28 +11,28 @@ const D: usize = 8;
 
 /// Children of node `i` are `D*i + 1 ..= D*i + D`.
 #[derive(Default)]
-pub struct MinQueue {
+pub(super) struct MinQueue {
     keys: Vec<u64>,
 }
 
 impl MinQueue {
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.keys.clear();
     }
 
     /// Drops the buffer when it grew past `bytes` (a long word should not pin its memory).
-    pub fn shrink_to(&mut self, bytes: usize) {
+    pub(super) fn shrink_to(&mut self, bytes: usize) {
         if self.keys.capacity() * 8 > bytes {
             self.keys = Vec::new();
         }
     }
 
-    pub fn reserve(&mut self, n: usize) {
+    pub(super) fn reserve(&mut self, n: usize) {
         self.keys.reserve(n);
     }
 
     #[inline]
-    pub fn push(&mut self, key: u64) {
+    pub(super) fn push(&mut self, key: u64) {
         let mut i = self.keys.len();
         self.keys.push(key);
         while i > 0 {
@@ -48,7 +48,7 @@ impl MinQueue {
     }
 
     #[inline]
-    pub fn pop(&mut self) -> Option<u64> {
+    pub(super) fn pop(&mut self) -> Option<u64> {
         let last = self.keys.pop()?;
         let n = self.keys.len();
         if n == 0 {

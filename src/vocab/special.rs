@@ -13,7 +13,7 @@ use super::Token;
 
 /// A part of the input after special tokens are cut out: raw text `start..end`, or a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fragment {
+pub(super) enum Fragment {
     Text(usize, usize),
     Token(Token),
 }
@@ -27,7 +27,7 @@ struct Candidate {
     rstrip: bool,
 }
 
-pub struct SpecialMatcher {
+pub(super) struct SpecialMatcher {
     /// In partition order: longest text first, then by id.
     candidates: Vec<Candidate>,
     /// Candidates (indices) by their first two bytes (or first byte for one-byte texts).
@@ -38,7 +38,7 @@ pub struct SpecialMatcher {
 
 impl SpecialMatcher {
     /// `tokens`: (id, text, attr) of every token.
-    pub fn new<'a>(tokens: impl Iterator<Item = (Token, &'a str, u32)>) -> SpecialMatcher {
+    pub(super) fn new<'a>(tokens: impl Iterator<Item = (Token, &'a str, u32)>) -> SpecialMatcher {
         let mut candidates: Vec<Candidate> = tokens
             .filter(|&(_, text, a)| {
                 !text.is_empty() && a & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
@@ -72,7 +72,7 @@ impl SpecialMatcher {
     }
 
     /// Splits `text` into fragments.
-    pub fn partition(&self, text: &[u8], parse_special: bool) -> Vec<Fragment> {
+    pub(super) fn partition(&self, text: &[u8], parse_special: bool) -> Vec<Fragment> {
         if text.is_empty() {
             return Vec::new();
         }

@@ -27,7 +27,7 @@ const DEAD: i32 = i32::MIN;
 
 /// The score order as dense ranks: rank 0 is the highest score; equal scores share a rank
 /// (-0.0 and 0.0 are equal, as the reference's `<` sees them).
-pub fn score_ranks(scores: impl Iterator<Item = f32> + Clone) -> Vec<u32> {
+pub(super) fn score_ranks(scores: impl Iterator<Item = f32> + Clone) -> Vec<u32> {
     // Order-preserving unsigned form of a float (negatives reversed, positives above).
     let ordered = |s: f32| {
         let bits = (s + 0.0).to_bits();
@@ -51,7 +51,7 @@ pub fn score_ranks(scores: impl Iterator<Item = f32> + Clone) -> Vec<u32> {
 
 /// What the merge loop needs besides the text -> id map.
 #[derive(Default)]
-pub struct SpmTables {
+pub(crate) struct SpmTables {
     /// Each token's score rank (`score_ranks`).
     pub rank: Vec<u32>,
     /// The longest token text in bytes.
@@ -59,7 +59,7 @@ pub struct SpmTables {
 }
 
 impl SpmTables {
-    pub fn new(texts: &[&str], scores: impl Iterator<Item = f32> + Clone) -> SpmTables {
+    pub(crate) fn new(texts: &[&str], scores: impl Iterator<Item = f32> + Clone) -> SpmTables {
         SpmTables {
             rank: score_ranks(scores),
             max_len: texts.iter().map(|t| t.len()).max().unwrap_or(0),
@@ -69,7 +69,7 @@ impl SpmTables {
 
 /// Reusable buffers.
 #[derive(Default)]
-pub struct SpmSession {
+pub(crate) struct SpmSession {
     symbols: Vec<Symbol>,
     queue: MinQueue,
     /// Most symbols one merge run has held (what the memory bound is about; for tests).
@@ -97,7 +97,7 @@ impl SpmSession {
     /// The reference merges over the whole text at once; that takes memory in proportion to
     /// the text and a queue too large for the cache. Here the text is tokenized in pieces cut
     /// at places no merge can cross, which gives the same tokens.
-    pub fn tokenize<E>(
+    pub(crate) fn tokenize<E>(
         &mut self,
         text: &[u8],
         token_to_id: &FxHashMap<Box<[u8]>, i32>,

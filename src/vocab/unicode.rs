@@ -7,18 +7,18 @@
 use super::unicode_tables::CLASS_RANGES;
 
 /// Anything else: symbols, marks, separators that are not white space, controls, unassigned.
-pub const OTHER: u8 = 0;
-pub const LETTER: u8 = 1;
-pub const NUMBER: u8 = 2;
-pub const PUNCT: u8 = 3;
-pub const SPACE: u8 = 4;
+pub(super) const OTHER: u8 = 0;
+pub(super) const LETTER: u8 = 1;
+pub(super) const NUMBER: u8 = 2;
+pub(super) const PUNCT: u8 = 3;
+pub(super) const SPACE: u8 = 4;
 
 /// What the splitters see past the end of a piece (llama.cpp's empty flags): no class at all.
-pub const OUT_OF_RANGE: u8 = 0xFF;
+pub(super) const OUT_OF_RANGE: u8 = 0xFF;
 
 /// The class of code point `cp`; values past U+10FFFF are OTHER (llama.cpp: UNDEFINED).
 #[inline]
-pub fn class(cp: u32) -> u8 {
+pub(super) fn class(cp: u32) -> u8 {
     if cp < 0x80 {
         return ASCII_CLASS[cp as usize];
     }
@@ -50,7 +50,7 @@ static ASCII_CLASS: [u8; 128] = {
 /// overlong forms or surrogates. Returns `(code point, length)`, or `None` for an invalid
 /// sequence (the reference then emits U+FFFD and skips one byte).
 #[inline]
-pub fn decode_at(bytes: &[u8], pos: usize) -> Option<(u32, usize)> {
+pub(super) fn decode_at(bytes: &[u8], pos: usize) -> Option<(u32, usize)> {
     let b0 = bytes[pos] as u32;
     let cont = |k: usize| -> Option<u32> {
         match bytes.get(pos + k) {
@@ -76,7 +76,7 @@ pub fn decode_at(bytes: &[u8], pos: usize) -> Option<(u32, usize)> {
 
 /// The text as code points, invalid sequences replaced by U+FFFD one byte at a time, like
 /// llama.cpp's `unicode_cpts_from_utf8`.
-pub fn code_points(bytes: &[u8]) -> Vec<u32> {
+pub(super) fn code_points(bytes: &[u8]) -> Vec<u32> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut pos = 0;
     while pos < bytes.len() {
@@ -97,7 +97,7 @@ pub fn code_points(bytes: &[u8]) -> Vec<u32> {
 /// Appends the UTF-8 encoding of `cp` as llama.cpp's `unicode_cpt_to_utf8` writes it (it
 /// encodes surrogates too). Code points past U+10FFFF, which the reference cannot encode
 /// (it throws), become U+FFFD.
-pub fn push_utf8(out: &mut Vec<u8>, cp: u32) {
+pub(super) fn push_utf8(out: &mut Vec<u8>, cp: u32) {
     match cp {
         0..=0x7F => out.push(cp as u8),
         0x80..=0x7FF => out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
@@ -119,7 +119,7 @@ pub fn push_utf8(out: &mut Vec<u8>, cp: u32) {
 /// Length of the UTF-8 sequence that lead byte `b` announces (llama.cpp's `unicode_len_utf8`:
 /// continuation and invalid bytes count as 1).
 #[inline]
-pub fn utf8_len(b: u8) -> usize {
+pub(super) fn utf8_len(b: u8) -> usize {
     const LOOKUP: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
     LOOKUP[(b >> 4) as usize]
 }

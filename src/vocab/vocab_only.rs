@@ -121,7 +121,7 @@ impl VocabOnlyModel {
             .collect()
     }
 
-    /// `llama_model_desc` for a file whose size class is unknown: "<arch> ?B <file type>".
+    /// `llama_model_desc` for a file whose size class is unknown: `"<arch> ?B <file type>"`.
     pub fn desc(&self) -> String {
         let ftype = self
             .gguf

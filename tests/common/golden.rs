@@ -196,7 +196,7 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bitnet::sampling::rng::Mt19937;
+    use bitnet::sampling::Mt19937;
     use bitnet::sampling::Sampler;
     use bitnet_testdata as testdata;
 

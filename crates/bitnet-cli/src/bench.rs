@@ -2,10 +2,10 @@
 
 use super::args::Args;
 use crate::modelgen::{Params, Shape};
-use bitnet::context::{Batch, Context, ContextParams};
-use bitnet::model::{Model, ModelParams};
 use bitnet::tensor::GgmlType;
+use bitnet::{Batch, Context, ContextParams};
 use bitnet::{Error, Result};
+use bitnet::{Model, ModelParams};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

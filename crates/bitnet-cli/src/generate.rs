@@ -1,10 +1,10 @@
 //! `bitnet generate`: text generation, like llama.cpp's `llama-cli -no-cnv`.
 
 use super::args::Args;
-use bitnet::context::{Batch, Context, ContextParams};
-use bitnet::model::{Model, ModelParams};
 use bitnet::sampling::spec::{parse_chain, ModelInfo};
+use bitnet::{Batch, Context, ContextParams};
 use bitnet::{Error, Result};
+use bitnet::{Model, ModelParams};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;

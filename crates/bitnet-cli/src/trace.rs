@@ -2,10 +2,10 @@
 //! run diffs line by line against the reference's traces.
 
 use super::args::Args;
-use bitnet::context::{Batch, Context, ContextParams};
-use bitnet::model::{Model, ModelParams};
 use bitnet::sampling::top_k;
+use bitnet::{Batch, Context, ContextParams};
 use bitnet::{Error, Result};
+use bitnet::{Model, ModelParams};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;

@@ -8,11 +8,11 @@
 //! whose client went away (its event channel closed) is dropped before the next step, freeing
 //! its slot. The context is batch-invariant, so a slot's text does not depend on its neighbours.
 
-use bitnet::context::{Batch, SeqId, Token};
 use bitnet::sampling::{
     Chain, ChainParams, Dist, Greedy, LogitBias, LogitBiasSampler, MinP, Penalties, Sampler, Temp,
     TopK, TopP,
 };
+use bitnet::{Batch, SeqId, Token};
 use bitnet::{Context, ContextParams, ErrorKind, Model};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -12,7 +12,7 @@ use half::f16;
 mod ffi {
     use crate::tensor::blocks::{BlockQ6K, BlockQ8K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0};
     extern "C" {
-        pub fn bitnet_c_i2s_matmul(
+        pub(super) fn bitnet_c_i2s_matmul(
             codes: *const u8,
             w_scale: f32,
             q: *const i8,
@@ -23,7 +23,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_tq2_0_matmul(
+        pub(super) fn bitnet_c_tq2_0_matmul(
             w: *const BlockTQ2_0,
             x: *const BlockQ8K,
             k: usize,
@@ -31,7 +31,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_tq1_0_matmul(
+        pub(super) fn bitnet_c_tq1_0_matmul(
             w: *const BlockTQ1_0,
             x: *const BlockQ8K,
             k: usize,
@@ -39,7 +39,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_q6_K_matmul(
+        pub(super) fn bitnet_c_q6_K_matmul(
             w: *const BlockQ6K,
             x: *const BlockQ8K,
             k: usize,
@@ -47,7 +47,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_q8_0_matmul(
+        pub(super) fn bitnet_c_q8_0_matmul(
             w: *const BlockQ8_0,
             x: *const BlockQ8_0,
             k: usize,
@@ -55,12 +55,12 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_dot_f32_ggml(a: *const f32, b: *const f32, n: usize) -> f32;
-        pub fn bitnet_c_dot_f16_ggml(a: *const u16, b: *const u16, n: usize) -> f32;
-        pub fn bitnet_c_dot_f16_ggml_wide(a: *const u16, b: *const f32, n: usize) -> f32;
-        pub fn bitnet_c_dot_f32_tinyblas(a: *const f32, b: *const f32, n: usize) -> f32;
-        pub fn bitnet_c_dot_f16_f32_tinyblas(a: *const u16, b: *const f32, n: usize) -> f32;
-        pub fn bitnet_c_f32_ggml_matmul(
+        pub(super) fn bitnet_c_dot_f32_ggml(a: *const f32, b: *const f32, n: usize) -> f32;
+        pub(super) fn bitnet_c_dot_f16_ggml(a: *const u16, b: *const u16, n: usize) -> f32;
+        pub(super) fn bitnet_c_dot_f16_ggml_wide(a: *const u16, b: *const f32, n: usize) -> f32;
+        pub(super) fn bitnet_c_dot_f32_tinyblas(a: *const f32, b: *const f32, n: usize) -> f32;
+        pub(super) fn bitnet_c_dot_f16_f32_tinyblas(a: *const u16, b: *const f32, n: usize) -> f32;
+        pub(super) fn bitnet_c_f32_ggml_matmul(
             w: *const f32,
             x: *const f32,
             k: usize,
@@ -68,7 +68,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_f16_ggml_matmul(
+        pub(super) fn bitnet_c_f16_ggml_matmul(
             w: *const u16,
             x: *const u16,
             k: usize,
@@ -76,7 +76,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_f32_tinyblas_matmul(
+        pub(super) fn bitnet_c_f32_tinyblas_matmul(
             w: *const f32,
             x: *const f32,
             k: usize,
@@ -84,7 +84,7 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_f16_tinyblas_matmul(
+        pub(super) fn bitnet_c_f16_tinyblas_matmul(
             w: *const u16,
             x: *const f32,
             k: usize,
@@ -92,14 +92,14 @@ mod ffi {
             n_tok: usize,
             out: *mut f32,
         );
-        pub fn bitnet_c_quantize_row_i8(
+        pub(super) fn bitnet_c_quantize_row_i8(
             x: *const f32,
             n: usize,
             q: *mut i8,
             scale: *mut f32,
             sum: *mut i32,
         );
-        pub fn bitnet_c_quantize_row_q8_K(x: *const f32, y: *mut BlockQ8K, nblocks: usize);
+        pub(super) fn bitnet_c_quantize_row_q8_K(x: *const f32, y: *mut BlockQ8K, nblocks: usize);
     }
 }
 

@@ -20,7 +20,7 @@ pub mod tensor;
 pub mod types;
 pub mod vocab;
 
-pub use context::{AbortCallback, Batch, Context, ContextParams};
+pub use context::{AbortCallback, AttentionType, Batch, Context, ContextParams, PoolingType};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Model, ModelParams};
 pub use vocab::Vocab;

@@ -4,10 +4,12 @@
 pub mod batch;
 #[allow(clippy::module_inception)]
 pub mod context;
+pub mod embeddings;
 pub mod perf;
 mod state;
 
 pub use crate::kv::{KvCache, KvCell};
 pub use batch::{Batch, Pos, SeqId, Token};
 pub use context::{AbortCallback, Context, ContextParams};
+pub use embeddings::{AttentionType, PoolingType};
 pub use perf::PerfContextData;

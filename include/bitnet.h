@@ -185,6 +185,16 @@ enum bitnet_vocab_type {
 };
 
 /**
+ * Attention types (`llama_attention_type`): only causal attention is implemented; NON_CAUSAL is
+ * refused by bitnet_init_from_model.
+ */
+enum bitnet_attention_type {
+  BITNET_ATTENTION_TYPE_UNSPECIFIED = -1,
+  BITNET_ATTENTION_TYPE_CAUSAL = 0,
+  BITNET_ATTENTION_TYPE_NON_CAUSAL = 1,
+};
+
+/**
  * NUMA strategies (`ggml_numa_strategy`), for bitnet_numa_init (which takes them as int32_t,
  * so any value is safe to pass).
  */
@@ -336,6 +346,16 @@ struct bitnet_context_params {
    */
   int32_t n_threads_batch;
   /**
+   * How embeddings are pooled (a `bitnet_pooling_type`): UNSPECIFIED (default) = the model's
+   * `<arch>.pooling_type`, else NONE; NONE, MEAN, CLS, LAST; RANK is refused (no classifier
+   * head).
+   */
+  int32_t pooling_type;
+  /**
+   * A `bitnet_attention_type`: UNSPECIFIED (default) or CAUSAL; NON_CAUSAL is refused.
+   */
+  int32_t attention_type;
+  /**
    * KV cache K type (ggml type id); only F16 (1) is supported.
    */
   int32_t type_k;
@@ -344,7 +364,8 @@ struct bitnet_context_params {
    */
   int32_t type_v;
   /**
-   * Compute embeddings instead of logits: not supported (must be false).
+   * Also output embeddings (bitnet_get_embeddings*): every token of a batch is then an
+   * output. Default false; see bitnet_set_embeddings.
    */
   bool embeddings;
   /**
@@ -897,7 +918,7 @@ bitnet_token bitnet_vocab_fim_sep(const struct bitnet_vocab *vocab);
 uint32_t bitnet_n_ctx_seq(const struct bitnet_context *ctx);
 
 /**
- * The context's pooling: NONE (contexts produce logits; embeddings are not supported yet).
+ * The context's pooling as resolved at creation (NONE, MEAN, CLS or LAST; never UNSPECIFIED).
  * UNSPECIFIED if ctx is NULL.
  */
 enum bitnet_pooling_type bitnet_pooling_type(const struct bitnet_context *ctx);
@@ -986,7 +1007,7 @@ bool bitnet_kv_cache_can_shift(struct bitnet_context *ctx);
 
 /**
  * llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16
- * cache.
+ * cache, pooling and attention UNSPECIFIED, embeddings off.
  */
 struct bitnet_context_params bitnet_context_default_params(void);
 
@@ -1070,6 +1091,34 @@ float *bitnet_get_logits(struct bitnet_context *ctx);
  * token did not ask for logits. Valid until the next decode; read-only.
  */
 float *bitnet_get_logits_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * Turns embeddings output on or off for later decodes. With it on, every token of a batch is
+ * an output (its logits flag is overridden, with a warning when it was 0) and its embedding is
+ * the output of the model's final RMSNorm (n_embd floats; un-normalized).
+ */
+void bitnet_set_embeddings(struct bitnet_context *ctx, bool embeddings);
+
+/**
+ * Every token embedding of the last decode: n_outputs rows of n_embd floats, in batch order.
+ * Only for contexts with pooling NONE; NULL with embeddings off, before any decode, or for a
+ * pooled context (use bitnet_get_embeddings_seq). Valid until the next decode; read-only.
+ */
+float *bitnet_get_embeddings(struct bitnet_context *ctx);
+
+/**
+ * The embedding (n_embd floats) of batch token `i` of the last decode; negative `i` counts from
+ * the last output (-1 = the last). NULL, with a logged message, for an invalid index, embeddings
+ * off, or a pooled context. Valid until the next decode; read-only.
+ */
+float *bitnet_get_embeddings_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * The pooled embedding (n_embd floats) of sequence `seq_id` from the last decode: MEAN, CLS or
+ * LAST over that sequence's tokens of the batch, un-normalized. NULL with pooling NONE,
+ * embeddings off, or a sequence that was not in the last batch. Valid until the next decode.
+ */
+float *bitnet_get_embeddings_seq(struct bitnet_context *ctx, bitnet_seq_id seq_id);
 
 /**
  * The message of the last failed bitnet_* call on this thread (`"<kind>: <what was wrong>"`),

@@ -20,7 +20,9 @@ pub mod tensor;
 mod types;
 pub mod vocab;
 
-pub use context::{AbortCallback, Batch, Context, ContextParams, PerfContextData};
+pub use context::{
+    AbortCallback, AttentionType, Batch, Context, ContextParams, PerfContextData, PoolingType,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{KvCache, KvCell};
 pub use model::{Arch, Config, FfnActivation, Model, ModelParams};

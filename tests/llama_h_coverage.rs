@@ -318,10 +318,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("state_seq_get_size_ext", "state: not done yet (issue 17)"),
     ("state_seq_get_data_ext", "state: not done yet (issue 17)"),
     ("state_seq_set_data_ext", "state: not done yet (issue 17)"),
-    ("set_embeddings", "embeddings: not done yet (issue 17)"),
-    ("get_embeddings", "embeddings: not done yet (issue 17)"),
-    ("get_embeddings_ith", "embeddings: not done yet (issue 17)"),
-    ("get_embeddings_seq", "embeddings: not done yet (issue 17)"),
     ("set_causal_attn", "non-causal attention is not supported"),
     ("get_causal_attn", "non-causal attention is not supported"),
     (

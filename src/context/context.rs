@@ -3,6 +3,7 @@
 //! before it).
 
 use super::batch::{Batch, Pos, SeqId};
+use super::embeddings::{self, AttentionType, EmbdOutput, PoolingType};
 use super::perf::{PerfContextData, PerfCounters};
 use crate::alloc::SizedBy;
 use crate::error::{Error, Result};
@@ -39,6 +40,21 @@ pub struct ContextParams {
     /// into ubatches, and the bits of default single-token decoding. Off by default: the
     /// default follows the reference's order (tinyBLAS for multi-token ubatches).
     pub batch_invariant: bool,
+    /// Also output embeddings (`llama_context_params.embeddings`): every token of a batch is
+    /// then an output (logits flags are overridden, as llama.cpp does) and its embedding is the
+    /// final RMSNorm's output. See [`Context::embeddings`]. Can be changed later with
+    /// [`Context::set_embeddings`].
+    pub embeddings: bool,
+    /// How embeddings are pooled per sequence; UNSPECIFIED = the model's `<arch>.pooling_type`,
+    /// else NONE. RANK is refused at creation (no classifier head).
+    pub pooling_type: PoolingType,
+    /// Causal (the only one implemented) or UNSPECIFIED (the model's); NON_CAUSAL is refused at
+    /// creation.
+    pub attention_type: AttentionType,
+    /// With `embeddings` on, skip the lm_head: the decode computes embeddings only and no logits
+    /// ([`Context::logits`] is empty, [`Context::logits_ith`] an error). A bitnet extension for
+    /// embedding servers (llama.cpp always computes both); default false.
+    pub embeddings_only: bool,
 }
 
 impl Default for ContextParams {
@@ -52,6 +68,10 @@ impl Default for ContextParams {
             n_threads_batch: 0,
             kernel: None,
             batch_invariant: false,
+            embeddings: false,
+            pooling_type: PoolingType::Unspecified,
+            attention_type: AttentionType::Unspecified,
+            embeddings_only: false,
         }
     }
 }
@@ -117,6 +137,10 @@ pub struct Context {
     /// `n_outputs` rows of n_vocab logits, in batch order.
     logits: Vec<f32>,
     n_outputs: usize,
+    /// Whether the last decode computed logits (not with `embeddings_only`).
+    has_logits: bool,
+    /// Embeddings of the last decode (per token, pooled per sequence).
+    embd: EmbdOutput,
     /// For each token of the last batch: its row in `logits`, or -1.
     output_ids: Vec<i32>,
     // Per-decode working lists, with capacity for n_batch tokens.
@@ -194,6 +218,12 @@ impl Context {
             })?,
         };
         p.kernel = Some(kernels.kind);
+        (p.pooling_type, p.attention_type) = embeddings::resolve(
+            model.gguf(),
+            cfg.arch.name(),
+            p.pooling_type,
+            p.attention_type,
+        )?;
         // Every buffer is sized with checked arithmetic and allocated fallibly: a request the
         // machine cannot hold is an error naming the parameter and the bytes, not an abort.
         // The KV cache (KvCache::new) comes first: it is the largest.
@@ -234,6 +264,8 @@ impl Context {
             pool_batch,
             logits,
             n_outputs: 0,
+            has_logits: true,
+            embd: EmbdOutput::new(cfg.n_embd),
             output_ids: by_batch.with_capacity("the output ids", n_list)?,
             pos: by_batch.with_capacity("the positions", n_list)?,
             seq: by_batch.with_capacity("the sequence ids", n_list)?,
@@ -293,9 +325,66 @@ impl Context {
         &mut self.kv
     }
 
-    /// Logits of every output of the last `decode`, `n_outputs × n_vocab`, in batch order.
+    /// Logits of every output of the last `decode`, `n_outputs × n_vocab`, in batch order
+    /// (empty when it computed none: [`ContextParams::embeddings_only`]).
     pub fn logits(&self) -> &[f32] {
+        if !self.has_logits {
+            return &[];
+        }
         &self.logits[..self.n_outputs * self.model.config().n_vocab]
+    }
+
+    /// Turns embeddings output on or off for later decodes (`llama_set_embeddings`).
+    pub fn set_embeddings(&mut self, on: bool) {
+        self.params.embeddings = on;
+    }
+
+    /// The pooling the context was created with (never UNSPECIFIED: resolved at creation).
+    pub fn pooling_type(&self) -> PoolingType {
+        self.params.pooling_type
+    }
+
+    /// Per-token embeddings of the last decode, `n_outputs × n_embd` in batch order
+    /// (`llama_get_embeddings`): only with pooling NONE; `None` when the last decode produced
+    /// none (embeddings off, or a pooled context, whose per-sequence vectors are
+    /// [`Context::embeddings_seq`]).
+    pub fn embeddings(&self) -> Option<&[f32]> {
+        if self.params.pooling_type != PoolingType::None {
+            return None;
+        }
+        self.embd.rows()
+    }
+
+    /// Embedding of token `i` of the last batch (`llama_get_embeddings_ith`; negative `i`
+    /// counts from the last output). An error when there is none: embeddings were off, the
+    /// context pools (use [`Context::embeddings_seq`]), or `i` is out of range.
+    pub fn embeddings_ith(&self, i: i32) -> Result<&[f32]> {
+        if self.params.pooling_type != PoolingType::None {
+            return Err(Error::invalid_argument(format!(
+                "embeddings index {i}: the context pools embeddings per sequence ({:?}); use \
+                 the sequence embeddings",
+                self.params.pooling_type
+            )));
+        }
+        if self.embd.rows().is_none() {
+            return Err(Error::invalid_argument(format!(
+                "embeddings index {i}: the last decode computed no embeddings (embeddings off)"
+            )));
+        }
+        let row = self.output_row(i, "embeddings")?;
+        self.embd.row(row).ok_or_else(|| {
+            Error::invalid_argument(format!("embeddings index {i}: no such output row"))
+        })
+    }
+
+    /// The pooled embedding of sequence `seq` from the last decode (`llama_get_embeddings_seq`):
+    /// `n_embd` values; `None` with pooling NONE, embeddings off, or a sequence that was not in
+    /// the last batch.
+    pub fn embeddings_seq(&self, seq: SeqId) -> Option<&[f32]> {
+        if self.params.pooling_type == PoolingType::None {
+            return None;
+        }
+        self.embd.seq(seq)
     }
 
     /// Number of logits rows the last `decode` produced.
@@ -307,11 +396,22 @@ impl Context {
     /// from the last output (-1 = the last one).
     pub fn logits_ith(&self, i: i32) -> Result<&[f32]> {
         let n_vocab = self.model.config().n_vocab;
+        if !self.has_logits {
+            return Err(Error::invalid_argument(format!(
+                "logits index {i}: the last decode computed no logits (embeddings_only)"
+            )));
+        }
+        let row = self.output_row(i, "logits")?;
+        Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
+    }
+
+    /// The output row of batch index `i` (negative: from the last output).
+    fn output_row(&self, i: i32, what: &str) -> Result<usize> {
         let row = if i < 0 {
             let j = self.n_outputs as i64 + i as i64;
             if j < 0 {
                 return Err(Error::invalid_argument(format!(
-                    "logits index {i}: only {} outputs",
+                    "{what} index {i}: only {} outputs",
                     self.n_outputs
                 )));
             }
@@ -320,19 +420,19 @@ impl Context {
             match self.output_ids.get(i as usize) {
                 None => {
                     return Err(Error::invalid_argument(format!(
-                        "logits index {i}: the last batch had {} tokens",
+                        "{what} index {i}: the last batch had {} tokens",
                         self.output_ids.len()
                     )))
                 }
                 Some(&r) if r < 0 => {
                     return Err(Error::invalid_argument(format!(
-                        "logits index {i}: that token's logits were not requested"
+                        "{what} index {i}: that token was not an output"
                     )))
                 }
                 Some(&r) => r as usize,
             }
         };
-        Ok(&self.logits[row * n_vocab..(row + 1) * n_vocab])
+        Ok(row)
     }
 
     /// The last decode's output map and logits (for saving state).
@@ -356,6 +456,8 @@ impl Context {
         }
         self.output_ids = ids;
         self.n_outputs = n_out;
+        self.has_logits = true;
+        self.embd.reset();
     }
 
     /// Evaluates a batch: stores its tokens in the KV cache and computes the logits of the
@@ -487,8 +589,16 @@ impl Context {
         }
         self.output_ids.clear();
         let mut n_out = 0usize;
+        // llama.cpp: when computing embeddings, all tokens are output.
+        let output_all = self.params.embeddings;
+        if output_all && batch.logits.as_ref().is_some_and(|l| l.contains(&false)) {
+            crate::log::log_warn!(
+                "decode: embeddings required but some input tokens were not marked as outputs \
+                 -> overriding"
+            );
+        }
         for i in 0..n {
-            if batch.wants_logits(i) {
+            if output_all || batch.wants_logits(i) {
                 self.output_ids.push(n_out as i32);
                 n_out += 1;
             } else {
@@ -500,7 +610,12 @@ impl Context {
                 "decode: {n_out} outputs x {n_vocab} logits overflow"
             ))
         })?;
-        if self.logits.len() < need {
+        let with_logits = !(output_all && self.params.embeddings_only);
+        self.embd.reset();
+        if output_all {
+            self.embd.prepare(n_out)?;
+        }
+        if with_logits && self.logits.len() < need {
             self.logits
                 .try_reserve_exact(need - self.logits.len())
                 .map_err(|_| {
@@ -516,6 +631,7 @@ impl Context {
             self.logits.resize(need, 0.0);
         }
         self.n_outputs = 0;
+        self.has_logits = with_logits;
 
         // Re-rotate K of moved cells before anything attends to them.
         forward::shift_k(&self.model, &mut self.kv);
@@ -545,6 +661,7 @@ impl Context {
                     // Leave the cache as it was before this call.
                     self.undo_stored();
                     self.output_ids.clear();
+                    self.embd.reset();
                     return Err(e);
                 }
             };
@@ -579,7 +696,9 @@ impl Context {
                 outputs: &self.outputs,
                 batch_invariant: self.params.batch_invariant,
             };
-            let logits = &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab];
+            let logits = with_logits
+                .then(|| &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab]);
+            let embd = output_all.then(|| self.embd.rows_mut(out_row, n_out_u));
             // llama.cpp: n_threads for a single token, n_threads_batch otherwise.
             let pool = match (&self.pool_batch, len) {
                 (Some(p), l) if l > 1 => p,
@@ -591,17 +710,24 @@ impl Context {
                 .as_mut()
                 .map(|t| &mut **t as &mut (dyn FnMut(&str, &[f32], usize) + Send));
             let result =
-                pool.install(|| forward::forward(kt, model, kv, &step, scratch, logits, tap));
+                pool.install(|| forward::forward(kt, model, kv, &step, scratch, logits, embd, tap));
             if let Err(e) = result {
                 self.undo_stored();
                 self.output_ids.clear();
+                self.embd.reset();
                 return Err(e);
             }
             self.kv.advance_head(len);
             out_row += n_out_u;
+            self.embd.set_rows(out_row);
             u0 = u1;
         }
         self.n_outputs = n_out;
+        if output_all && self.params.pooling_type != PoolingType::None {
+            let seq_ids = batch.seq_ids.as_deref();
+            self.embd
+                .pool(self.kernels, self.params.pooling_type, &self.pos, seq_ids)?;
+        }
         Ok(())
     }
 }

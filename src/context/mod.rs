@@ -4,10 +4,12 @@
 mod batch;
 #[allow(clippy::module_inception)]
 mod context;
+mod embeddings;
 pub(crate) mod perf;
 mod state;
 
 pub(crate) use crate::kv::KvCache;
 pub use batch::Batch;
 pub use context::{AbortCallback, Context, ContextParams};
+pub use embeddings::{AttentionType, PoolingType};
 pub use perf::PerfContextData;

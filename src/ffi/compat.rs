@@ -294,12 +294,20 @@ pub enum bitnet_pooling_type {
 }
 use bitnet_pooling_type::*;
 
-/// The context's pooling: NONE (contexts produce logits; embeddings are not supported yet).
+/// The context's pooling as resolved at creation (NONE, MEAN, CLS or LAST; never UNSPECIFIED).
 /// UNSPECIFIED if ctx is NULL.
 #[no_mangle]
 pub extern "C" fn bitnet_pooling_type(ctx: *const bitnet_context) -> bitnet_pooling_type {
     call(BITNET_POOLING_TYPE_UNSPECIFIED, || {
-        ctx_ref(ctx).map(|_| BITNET_POOLING_TYPE_NONE)
+        use crate::context::PoolingType as P;
+        Ok(match ctx_ref(ctx)?.ctx.pooling_type() {
+            P::Unspecified => BITNET_POOLING_TYPE_UNSPECIFIED,
+            P::None => BITNET_POOLING_TYPE_NONE,
+            P::Mean => BITNET_POOLING_TYPE_MEAN,
+            P::Cls => BITNET_POOLING_TYPE_CLS,
+            P::Last => BITNET_POOLING_TYPE_LAST,
+            P::Rank => BITNET_POOLING_TYPE_RANK,
+        })
     })
 }
 

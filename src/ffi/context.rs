@@ -26,11 +26,18 @@ pub struct bitnet_context_params {
     pub n_threads: i32,
     /// Threads for multi-token batches (prompts); 0 or less = all cores.
     pub n_threads_batch: i32,
+    /// How embeddings are pooled (a `bitnet_pooling_type`): UNSPECIFIED (default) = the model's
+    /// `<arch>.pooling_type`, else NONE; NONE, MEAN, CLS, LAST; RANK is refused (no classifier
+    /// head).
+    pub pooling_type: i32,
+    /// A `bitnet_attention_type`: UNSPECIFIED (default) or CAUSAL; NON_CAUSAL is refused.
+    pub attention_type: i32,
     /// KV cache K type (ggml type id); only F16 (1) is supported.
     pub type_k: i32,
     /// KV cache V type (ggml type id); only F16 (1) is supported.
     pub type_v: i32,
-    /// Compute embeddings instead of logits: not supported (must be false).
+    /// Also output embeddings (bitnet_get_embeddings*): every token of a batch is then an
+    /// output. Default false; see bitnet_set_embeddings.
     pub embeddings: bool,
     /// Flash attention: not supported (must be false; it would change the logits' bits).
     pub flash_attn: bool,
@@ -48,7 +55,7 @@ pub struct bitnet_context {
 }
 
 /// llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16
-/// cache.
+/// cache, pooling and attention UNSPECIFIED, embeddings off.
 #[no_mangle]
 pub extern "C" fn bitnet_context_default_params() -> bitnet_context_params {
     call_with(|_| default_params(), || Ok(default_params()))
@@ -63,6 +70,8 @@ fn default_params() -> bitnet_context_params {
         n_seq_max: d.n_seq_max,
         n_threads: d.n_threads,
         n_threads_batch: d.n_threads_batch,
+        pooling_type: d.pooling_type.to_llama(),
+        attention_type: -1,
         type_k: BITNET_KV_TYPE_F16,
         type_v: BITNET_KV_TYPE_F16,
         embeddings: false,
@@ -78,9 +87,6 @@ fn rust_params(p: &bitnet_context_params) -> Result<ContextParams> {
             p.type_k, p.type_v
         )));
     }
-    if p.embeddings {
-        return Err(Error::unsupported("embeddings output is not supported"));
-    }
     if p.flash_attn {
         return Err(Error::unsupported("flash attention is not supported"));
     }
@@ -92,6 +98,9 @@ fn rust_params(p: &bitnet_context_params) -> Result<ContextParams> {
         n_threads: p.n_threads,
         n_threads_batch: p.n_threads_batch,
         batch_invariant: false,
+        embeddings: p.embeddings,
+        pooling_type: super::embeddings::pooling_from_c(p.pooling_type)?,
+        attention_type: super::embeddings::attention_from_c(p.attention_type)?,
         ..Default::default()
     })
 }

@@ -21,6 +21,7 @@ pub mod chat;
 pub mod compat;
 pub mod context;
 pub mod decode;
+pub mod embeddings;
 pub mod error;
 pub mod log;
 pub mod memory;

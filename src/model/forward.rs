@@ -186,14 +186,18 @@ fn gather_rows(buf: &mut [f32], width: usize, keep: &[usize]) {
 }
 
 /// Evaluates one ubatch: stores its K/V in the cache and writes the logits of `step.outputs`
-/// (in that order) into `logits` (`outputs.len() * n_vocab` values).
+/// (in that order) into `logits` (`outputs.len() * n_vocab` values) and, when `embd` is given,
+/// their final-norm outputs (the embeddings, `outputs.len() * n_embd` values) into it. Without
+/// `logits` the lm_head is skipped.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     kt: &KernelTable,
     model: &Model,
     kv: &mut KvCache,
     step: &Step,
     s: &mut Scratch,
-    logits: &mut [f32],
+    logits: Option<&mut [f32]>,
+    embd: Option<&mut [f32]>,
     mut tap: Option<Tap>,
 ) -> Result<()> {
     let c = model.config();
@@ -490,6 +494,13 @@ pub(crate) fn forward(
 
     rmsnorm_rows(&mut s.cur, &s.x, model.f32_data(&w.output_norm), n, eps);
     show(&|| "output_norm".into(), &s.cur[..n * e], e);
+    // The embeddings: llama.cpp's `result_norm` (t_embd), the lm_head's input.
+    if let Some(embd) = embd {
+        embd[..n * e].copy_from_slice(&s.cur[..n * e]);
+    }
+    let Some(logits) = logits else {
+        return Ok(());
+    };
     // lm_head: the tied embedding table (these archs never use output.weight), or its Q8_0
     // copy when the model was loaded with `head_q8_0`.
     let n_vocab = c.n_vocab;

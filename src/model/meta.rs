@@ -103,7 +103,10 @@ impl Model {
     pub fn bytes_per_token(&self) -> u64 {
         let w = self.weights();
         let embd = &w.token_embd;
-        let unused = w.output.as_ref().map_or(0, |o| o.len as u64);
+        let unused = self
+            .gguf()
+            .tensor_info("output.weight")
+            .map_or(0, |o| o.size as u64);
         let embd_row = embd.rows_len / embd.rows.max(1);
         self.size_bytes() - embd.len as u64 - unused
             + self.head_matrix().data.len() as u64

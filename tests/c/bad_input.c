@@ -127,6 +127,7 @@ int main(int argc, char **argv) {
   CHECK_FAILED_WITH(BITNET_ERR_UNSUPPORTED);
   cp = bitnet_context_default_params();
   cp.embeddings = true;
+  cp.pooling_type = BITNET_POOLING_TYPE_RANK; /* no classifier head */
   CHECK(bitnet_init_from_model(model, cp) == NULL);
   CHECK_FAILED_WITH(BITNET_ERR_UNSUPPORTED);
   cp = bitnet_context_default_params();

@@ -29,6 +29,8 @@ pub struct App {
     pub model: Arc<Model>,
     pub grammars: crate::grammar::Grammars,
     pub engine: EngineHandle,
+    /// The embeddings context and its thread (`None` with `--no-embeddings`).
+    pub embedder: Option<crate::embed::Embedder>,
     pub cfg: ServerConfig,
     pub model_id: String,
     pub template: ChatTemplate,
@@ -358,16 +360,122 @@ async fn detokenize(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
     Ok(Json(json!({"content": String::from_utf8_lossy(&bytes)})).into_response())
 }
 
-async fn embeddings(
-    State(_app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let _: Value = parse(body)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented_error",
-        "embeddings are not available: the library does not expose them yet",
-    ))
+async fn embeddings(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    use crate::embed::{base64_f32, EmbedError, EmbeddingsRequest, MAX_INPUTS};
+    let r: EmbeddingsRequest = parse(body)?;
+    let Some(emb) = &app.embedder else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "embeddings are turned off on this server (--no-embeddings)",
+        ));
+    };
+    let bad = |message: String, param: &'static str| {
+        ApiError::from(BadParam {
+            message,
+            param: Some(param),
+        })
+    };
+    let base64 = match r.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(bad(
+                format!("encoding_format {other:?} must be \"float\" or \"base64\""),
+                "encoding_format",
+            ))
+        }
+    };
+    if let Some(d) = r.dimensions {
+        if d != emb.n_embd as i64 {
+            return Err(bad(
+                format!("dimensions {d}: this model's embeddings have {} dimensions (they cannot be shortened)", emb.n_embd),
+                "dimensions",
+            ));
+        }
+    }
+    let tokenize = |s: &str| {
+        if s.is_empty() {
+            return Err(bad("an input string is empty".into(), "input"));
+        }
+        app.model
+            .vocab()
+            .tokenize(s, true, true)
+            .map_err(|e| ApiError::bad(format!("cannot tokenize the input: {e}")))
+    };
+    let inputs: Vec<Vec<i32>> = match &r.input {
+        Prompt::Text(s) => vec![tokenize(s)?],
+        Prompt::Texts(v) => v.iter().map(|s| tokenize(s)).collect::<Result<_, _>>()?,
+        Prompt::Tokens(t) => vec![check_tokens(&app, t)?],
+        Prompt::TokenLists(v) => v
+            .iter()
+            .map(|t| check_tokens(&app, t))
+            .collect::<Result<_, _>>()?,
+    };
+    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+        return Err(bad(
+            format!("input has {} items; give 1 to {MAX_INPUTS}", inputs.len()),
+            "input",
+        ));
+    }
+    let max = emb.n_tokens.min(app.cfg.max_prompt_tokens);
+    for (i, t) in inputs.iter().enumerate() {
+        if t.is_empty() {
+            return Err(bad(format!("input {i} has no tokens"), "input"));
+        }
+        if t.len() > max {
+            return Err(bad(
+                format!(
+                    "input {i} has {} tokens; this server embeds at most {max} per input",
+                    t.len()
+                ),
+                "input",
+            )
+            .code("context_length_exceeded"));
+        }
+    }
+    let n_tokens: usize = inputs.iter().map(Vec::len).sum();
+    let vectors = emb
+        .embed(inputs, app.cfg.max_queue)
+        .await
+        .map_err(|e| match e {
+            EmbedError::Busy => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!(
+                    "the server is busy: {} embeddings requests are already waiting",
+                    app.cfg.max_queue
+                ),
+            )
+            .code("queue_full"),
+            EmbedError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "the embeddings thread stopped",
+            ),
+            EmbedError::Failed(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", m)
+            }
+        })?;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let e = if base64 {
+                json!(base64_f32(v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": e})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": app.model_id,
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+    }))
+    .into_response())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

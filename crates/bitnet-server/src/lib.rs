@@ -2,14 +2,16 @@
 //!
 //! - [`engine`]: one thread owns the model's [`bitnet::Context`] and runs continuous batching
 //!   over N slots (one sequence each), with batch-invariant arithmetic.
-//! - [`http`]: axum routes (`/v1/chat/completions`, `/v1/completions`, `/v1/models`,
+//! - [`http`]: axum routes (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`,
 //!   `/health`, `/tokenize`, `/detokenize`, `/props`, `/slots`, `/metrics`), API-key check,
 //!   limits, OpenAI-shaped errors, server-sent events.
-//! - [`api`]: request bodies and their validation; [`template`]: chat templates.
+//! - [`api`]: request bodies and their validation; [`template`]: chat templates; [`embed`]: the
+//!   embeddings context and its thread.
 //!
 //! See `docs/server.md`.
 
 pub mod api;
+pub mod embed;
 pub mod engine;
 pub mod grammar;
 pub mod http;
@@ -36,6 +38,10 @@ pub struct ServerConfig {
     pub max_prompt_tokens: usize,
     pub max_tokens_limit: usize,
     pub max_queue: usize,
+    /// Pooling of `/v1/embeddings` (`None` = the model's, else MEAN); see `embed.rs`.
+    pub pooling: Option<bitnet::PoolingType>,
+    /// `--no-embeddings`: no embeddings context (`/v1/embeddings` answers 404).
+    pub no_embeddings: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,14 +61,16 @@ impl Default for ServerConfig {
             max_prompt_tokens: usize::MAX,
             max_tokens_limit: 8192,
             max_queue: 64,
+            pooling: None,
+            no_embeddings: false,
         }
     }
 }
 
 pub const HELP: &str = "usage: bitnet serve -m MODEL [OPTIONS]
 
-An OpenAI-compatible HTTP server (chat/completions, completions, models, tokenize, detokenize,
-props, slots, metrics, health) with continuous batching over --parallel slots.
+An OpenAI-compatible HTTP server (chat/completions, completions, embeddings, models, tokenize,
+detokenize, props, slots, metrics, health) with continuous batching over --parallel slots.
 
 options:
   -m, --model FILE          GGUF model (required)
@@ -81,7 +89,11 @@ options:
   --max-body BYTES          largest request body (default 4194304)
   --max-prompt N            most prompt tokens (default: a slot's context - 1)
   --max-tokens-limit N      largest max_tokens a request may ask for (default 8192)
-  --max-queue N             requests waiting for a slot before 429 (default 64)";
+  --max-queue N             requests waiting for a slot before 429 (default 64)
+  --pooling TYPE            /v1/embeddings pooling: mean, cls or last (default: the model's,
+                            else mean); inputs are embedded in a context of their own, at most
+                            --batch-size tokens each, normalized to unit length
+  --no-embeddings           no embeddings context (/v1/embeddings answers 404)";
 
 fn value<T: std::str::FromStr>(flag: &str, v: Option<&String>) -> Result<T, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -114,6 +126,16 @@ pub fn parse_args(argv: &[String]) -> Result<Option<ServerConfig>, String> {
             "--max-prompt" => c.max_prompt_tokens = value(a, it.next())?,
             "--max-tokens-limit" => c.max_tokens_limit = value(a, it.next())?,
             "--max-queue" => c.max_queue = value(a, it.next())?,
+            "--pooling" => {
+                let v: String = value(a, it.next())?;
+                c.pooling = Some(match v.as_str() {
+                    "mean" => bitnet::PoolingType::Mean,
+                    "cls" => bitnet::PoolingType::Cls,
+                    "last" => bitnet::PoolingType::Last,
+                    _ => return Err(format!("--pooling {v:?} must be mean, cls or last")),
+                });
+            }
+            "--no-embeddings" => c.no_embeddings = true,
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -194,6 +216,18 @@ pub fn serve(cfg: ServerConfig) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
+    let embedder = if cfg.no_embeddings {
+        None
+    } else {
+        let p = embed::EmbedParams {
+            pooling: cfg
+                .pooling
+                .unwrap_or_else(|| embed::default_pooling(&model)),
+            n_tokens: cfg.n_batch,
+            n_threads: cfg.threads,
+        };
+        Some(embed::Embedder::start(model.clone(), &p).map_err(|e| e.to_string())?)
+    };
     let template = template::ChatTemplate::resolve(&model, cfg.chat_template.as_deref())?;
     let model_id = cfg.alias.clone().unwrap_or_else(|| {
         std::path::Path::new(&cfg.model_path)
@@ -207,6 +241,7 @@ pub fn serve(cfg: ServerConfig) -> Result<(), String> {
         grammars: grammar::Grammars::new(model.clone()),
         model,
         engine,
+        embedder,
         cfg: cfg.clone(),
         model_id,
         template,

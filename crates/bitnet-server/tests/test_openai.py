@@ -5,10 +5,14 @@ a GGUF file.
 Each fixture starts its own server on a free port and stops it with SIGTERM.
 """
 
+import base64
+import ctypes
 import json
+import math
 import os
 import re
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -174,11 +178,174 @@ def test_gbnf_grammar(server):
     assert status == 400 and body["error"]["param"] == "grammar"
 
 
-def test_embeddings_not_available_yet(client):
-    with pytest.raises(openai.APIStatusError) as e:
-        client.embeddings.create(model="m", input="hello")
-    assert e.value.status_code == 501
-    assert e.value.body["type"] == "not_implemented_error"
+# ---- /v1/embeddings ------------------------------------------------------------------------
+
+LIB = os.environ.get("BITNET_LIB", "target/release/libbitnet.so")
+HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "include", "bitnet.h")
+
+
+def _f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _normalize(v):
+    """llama.cpp's common_embd_normalize(.., 2) in float32 steps: float squares summed in a double,
+    sqrt, norm = (float)(1.0 / sum), (float)(x * norm)."""
+    total = 0.0
+    for x in v:
+        total += _f32(x * x)
+    total = math.sqrt(total)
+    norm = _f32(1.0 / total) if total > 0 else 0.0
+    return [_f32(x * norm) for x in v]
+
+
+def _c_struct(name):
+    """A ctypes Structure for `struct NAME` as include/bitnet.h declares it (read from the header,
+    so it follows the header's fields)."""
+    text = re.sub(r"/\*.*?\*/", "", open(HEADER).read(), flags=re.S)
+    body = re.search(r"struct %s \{(.*?)\};" % name, text, re.S).group(1)
+    simple = {"uint32_t": ctypes.c_uint32, "int32_t": ctypes.c_int32, "bool": ctypes.c_bool,
+              "float": ctypes.c_float, "size_t": ctypes.c_size_t, "int8_t": ctypes.c_int8,
+              "uint64_t": ctypes.c_uint64, "int64_t": ctypes.c_int64, "double": ctypes.c_double}
+    fields = []
+    for decl in body.split(";"):
+        decl = " ".join(decl.split())
+        if not decl:
+            continue
+        m = re.match(r"(.*?)(\w+)(\[(\d+)\])?$", decl)
+        ctype, field = m.group(1).strip(), m.group(2)
+        if "*" in ctype or ctype.endswith("_callback") or ctype.endswith("_fn"):
+            t = ctypes.c_void_p
+        elif ctype.startswith("enum "):
+            t = ctypes.c_int
+        else:
+            t = simple[ctype.replace("const ", "")]
+        if m.group(4):
+            t = t * int(m.group(4))
+        fields.append((field, t))
+    return type(name, (ctypes.Structure,), {"_fields_": fields})
+
+
+def library_embedding(text, pooling=1, n_tokens=512):
+    """The library's pooled embedding of `text` through the C API, in the context the server uses
+    (docs/embeddings.md: n_ctx = n_batch = n_ubatch = --batch-size, one sequence), normalized as
+    the server does."""
+    lib = ctypes.CDLL(LIB)
+    MP, CP, B = _c_struct("bitnet_model_params"), _c_struct("bitnet_context_params"), _c_struct("bitnet_batch")
+    lib.bitnet_model_default_params.restype = MP
+    lib.bitnet_context_default_params.restype = CP
+    lib.bitnet_model_load_from_file.restype = ctypes.c_void_p
+    lib.bitnet_model_load_from_file.argtypes = [ctypes.c_char_p, MP]
+    lib.bitnet_model_get_vocab.restype = ctypes.c_void_p
+    lib.bitnet_model_get_vocab.argtypes = [ctypes.c_void_p]
+    lib.bitnet_model_n_embd.argtypes = [ctypes.c_void_p]
+    lib.bitnet_init_from_model.restype = ctypes.c_void_p
+    lib.bitnet_init_from_model.argtypes = [ctypes.c_void_p, CP]
+    lib.bitnet_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32,
+                                    ctypes.POINTER(ctypes.c_int32), ctypes.c_int32, ctypes.c_bool, ctypes.c_bool]
+    lib.bitnet_batch_get_one.restype = B
+    lib.bitnet_batch_get_one.argtypes = [ctypes.POINTER(ctypes.c_int32), ctypes.c_int32]
+    lib.bitnet_decode.argtypes = [ctypes.c_void_p, B]
+    lib.bitnet_pooling_type.argtypes = [ctypes.c_void_p]
+    lib.bitnet_get_embeddings_seq.restype = ctypes.POINTER(ctypes.c_float)
+    lib.bitnet_get_embeddings_seq.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    lib.bitnet_free.argtypes = [ctypes.c_void_p]
+    lib.bitnet_model_free.argtypes = [ctypes.c_void_p]
+
+    model = lib.bitnet_model_load_from_file(MODEL.encode(), lib.bitnet_model_default_params())
+    assert model
+    cp = lib.bitnet_context_default_params()
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = n_tokens
+    cp.n_seq_max = 1
+    cp.embeddings = True
+    cp.pooling_type = pooling
+    ctx = lib.bitnet_init_from_model(model, cp)
+    assert ctx
+    try:
+        assert lib.bitnet_pooling_type(ctx) == pooling
+        raw = text.encode()
+        toks = (ctypes.c_int32 * 1024)()
+        n = lib.bitnet_tokenize(lib.bitnet_model_get_vocab(model), raw, len(raw), toks, 1024, True, True)
+        assert n > 0
+        assert lib.bitnet_decode(ctx, lib.bitnet_batch_get_one(toks, n)) == 0
+        e = lib.bitnet_get_embeddings_seq(ctx, 0)
+        assert e
+        return n, _normalize([e[i] for i in range(lib.bitnet_model_n_embd(model))])
+    finally:
+        lib.bitnet_free(ctx)
+        lib.bitnet_model_free(model)
+
+
+def test_embeddings_string_list_and_base64(client):
+    one = client.embeddings.create(model="m", input="The quick brown fox")
+    assert one.object == "list" and len(one.data) == 1 and one.data[0].index == 0
+    v = one.data[0].embedding
+    assert len(v) == 256  # the model's n_embd
+    assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-5  # normalized as llama-server's
+    assert one.usage.prompt_tokens == one.usage.total_tokens > 1
+
+    many = client.embeddings.create(model="m", input=["The quick brown fox", "jumps over", "the lazy dog"])
+    assert [d.index for d in many.data] == [0, 1, 2]
+    assert many.data[0].embedding == v  # each input alone: the same vector whatever the request
+    assert many.data[1].embedding != v
+    assert many.usage.prompt_tokens > one.usage.prompt_tokens
+
+    # base64 asked for explicitly: the client hands the string over; the same float32 values, bit
+    # for bit, little-endian. (Without encoding_format the client asks for base64 itself and
+    # decodes it: `v` above came that way; the JSON float list must give the same values.)
+    b64 = client.embeddings.create(model="m", input="The quick brown fox", encoding_format="base64")
+    raw = base64.b64decode(b64.data[0].embedding)
+    assert list(struct.unpack("<%df" % (len(raw) // 4), raw)) == v
+    status, body = client_raw(client, {"input": "The quick brown fox", "encoding_format": "float"})
+    assert status == 200 and body["data"][0]["embedding"] == v and body["model"]
+
+    # Token ids, and lists of them, are accepted as OpenAI's API allows.
+    toks = client.embeddings.create(model="m", input=[[128000, 791, 4062], [128000, 791]])
+    assert len(toks.data) == 2 and toks.usage.prompt_tokens == 5
+    single = client.embeddings.create(model="m", input=[128000, 791, 4062])
+    assert single.data[0].embedding == toks.data[0].embedding
+
+    # dimensions: only the model's own width.
+    assert len(client.embeddings.create(model="m", input="x", dimensions=256).data[0].embedding) == 256
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="m", input="x", dimensions=64)
+    assert e.value.body["param"] == "dimensions"
+
+
+def client_raw(client, body):
+    url = str(client.base_url).rstrip("/") + "/embeddings"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Authorization", f"Bearer {KEY}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_embedding_equals_the_librarys(client):
+    text = "BitNet b1.58 is a ternary model."
+    n, want = library_embedding(text)
+    got = client.embeddings.create(model="m", input=text)
+    assert got.usage.prompt_tokens == n
+    assert got.data[0].embedding == want  # bit for bit (float32 values)
+
+
+def test_embeddings_bad_requests(server):
+    for body, param in [({"input": []}, "input"), ({"input": ""}, "input"), ({"input": [[]]}, "input"),
+                        ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+                        ({"input": "x", "dimensions": 0}, "dimensions")]:
+        status, resp = server.raw("POST", "/v1/embeddings", body)
+        assert status == 400 and resp["error"]["param"] == param, (body, resp)
+    status, resp = server.raw("POST", "/v1/embeddings", {"input": [[999999999]]})
+    assert status == 400 and "vocabulary" in resp["error"]["message"]
+    status, resp = server.raw("POST", "/v1/embeddings", {"input": ["a"] * 2049})
+    assert status == 400 and resp["error"]["param"] == "input"
+    status, resp = server.raw("POST", "/v1/embeddings", {"inputs": "typo"})
+    assert status == 400
+    status, resp = server.raw("POST", "/v1/embeddings", {"input": "x"}, key=None)
+    assert status == 401
 
 
 def test_auth(server):
@@ -267,6 +434,12 @@ def test_limits_and_clean_exit():
         assert status == 400 and body["error"]["code"] == "context_length_exceeded"
         status, body = s.raw("POST", "/v1/completions", {"prompt": "a", "max_tokens": 301}, key=None)
         assert status == 400 and body["error"]["param"] == "max_tokens"
+        status, body = s.raw("POST", "/v1/embeddings", {"input": "word " * 100}, key=None)
+        assert status == 400 and body["error"]["code"] == "context_length_exceeded"
+        status, body = s.raw("POST", "/v1/embeddings", {"input": "x" * 5000}, key=None)
+        assert status == 413 and body["error"]["code"] == "request_too_large"
+        status, body = s.raw("POST", "/v1/embeddings", {"input": "word " * 30}, key=None)
+        assert status == 200 and len(body["data"][0]["embedding"]) == 256
         # One request in the slot, one waiting: the next is refused with 429.
         c = openai.OpenAI(base_url=s.url + "/v1", api_key="none", max_retries=0)
         streams = [c.completions.create(model="m", prompt="a", max_tokens=300, stream=True, temperature=0)]

@@ -1588,6 +1588,16 @@ const bitnet_token *bitnet_vocab_get_suppress_tokens(const struct bitnet_vocab *
                                                      int32_t *n_suppress_tokens);
 
 /**
+ * Loads a model given as a list of split files (llama.h `llama_model_load_from_splits`). One
+ * path loads as bitnet_model_load_from_file; several (a model split across GGUF files) are
+ * refused with an UNSUPPORTED error (merge them first, e.g. `llama-gguf-split --merge`).
+ * NULL on failure.
+ */
+struct bitnet_model *bitnet_model_load_from_splits(const char *const *paths,
+                                                   size_t n_paths,
+                                                   struct bitnet_model_params params);
+
+/**
  * The defaults: CPU, mmap on, no callback.
  */
 struct bitnet_model_params bitnet_model_default_params(void);

@@ -289,10 +289,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "models are loaded by path (memory-mapped)",
     ),
     (
-        "model_load_from_splits",
-        "split GGUF files are not supported yet",
-    ),
-    (
         "model_save_to_file",
         "saving models is not part of the C API",
     ),

@@ -94,9 +94,11 @@ impl BackendSampling {
         Ok(())
     }
 
+    /// The chain of a token's first sequence (llama.cpp samples a token shared by several
+    /// sequences with its first sequence's sampler only).
     fn chain_for(&self, seqs: &[bitnet_seq_id]) -> Option<*mut bitnet_sampler> {
-        seqs.iter()
-            .find_map(|s| self.chains.iter().find(|c| c.0 == *s).map(|c| c.1))
+        let first = *seqs.first()?;
+        self.chains.iter().find(|c| c.0 == first).map(|c| c.1)
     }
 
     /// Before a decode: a sequence with a chain may not ask for more than n_outputs_max_per_seq

@@ -172,3 +172,29 @@ pub extern "C" fn bitnet_vocab_get_suppress_tokens(
     }
     ptr
 }
+
+/// Loads a model given as a list of split files (llama.h `llama_model_load_from_splits`). One
+/// path loads as bitnet_model_load_from_file; several (a model split across GGUF files) are
+/// refused with an UNSUPPORTED error (merge them first, e.g. `llama-gguf-split --merge`).
+/// NULL on failure.
+#[no_mangle]
+pub extern "C" fn bitnet_model_load_from_splits(
+    paths: *const *const c_char,
+    n_paths: usize,
+    params: super::model::bitnet_model_params,
+) -> *mut super::model::bitnet_model {
+    let first = call(None, || {
+        let list = super::slice(paths, i64::try_from(n_paths).unwrap_or(i64::MAX), "paths")?;
+        match list {
+            [] => Err(Error::invalid_argument("n_paths is 0")),
+            [one] => Ok(Some(*one)),
+            _ => Err(Error::unsupported(format!(
+                "models split across {n_paths} GGUF files are not supported (merge them first)"
+            ))),
+        }
+    });
+    match first {
+        Some(path) => super::model::bitnet_model_load_from_file(path, params),
+        None => std::ptr::null_mut(),
+    }
+}

@@ -10,7 +10,7 @@
  *  - backend sampling (ctx_params.samplers, bitnet_set_sampler, bitnet_get_sampled_*) draws the
  *    token a CPU chain with the same seed draws, and bitnet_sampler_sample hands it out;
  *  - the small llama.h functions: enum names, meta key names, causal attention, add_sep,
- *    suppress tokens, n_rs_seq, sampler_copy.
+ *    suppress tokens, n_rs_seq, sampler_copy, load_from_splits.
  * Usage: api_state_params MODEL.gguf [quick]   ("quick": fewer corrupted files, for valgrind) */
 #include <bitnet.h>
 #include <math.h>
@@ -249,6 +249,16 @@ static void refused_params(struct bitnet_model *m, const char *path) {
   struct bitnet_model *ok = bitnet_model_load_from_file(path, mp);
   CHECK(ok != NULL);
   bitnet_model_free(ok);
+
+  /* Splits: one path loads, several are refused, none is an error. */
+  const char *paths[2] = {path, path};
+  ok = bitnet_model_load_from_splits(paths, 1, bitnet_model_default_params());
+  CHECK(ok != NULL);
+  bitnet_model_free(ok);
+  CHECK(bitnet_model_load_from_splits(paths, 2, bitnet_model_default_params()) == NULL);
+  CHECK_FAILED_WITH(BITNET_ERR_UNSUPPORTED);
+  CHECK(bitnet_model_load_from_splits(paths, 0, bitnet_model_default_params()) == NULL);
+  CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
 }
 
 static struct bitnet_context *ctx2(struct bitnet_model *m) {

@@ -185,16 +185,6 @@ enum bitnet_vocab_type {
 };
 
 /**
- * Attention types (`llama_attention_type`): only causal attention is implemented; NON_CAUSAL is
- * refused by bitnet_init_from_model.
- */
-enum bitnet_attention_type {
-  BITNET_ATTENTION_TYPE_UNSPECIFIED = -1,
-  BITNET_ATTENTION_TYPE_CAUSAL = 0,
-  BITNET_ATTENTION_TYPE_NON_CAUSAL = 1,
-};
-
-/**
  * NUMA strategies (`ggml_numa_strategy`), for bitnet_numa_init (which takes them as int32_t,
  * so any value is safe to pass).
  */
@@ -214,6 +204,102 @@ enum bitnet_numa_strategy {
 enum bitnet_process_type {
   BITNET_PROCESS_TYPE_ENCODE = 0,
   BITNET_PROCESS_TYPE_DECODE = 1,
+};
+
+/**
+ * Context types (`llama_context_type`).
+ */
+enum bitnet_context_type {
+  BITNET_CONTEXT_TYPE_DEFAULT = 0,
+  BITNET_CONTEXT_TYPE_MTP = 1,
+};
+
+/**
+ * RoPE scaling types (`llama_rope_scaling_type`).
+ */
+enum bitnet_rope_scaling_type {
+  BITNET_ROPE_SCALING_TYPE_UNSPECIFIED = -1,
+  BITNET_ROPE_SCALING_TYPE_NONE = 0,
+  BITNET_ROPE_SCALING_TYPE_LINEAR = 1,
+  BITNET_ROPE_SCALING_TYPE_YARN = 2,
+  BITNET_ROPE_SCALING_TYPE_LONGROPE = 3,
+};
+
+/**
+ * Attention types (`llama_attention_type`).
+ */
+enum bitnet_attention_type {
+  BITNET_ATTENTION_TYPE_UNSPECIFIED = -1,
+  BITNET_ATTENTION_TYPE_CAUSAL = 0,
+  BITNET_ATTENTION_TYPE_NON_CAUSAL = 1,
+};
+
+/**
+ * Flash attention modes (`llama_flash_attn_type`).
+ */
+enum bitnet_flash_attn_type {
+  BITNET_FLASH_ATTN_TYPE_AUTO = -1,
+  BITNET_FLASH_ATTN_TYPE_DISABLED = 0,
+  BITNET_FLASH_ATTN_TYPE_ENABLED = 1,
+};
+
+/**
+ * GPU split modes (`llama_split_mode`).
+ */
+enum bitnet_split_mode {
+  BITNET_SPLIT_MODE_NONE = 0,
+  BITNET_SPLIT_MODE_LAYER = 1,
+  BITNET_SPLIT_MODE_ROW = 2,
+  BITNET_SPLIT_MODE_TENSOR = 3,
+};
+
+/**
+ * Model loading modes (`llama_load_mode`).
+ */
+enum bitnet_load_mode {
+  BITNET_LOAD_MODE_AUTO = -1,
+  BITNET_LOAD_MODE_NONE = 0,
+  BITNET_LOAD_MODE_MMAP = 1,
+  BITNET_LOAD_MODE_MLOCK = 2,
+  BITNET_LOAD_MODE_MMAP_MLOCK = 3,
+  BITNET_LOAD_MODE_DIRECT_IO = 4,
+};
+
+/**
+ * Lazy tensor reading (`llama_lazy_mode`).
+ */
+enum bitnet_lazy_mode {
+  BITNET_LAZY_MODE_OFF = 0,
+  BITNET_LAZY_MODE_AUTO = 1,
+  BITNET_LAZY_MODE_ON = 2,
+};
+
+/**
+ * Value kinds of a metadata override (`llama_model_kv_override_type`).
+ */
+enum bitnet_model_kv_override_type {
+  BITNET_KV_OVERRIDE_TYPE_INT = 0,
+  BITNET_KV_OVERRIDE_TYPE_FLOAT = 1,
+  BITNET_KV_OVERRIDE_TYPE_BOOL = 2,
+  BITNET_KV_OVERRIDE_TYPE_STR = 3,
+};
+
+/**
+ * Sampling-metadata keys (`llama_model_meta_key`), for bitnet_model_meta_key_str.
+ */
+enum bitnet_model_meta_key {
+  BITNET_MODEL_META_KEY_SAMPLING_SEQUENCE = 0,
+  BITNET_MODEL_META_KEY_SAMPLING_TOP_K = 1,
+  BITNET_MODEL_META_KEY_SAMPLING_TOP_P = 2,
+  BITNET_MODEL_META_KEY_SAMPLING_MIN_P = 3,
+  BITNET_MODEL_META_KEY_SAMPLING_XTC_PROBABILITY = 4,
+  BITNET_MODEL_META_KEY_SAMPLING_XTC_THRESHOLD = 5,
+  BITNET_MODEL_META_KEY_SAMPLING_TEMP = 6,
+  BITNET_MODEL_META_KEY_SAMPLING_PENALTY_LAST_N = 7,
+  BITNET_MODEL_META_KEY_SAMPLING_PENALTY_REPEAT = 8,
+  BITNET_MODEL_META_KEY_SAMPLING_MIROSTAT = 9,
+  BITNET_MODEL_META_KEY_SAMPLING_MIROSTAT_TAU = 10,
+  BITNET_MODEL_META_KEY_SAMPLING_MIROSTAT_ETA = 11,
 };
 
 /**
@@ -264,14 +350,14 @@ typedef bool (*bitnet_abort_callback)(void *data);
 typedef int32_t bitnet_token;
 
 /**
- * A position in a sequence.
- */
-typedef int32_t bitnet_pos;
-
-/**
  * A sequence id.
  */
 typedef int32_t bitnet_seq_id;
+
+/**
+ * A position in a sequence.
+ */
+typedef int32_t bitnet_pos;
 
 /**
  * Input of bitnet_decode (llama_batch). Per token i < n_tokens: `token[i]`, `pos[i]`,
@@ -317,8 +403,29 @@ struct bitnet_chat_message {
 };
 
 /**
- * Context options: the llama_context_params fields that mean something here, in llama.h's
- * order.
+ * Called for each graph node by ggml's scheduler in llama.cpp (`ggml_backend_sched_eval_callback`;
+ * the tensor is opaque here). bitnet has no graph: a non-NULL callback is refused.
+ */
+typedef bool (*bitnet_sched_eval_callback)(void *t, bool ask, void *user_data);
+
+/**
+ * A sampler chain run inside bitnet_decode for one sequence (llama.h
+ * `llama_sampler_seq_config`, "backend sampling"): see bitnet_context_params.samplers.
+ */
+struct bitnet_sampler_seq_config {
+  bitnet_seq_id seq_id;
+  /**
+   * A chain from bitnet_sampler_chain_init; the caller keeps it alive while the context
+   * lives and frees it after the context.
+   */
+  struct bitnet_sampler *sampler;
+};
+
+/**
+ * Context options: llama.h's llama_context_params, field for field in its order and with its
+ * types (the enum-typed fields are int32_t holding the enum's values). Fields that select
+ * something bitnet does not have are refused when set to it (bitnet_init_from_model returns
+ * NULL and says why); fields that only tune devices are ignored, as in a CPU-only llama.cpp.
  */
 struct bitnet_context_params {
   /**
@@ -338,25 +445,78 @@ struct bitnet_context_params {
    */
   uint32_t n_seq_max;
   /**
-   * Threads for single-token decoding; 0 or less = all cores.
+   * Recurrent-state snapshots per sequence: BitNet models have no recurrent state (ignored;
+   * bitnet_n_rs_seq reports 0).
+   */
+  uint32_t n_rs_seq;
+  /**
+   * Most outputs in a ubatch (0 = n_batch): a reservation hint in llama.cpp; bitnet sizes
+   * its output buffers by the batch (ignored).
+   */
+  uint32_t n_outputs_max;
+  /**
+   * Most outputs per sequence that has a backend sampler (0 = n_outputs_max), default 1: a
+   * decode asking more is refused (-1), as llama.cpp does.
+   */
+  uint32_t n_outputs_max_per_seq;
+  /**
+   * Threads for single-token decoding (default 4, GGML_DEFAULT_N_THREADS); 0 or less = all
+   * cores; at most 512.
    */
   int32_t n_threads;
   /**
-   * Threads for multi-token batches (prompts); 0 or less = all cores.
+   * Threads for multi-token batches (prompts), as n_threads.
    */
   int32_t n_threads_batch;
   /**
-   * How embeddings are pooled (a `bitnet_pooling_type`): UNSPECIFIED (default) = the model's
-   * `<arch>.pooling_type`, else NONE; NONE, MEAN, CLS, LAST; RANK is refused (no classifier
-   * head).
+   * `enum bitnet_context_type`: only BITNET_CONTEXT_TYPE_DEFAULT (MTP heads are not
+   * supported).
+   */
+  int32_t ctx_type;
+  /**
+   * `enum bitnet_rope_scaling_type`: UNSPECIFIED (the model's) or NONE; others are refused.
+   */
+  int32_t rope_scaling_type;
+  /**
+   * `enum bitnet_pooling_type` (-1..4); pooling applies to embeddings.
    */
   int32_t pooling_type;
   /**
-   * A `bitnet_attention_type`: UNSPECIFIED (default) or CAUSAL; NON_CAUSAL is refused.
+   * `enum bitnet_attention_type`: UNSPECIFIED or CAUSAL; NON_CAUSAL is refused.
    */
   int32_t attention_type;
   /**
-   * KV cache K type (ggml type id); only F16 (1) is supported.
+   * `enum bitnet_flash_attn_type`: AUTO (resolves to disabled) or DISABLED; ENABLED is
+   * refused (flash attention would change the logits' bits).
+   */
+  int32_t flash_attn_type;
+  /**
+   * RoPE base frequency; 0 = the model's. Another value is refused.
+   */
+  float rope_freq_base;
+  /**
+   * RoPE frequency scale; 0 = the model's (1). Another value is refused.
+   */
+  float rope_freq_scale;
+  /**
+   * YaRN parameters: used only with YaRN scaling, which is not offered (ignored).
+   */
+  float yarn_ext_factor;
+  float yarn_attn_factor;
+  float yarn_beta_fast;
+  float yarn_beta_slow;
+  uint32_t yarn_orig_ctx;
+  /**
+   * Deprecated in llama.h (ignored there too).
+   */
+  float defrag_thold;
+  /**
+   * Per-node graph callback: bitnet has no graph; non-NULL is refused.
+   */
+  bitnet_sched_eval_callback cb_eval;
+  void *cb_eval_user_data;
+  /**
+   * KV cache K type (ggml type id); only F16 (BITNET_KV_TYPE_F16 = 1) is supported.
    */
   int32_t type_k;
   /**
@@ -364,18 +524,48 @@ struct bitnet_context_params {
    */
   int32_t type_v;
   /**
+   * Installed as by bitnet_set_abort_callback.
+   */
+  bitnet_abort_callback abort_callback;
+  void *abort_callback_data;
+  /**
    * Also output embeddings (bitnet_get_embeddings*): every token of a batch is then an
    * output. Default false; see bitnet_set_embeddings.
    */
   bool embeddings;
   /**
-   * Flash attention: not supported (must be false; it would change the logits' bits).
+   * Offload KQV to a GPU: no devices (ignored, as a CPU-only llama.cpp).
    */
-  bool flash_attn;
+  bool offload_kqv;
   /**
    * Skip timing for bitnet_perf_context (counts are kept either way).
    */
   bool no_perf;
+  /**
+   * Offload host operations to a device: no devices (ignored).
+   */
+  bool op_offload;
+  /**
+   * Full-size SWA cache: BitNet models have no sliding-window attention (ignored).
+   */
+  bool swa_full;
+  /**
+   * One KV buffer for all sequences. bitnet's cache is always unified (every sequence may
+   * use all n_ctx cells), whatever this says.
+   */
+  bool kv_unified;
+  /**
+   * Backend sampler chains, one per sequence id (n_samplers of them; NULL if none): after
+   * each decode the sequence's chain samples each of its outputs (bitnet_get_sampled_*), and
+   * bitnet_sampler_sample on that chain then returns (and accepts) the sampled token.
+   */
+  struct bitnet_sampler_seq_config *samplers;
+  size_t n_samplers;
+  /**
+   * Source/target context for MTP and draft architectures; BitNet models use none (ignored,
+   * as llama.cpp does for them).
+   */
+  struct bitnet_context *ctx_other;
 };
 
 /**
@@ -390,20 +580,84 @@ typedef void (*bitnet_log_callback)(enum bitnet_log_level level, const char *tex
 typedef struct bitnet_memory *bitnet_memory_t;
 
 /**
+ * `llama_model_tensor_buft_override`: a tensor-name pattern and a ggml buffer type (opaque).
+ */
+struct bitnet_model_tensor_buft_override {
+  const char *pattern;
+  void *buft;
+};
+
+/**
  * Called during loading with a progress in [0, 1]; return false to abort the load
  * (bitnet_model_load_from_file then returns NULL).
  */
 typedef bool (*bitnet_progress_callback)(float progress, void *user_data);
 
 /**
- * Model loading options: the llama_model_params fields that mean something on a CPU, in
- * llama.h's order.
+ * The value of a metadata override (llama.h's anonymous union, named here).
+ */
+union bitnet_model_kv_override_value {
+  int64_t val_i64;
+  double val_f64;
+  bool val_bool;
+  char val_str[128];
+};
+
+/**
+ * A metadata override (`llama_model_kv_override`): same layout as llama.h's (264 bytes).
+ */
+struct bitnet_model_kv_override {
+  /**
+   * `enum bitnet_model_kv_override_type`.
+   */
+  int32_t tag;
+  char key[128];
+  union bitnet_model_kv_override_value value;
+};
+
+/**
+ * Model loading options: llama.h's llama_model_params, field for field in its order and with
+ * its types (the enum-typed fields are int32_t holding the enum's values), then one bitnet
+ * extension. Device fields do what they do in a CPU-only llama.cpp (nothing); fields asking
+ * for something bitnet cannot do (a device list, tensor buffer overrides, metadata overrides,
+ * no_alloc) are refused: bitnet_model_load_from_file returns NULL and says why.
  */
 struct bitnet_model_params {
   /**
-   * Layers to offload to a GPU. bitnet is CPU only: values other than 0 are ignored.
+   * NULL-terminated device list (`ggml_backend_dev_t *`): bitnet has no devices; NULL or an
+   * empty list (first entry NULL) = the CPU, anything else is refused.
+   */
+  void **devices;
+  /**
+   * Tensor buffer type overrides, terminated by a NULL pattern: NULL or empty, else refused.
+   */
+  const struct bitnet_model_tensor_buft_override *tensor_buft_overrides;
+  /**
+   * Layers to offload to a GPU (default -1 = all): no GPU, ignored.
    */
   int32_t n_gpu_layers;
+  /**
+   * `enum bitnet_split_mode` (default LAYER): no GPUs to split over, ignored.
+   */
+  int32_t split_mode;
+  /**
+   * `enum bitnet_load_mode` (default AUTO): the file is always memory-mapped; MLOCK and
+   * MMAP_MLOCK log a warning that the map stays pageable (see bitnet_supports_mlock).
+   */
+  int32_t load_mode;
+  /**
+   * `enum bitnet_lazy_mode` (default AUTO): BitNet architectures mark no lazy tensors and
+   * the map is read on demand anyway, ignored.
+   */
+  int32_t lazy_mode;
+  /**
+   * GPU for the whole model with split mode NONE: ignored.
+   */
+  int32_t main_gpu;
+  /**
+   * Per-GPU proportions (bitnet_max_devices() floats): ignored.
+   */
+  const float *tensor_split;
   /**
    * Optional load progress callback (NULL: none).
    */
@@ -413,23 +667,37 @@ struct bitnet_model_params {
    */
   void *progress_callback_user_data;
   /**
+   * Metadata overrides, terminated by an empty key: NULL or empty, else refused (not
+   * supported).
+   */
+  const struct bitnet_model_kv_override *kv_overrides;
+  /**
    * Load only the vocabulary and the metadata, from any GGUF file with `tokenizer.ggml.*`
    * whatever its architecture (tensors are neither bound nor needed). The model queries
    * answer; creating a context from such a model fails.
    */
   bool vocab_only;
   /**
-   * Memory-map the file. bitnet always maps it (weights are never copied): ignored.
-   */
-  bool use_mmap;
-  /**
-   * Lock the map in RAM. Not implemented (see bitnet_supports_mlock): a warning is logged.
-   */
-  bool use_mlock;
-  /**
    * Validate tensor data. Shapes, types and sizes are always checked; values are not.
    */
   bool check_tensors;
+  /**
+   * Extra (repacking) buffer types (default true): bitnet's kernels read the file's layout
+   * directly, ignored.
+   */
+  bool use_extra_bufts;
+  /**
+   * Bypass the host buffer: ignored (no device buffers).
+   */
+  bool no_host;
+  /**
+   * Only load metadata and simulate allocations: not supported, refused.
+   */
+  bool no_alloc;
+  /**
+   * Load multi-token-prediction layers: BitNet models have none, ignored.
+   */
+  bool load_mtp;
   /**
    * Re-quantize the tied lm_head (an F16/BF16/F32 token_embd) to Q8_0 at load time: the
    * output matmul streams about half the bytes, for that much extra memory and logits that
@@ -525,6 +793,11 @@ struct bitnet_token_data_array {
 };
 
 /**
+ * Flags of the bitnet_state_seq_*_ext functions (llama.h `llama_state_seq_flags`).
+ */
+typedef uint32_t bitnet_state_seq_flags;
+
+/**
  * Token attribute bit flags (llama_token_attr), returned by bitnet_vocab_get_attr.
  */
 typedef int32_t bitnet_token_attr;
@@ -533,6 +806,28 @@ typedef int32_t bitnet_token_attr;
  * "No token": returned by the special-token getters when the vocabulary has none.
  */
 #define BITNET_TOKEN_NULL -1
+
+/**
+ * No flag: the whole sequence state.
+ */
+#define BITNET_STATE_SEQ_FLAGS_NONE 0
+
+/**
+ * Partial states only (SWA or recurrent caches). BitNet models have neither, so, as llama.h's
+ * plain KV cache does, the whole sequence state is written and read.
+ */
+#define BITNET_STATE_SEQ_FLAGS_PARTIAL_ONLY 1
+
+/**
+ * Old name of BITNET_STATE_SEQ_FLAGS_PARTIAL_ONLY.
+ */
+#define BITNET_STATE_SEQ_FLAGS_SWA_ONLY 1
+
+/**
+ * Keep the tensor data in device buffers. There are no devices: the state is a
+ * self-contained host buffer, exactly as without the flag, and stays valid after later gets.
+ */
+#define BITNET_STATE_SEQ_FLAGS_ON_DEVICE 2
 
 #define BITNET_TOKEN_ATTR_UNDEFINED 0
 
@@ -642,6 +937,54 @@ int32_t bitnet_set_adapter_cvec(struct bitnet_context *ctx,
                                 int32_t n_embd,
                                 int32_t il_start,
                                 int32_t il_end);
+
+/**
+ * Attaches a sampler chain to sequence `seq_id` of ctx for backend sampling (replacing its
+ * chain; NULL detaches). False on error: NULL ctx, bad seq_id, a sampler that is not a chain.
+ * The caller keeps the chain alive while it is attached.
+ */
+bool bitnet_set_sampler(struct bitnet_context *ctx,
+                        bitnet_seq_id seq_id,
+                        struct bitnet_sampler *smpl);
+
+/**
+ * The token backend sampling drew for batch token `i` of the last decode (negative: from the
+ * last output); BITNET_TOKEN_NULL if none (no chain for its sequence, no output, bad index).
+ */
+bitnet_token bitnet_get_sampled_token_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * The probabilities of the candidates left by the chain (bitnet_get_sampled_candidates_ith
+ * order) when it computed them (it ends in dist); NULL otherwise. Valid until the next decode.
+ */
+float *bitnet_get_sampled_probs_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * Number of floats at bitnet_get_sampled_probs_ith (0 if NULL).
+ */
+uint32_t bitnet_get_sampled_probs_count_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * The logits of the candidates left by the chain (after its temperature etc.), in
+ * bitnet_get_sampled_candidates_ith order; NULL if batch token `i` was not backend-sampled.
+ */
+float *bitnet_get_sampled_logits_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * Number of floats at bitnet_get_sampled_logits_ith (0 if NULL).
+ */
+uint32_t bitnet_get_sampled_logits_count_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * The token ids of the candidates left by the chain; NULL if batch token `i` was not
+ * backend-sampled.
+ */
+bitnet_token *bitnet_get_sampled_candidates_ith(struct bitnet_context *ctx, int32_t i);
+
+/**
+ * Number of tokens at bitnet_get_sampled_candidates_ith (0 if NULL).
+ */
+uint32_t bitnet_get_sampled_candidates_count_ith(struct bitnet_context *ctx, int32_t i);
 
 /**
  * A view batch over `tokens` (not copied, not owned: do not bitnet_batch_free it): sequence
@@ -1006,8 +1349,9 @@ bitnet_pos bitnet_kv_cache_seq_pos_max(struct bitnet_context *ctx, bitnet_seq_id
 bool bitnet_kv_cache_can_shift(struct bitnet_context *ctx);
 
 /**
- * llama.cpp's defaults: n_ctx 512, n_batch 2048, n_ubatch 512, one sequence, all cores, F16
- * cache, pooling and attention UNSPECIFIED, embeddings off.
+ * llama.cpp's defaults (llama_context_default_params), field for field: n_ctx 512, n_batch
+ * 2048, n_ubatch 512, one sequence, 4 threads, F16 cache, flash attention AUTO, no_perf,
+ * pooling and attention UNSPECIFIED, embeddings off.
  */
 struct bitnet_context_params bitnet_context_default_params(void);
 
@@ -1219,6 +1563,72 @@ bitnet_pos bitnet_memory_seq_pos_max(bitnet_memory_t mem, bitnet_seq_id seq_id);
  * True: positions can be shifted (bitnet_memory_seq_add / _div). False if mem is NULL.
  */
 bool bitnet_memory_can_shift(bitnet_memory_t mem);
+
+/**
+ * The name of a flash-attention mode: "auto", "disabled", "enabled" (llama.cpp's names);
+ * "unknown" for other values (llama.cpp aborts).
+ */
+const char *bitnet_flash_attn_type_name(int32_t flash_attn_type);
+
+/**
+ * The name of a load mode (`enum bitnet_load_mode`): "auto", "none", "mmap", "mlock",
+ * "mmap+mlock", "dio" (llama.cpp's names); "unknown" for other values (llama.cpp aborts).
+ */
+const char *bitnet_load_mode_name(int32_t load_mode);
+
+/**
+ * The load mode named `str` (bitnet_load_mode_name's names). An unknown or NULL name returns
+ * -2 (no load mode) with an error recorded (llama.cpp throws std::invalid_argument).
+ */
+int32_t bitnet_load_mode_from_str(const char *str);
+
+/**
+ * The GGUF key of a sampling-metadata key (`enum bitnet_model_meta_key`), e.g.
+ * "general.sampling.top_k"; NULL for other values (as llama.cpp).
+ */
+const char *bitnet_model_meta_key_str(int32_t key);
+
+/**
+ * Recurrent-state snapshots per sequence: 0 (BitNet models have no recurrent state; 0 if ctx
+ * is NULL).
+ */
+uint32_t bitnet_n_rs_seq(const struct bitnet_context *ctx);
+
+/**
+ * Causal attention on (true, the only mode: no change) or off (false: not supported for these
+ * decoder models; nothing changes and an error is recorded).
+ */
+void bitnet_set_causal_attn(struct bitnet_context *ctx, bool causal_attn);
+
+/**
+ * Whether attention is causal: always true (false if ctx is NULL).
+ */
+bool bitnet_get_causal_attn(const struct bitnet_context *ctx);
+
+/**
+ * Whether tokenizing with add_special appends a separator: `tokenizer.ggml.add_sep_token` if
+ * present, else true for the pre-tokenizers llama.cpp sets it for (jina-v1-en, jina-v2-code,
+ * roberta-bpe; WPM vocabs, which bitnet does not read), else false. False if vocab is NULL.
+ */
+bool bitnet_vocab_get_add_sep(const struct bitnet_vocab *vocab);
+
+/**
+ * The model's suppress tokens (`tokenizer.ggml.suppress_tokens`, ids outside the vocabulary
+ * dropped, as llama.cpp) and their count in *n_suppress_tokens (if not NULL). The array lives
+ * as long as the vocab; NULL with count 0 when there are none or vocab is NULL.
+ */
+const bitnet_token *bitnet_vocab_get_suppress_tokens(const struct bitnet_vocab *vocab,
+                                                     int32_t *n_suppress_tokens);
+
+/**
+ * Loads a model given as a list of split files (llama.h `llama_model_load_from_splits`). One
+ * path loads as bitnet_model_load_from_file; several (a model split across GGUF files) are
+ * refused with an UNSUPPORTED error (merge them first, e.g. `llama-gguf-split --merge`).
+ * NULL on failure.
+ */
+struct bitnet_model *bitnet_model_load_from_splits(const char *const *paths,
+                                                   size_t n_paths,
+                                                   struct bitnet_model_params params);
 
 /**
  * The defaults: CPU, mmap on, no callback.
@@ -1512,6 +1922,14 @@ void bitnet_sampler_reset(struct bitnet_sampler *smpl);
 struct bitnet_sampler *bitnet_sampler_clone(const struct bitnet_sampler *smpl);
 
 /**
+ * Gives `dst` the state of `src` (llama.h `llama_sampler_copy`): afterwards dst samples as src
+ * would (RNG, history, a chain's members: members of dst handed out by bitnet_sampler_chain_get
+ * are freed, as in llama.cpp). Both must be the same kind of sampler (same name), else nothing
+ * changes and an error is recorded. NULL or src == dst: no-op.
+ */
+void bitnet_sampler_copy(const struct bitnet_sampler *src, struct bitnet_sampler *dst);
+
+/**
  * Frees a sampler or chain (with its members). Never free a sampler a chain owns. NULL is a
  * no-op.
  */
@@ -1640,6 +2058,58 @@ bool bitnet_state_load_file(struct bitnet_context *ctx,
  * Size in bytes of sequence `seq_id`'s state (bitnet_state_seq_get_data). 0 on error.
  */
 size_t bitnet_state_seq_get_size(struct bitnet_context *ctx, bitnet_seq_id seq_id);
+
+/**
+ * bitnet_state_seq_get_size with flags (see BITNET_STATE_SEQ_FLAGS_*: for BitNet models every
+ * flag gives the same state). 0 on error (also for unknown flag bits).
+ */
+size_t bitnet_state_seq_get_size_ext(struct bitnet_context *ctx,
+                                     bitnet_seq_id seq_id,
+                                     bitnet_state_seq_flags flags);
+
+/**
+ * bitnet_state_seq_get_data with flags. 0 on error (also for unknown flag bits).
+ */
+size_t bitnet_state_seq_get_data_ext(struct bitnet_context *ctx,
+                                     uint8_t *dst,
+                                     size_t size,
+                                     bitnet_seq_id seq_id,
+                                     bitnet_state_seq_flags flags);
+
+/**
+ * bitnet_state_seq_set_data with flags. 0 on error (also for unknown flag bits); the
+ * context is then unchanged.
+ */
+size_t bitnet_state_seq_set_data_ext(struct bitnet_context *ctx,
+                                     const uint8_t *src,
+                                     size_t size,
+                                     bitnet_seq_id dest_seq_id,
+                                     bitnet_state_seq_flags flags);
+
+/**
+ * Saves sequence `seq_id`'s state and `n_token_count` tokens (its text) to a file. Returns
+ * the bytes written; 0 on error (NULL arguments, bad seq_id, I/O).
+ */
+size_t bitnet_state_seq_save_file(struct bitnet_context *ctx,
+                                  const char *filepath,
+                                  bitnet_seq_id seq_id,
+                                  const bitnet_token *tokens,
+                                  size_t n_token_count);
+
+/**
+ * Restores a file from bitnet_state_seq_save_file into sequence `dest_seq_id` (its cells are
+ * replaced), its tokens into tokens_out (capacity n_token_capacity) and their count into
+ * *n_token_count_out. Returns the bytes read (the file's length); 0 on error (missing or
+ * malformed file, other model, bad id, too few tokens of capacity, no room in the cache); the
+ * context is then unchanged. With tokens_out NULL, as llama.h, only the token count is
+ * reported (nothing is loaded) and the header's length (12) returned.
+ */
+size_t bitnet_state_seq_load_file(struct bitnet_context *ctx,
+                                  const char *filepath,
+                                  bitnet_seq_id dest_seq_id,
+                                  bitnet_token *tokens_out,
+                                  size_t n_token_capacity,
+                                  size_t *n_token_count_out);
 
 /**
  * Copies sequence `seq_id`'s KV cells into `dst` (`size` bytes). Returns the bytes written;

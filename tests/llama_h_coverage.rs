@@ -268,18 +268,6 @@ const LLAMA_H: &[(&str, usize, bool)] = &[
 /// Non-deprecated llama.h functions bitnet does not have yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
     (
-        "flash_attn_type_name",
-        "flash attention is not offered (it would change the logits bits)",
-    ),
-    (
-        "load_mode_name",
-        "no load modes: models are always memory-mapped",
-    ),
-    (
-        "load_mode_from_str",
-        "no load modes: models are always memory-mapped",
-    ),
-    (
         "model_quantize_default_params",
         "quantization is not part of bitnet",
     ),
@@ -301,42 +289,13 @@ const NOT_YET: &[(&str, &str)] = &[
         "models are loaded by path (memory-mapped)",
     ),
     (
-        "model_load_from_splits",
-        "split GGUF files are not supported yet",
-    ),
-    (
         "model_save_to_file",
         "saving models is not part of the C API",
-    ),
-    ("n_rs_seq", "no recurrent state"),
-    (
-        "model_meta_key_str",
-        "the sampling-metadata key enum is not mirrored yet",
-    ),
-    ("state_seq_save_file", "state: not done yet (issue 17)"),
-    ("state_seq_load_file", "state: not done yet (issue 17)"),
-    ("state_seq_get_size_ext", "state: not done yet (issue 17)"),
-    ("state_seq_get_data_ext", "state: not done yet (issue 17)"),
-    ("state_seq_set_data_ext", "state: not done yet (issue 17)"),
-    ("set_causal_attn", "non-causal attention is not supported"),
-    ("get_causal_attn", "non-causal attention is not supported"),
-    (
-        "vocab_get_add_sep",
-        "the vocabulary does not read add_sep yet",
-    ),
-    (
-        "vocab_get_suppress_tokens",
-        "the vocabulary does not read suppress_tokens yet",
-    ),
-    (
-        "set_sampler",
-        "backend samplers (sampling inside decode) are not supported",
     ),
     (
         "sampler_init",
         "user-defined samplers (llama_sampler_i) are not supported yet",
     ),
-    ("sampler_copy", "backend samplers are not supported"),
     ("sampler_init_adaptive_p", "constrained-sampling issue 18"),
     (
         "opt_param_filter_all",
@@ -344,34 +303,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ),
     ("opt_init", "training (llama_opt_*) is not part of bitnet"),
     ("opt_epoch", "training (llama_opt_*) is not part of bitnet"),
-    (
-        "get_sampled_token_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_probs_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_probs_count_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_logits_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_logits_count_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_candidates_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
-    (
-        "get_sampled_candidates_count_ith",
-        "backend samplers (sampling inside decode) are not supported",
-    ),
 ];
 
 /// Every `bitnet_*` function declared in the header, with its parameter count.

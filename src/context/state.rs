@@ -16,6 +16,7 @@
 //!           u32 n_ids, i32 ids[n_ids], u32 n_out, f32 logits[n_out * n_vocab], KV section
 //! sequence: "BNSQ" u32 version, u64 model id, u32 n_ctx, u32 n_seq_max, KV sequence section
 //! file:     "BNSF" u32 version, u32 n_tokens, i32 tokens[n_tokens], whole state
+//! seq file: "BNQF" u32 version, u32 n_tokens, i32 tokens[n_tokens], sequence state
 //! ```
 
 use super::batch::{SeqId, Token};
@@ -29,6 +30,7 @@ use std::path::Path;
 const MAGIC: &[u8; 4] = b"BNST";
 const SEQ_MAGIC: &[u8; 4] = b"BNSQ";
 const FILE_MAGIC: &[u8; 4] = b"BNSF";
+const SEQ_FILE_MAGIC: &[u8; 4] = b"BNQF";
 /// 2: the header names the model and the saving context; 1 had neither.
 const VERSION: u32 = 2;
 
@@ -226,56 +228,83 @@ impl Context {
         max_tokens: usize,
     ) -> Result<Vec<Token>> {
         let path = path.as_ref();
-        let ctx = |e: Error| e.context(path.display());
-        let io = |e: std::io::Error| Error::io(path.display(), e);
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let mut head = [0u8; 12];
-        read_exact(&mut f, &mut head, "header").map_err(ctx)?;
-        let mut r = StateReader { buf: &head, pos: 0 };
-        check_magic(&mut r, FILE_MAGIC, "state file").map_err(ctx)?;
-        let n = r.u32("token count").map_err(ctx)? as usize;
-        let meta = f.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(ctx(Error::format("state file: not a regular file")));
-        }
-        let len = meta.len();
-        let tokens_end = 12 + 4 * n as u64;
-        if tokens_end > len {
-            return Err(ctx(Error::format(format!(
-                "state file: {n} tokens need {tokens_end} bytes, the file has {len}"
-            ))));
-        }
-        if n > max_tokens {
-            return Err(Error::new(
-                ErrorKind::BufferTooSmall,
-                format!(
-                    "{}: holds {n} tokens, room for {max_tokens}",
-                    path.display()
-                ),
-            ));
-        }
-        let state_len = len - tokens_end;
         let most = self.max_state_size() as u64;
-        if state_len > most {
-            return Err(ctx(Error::format(format!(
-                "state file: {state_len} bytes of state, more than this context's largest \
-                 state ({most} bytes)"
-            ))));
-        }
-        let mut buf = vec![0u8; 4 * n];
-        read_exact(&mut f, &mut buf, "tokens").map_err(ctx)?;
-        let tokens: Vec<Token> = buf
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let mut state = vec![0u8; state_len as usize];
-        read_exact(&mut f, &mut state, "state").map_err(ctx)?;
-        // The file may have grown since its length was read: nothing may follow.
-        if f.read(&mut [0u8; 1]).map_err(io)? != 0 {
-            return Err(ctx(Error::format("state file: bytes after the state")));
-        }
-        self.state_load(&state).map_err(ctx)?;
+        let mut f = StateFile::open(path, FILE_MAGIC, "state file")?;
+        let (tokens, state) = f.read_rest(max_tokens, most)?;
+        self.state_load(&state)
+            .map_err(|e| e.context(path.display()))?;
         Ok(tokens)
+    }
+
+    /// Writes sequence `seq`'s state and `tokens` to a file (`llama_state_seq_save_file`).
+    /// Returns the bytes written.
+    pub fn state_seq_save_file(
+        &self,
+        path: impl AsRef<Path>,
+        seq: SeqId,
+        tokens: &[Token],
+    ) -> Result<usize> {
+        self.check_seq(seq)?;
+        let path = path.as_ref();
+        let mut out = Vec::new();
+        out.extend_from_slice(SEQ_FILE_MAGIC);
+        let mut w = StateWriter(&mut out);
+        w.u32(VERSION);
+        w.u32(u32::try_from(tokens.len()).map_err(|_| {
+            Error::invalid_argument(format!("{} tokens is too many to save", tokens.len()))
+        })?);
+        for &t in tokens {
+            w.i32(t);
+        }
+        out.extend_from_slice(&self.state_seq_save(seq));
+        std::fs::write(path, &out).map_err(|e| Error::io(path.display(), e))?;
+        Ok(out.len())
+    }
+
+    /// The token count of a file from [`Context::state_seq_save_file`], without loading
+    /// anything (`llama_state_seq_load_file` with no token buffer). The count is checked
+    /// against the file's length.
+    pub fn state_seq_file_token_count(&self, path: impl AsRef<Path>) -> Result<usize> {
+        Ok(StateFile::open(path.as_ref(), SEQ_FILE_MAGIC, "sequence state file")?.n_tokens)
+    }
+
+    /// Reads a file from [`Context::state_seq_save_file`] into sequence `dst` (replacing its
+    /// cells) and returns its tokens, which must fit `max_tokens`, and the file's length
+    /// (`llama_state_seq_load_file`). Read as [`Context::state_load_file`] reads: sizes checked
+    /// against the file and this context's largest sequence state first. On error the context
+    /// is unchanged.
+    pub fn state_seq_load_file(
+        &mut self,
+        path: impl AsRef<Path>,
+        dst: SeqId,
+        max_tokens: usize,
+    ) -> Result<(Vec<Token>, usize)> {
+        self.check_seq(dst)?;
+        let path = path.as_ref();
+        let most = self.max_seq_state_size() as u64;
+        let mut f = StateFile::open(path, SEQ_FILE_MAGIC, "sequence state file")?;
+        let len = f.len;
+        let (tokens, state) = f.read_rest(max_tokens, most)?;
+        self.state_seq_load(&state, dst)
+            .map_err(|e| e.context(path.display()))?;
+        Ok((tokens, len as usize))
+    }
+
+    fn check_seq(&self, seq: SeqId) -> Result<()> {
+        if !(0..self.params().n_seq_max as SeqId).contains(&seq) {
+            return Err(Error::invalid_argument(format!(
+                "sequence id {seq} is outside 0..{} (n_seq_max)",
+                self.params().n_seq_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// The largest sequence state this context can produce or accept: every cell in it.
+    fn max_seq_state_size(&self) -> usize {
+        let cfg = self.model().config();
+        let cells = self.n_ctx();
+        HEADER + 12 + cells * (4 + cfg.n_layer * 2 * cfg.n_embd_kv() * 2)
     }
 
     /// The largest whole state this context can produce or accept: every cell used, n_batch
@@ -300,12 +329,7 @@ impl Context {
     /// (`llama_state_seq_set_data`): every byte of `data` must belong to it. Returns the bytes
     /// read; ContextFull if no room. On error the context is unchanged.
     pub fn state_seq_load(&mut self, data: &[u8], dst: SeqId) -> Result<usize> {
-        if !(0..self.params().n_seq_max as SeqId).contains(&dst) {
-            return Err(Error::invalid_argument(format!(
-                "sequence id {dst} is outside 0..{} (n_seq_max)",
-                self.params().n_seq_max
-            )));
-        }
+        self.check_seq(dst)?;
         let mut r = StateReader { buf: data, pos: 0 };
         self.read_header(&mut r, SEQ_MAGIC, "sequence state")?;
         self.kv_mut().read_seq_state(dst, &mut r)?;
@@ -327,6 +351,88 @@ fn check_magic(r: &mut StateReader, magic: &[u8; 4], what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A state file being read: its header is checked, its token count known to fit the file.
+struct StateFile<'p> {
+    f: std::fs::File,
+    path: &'p Path,
+    what: &'static str,
+    n_tokens: usize,
+    len: u64,
+}
+
+impl<'p> StateFile<'p> {
+    /// Opens `path` and checks that it is a regular file, its magic and version, and that
+    /// its token count fits its length: nothing is read past the 12-byte header.
+    fn open(path: &'p Path, magic: &[u8; 4], what: &'static str) -> Result<Self> {
+        let ctx = |e: Error| e.context(path.display());
+        let io = |e: std::io::Error| Error::io(path.display(), e);
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let meta = f.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(ctx(Error::format(format!("{what}: not a regular file"))));
+        }
+        let mut head = [0u8; 12];
+        read_exact(&mut f, &mut head, "header").map_err(ctx)?;
+        let mut r = StateReader { buf: &head, pos: 0 };
+        check_magic(&mut r, magic, what).map_err(ctx)?;
+        let n_tokens = r.u32("token count").map_err(ctx)? as usize;
+        let len = meta.len();
+        let tokens_end = 12 + 4 * n_tokens as u64;
+        if tokens_end > len {
+            return Err(ctx(Error::format(format!(
+                "{what}: {n_tokens} tokens need {tokens_end} bytes, the file has {len}"
+            ))));
+        }
+        Ok(StateFile {
+            f,
+            path,
+            what,
+            n_tokens,
+            len,
+        })
+    }
+
+    /// Reads the tokens (at most `max_tokens`) and the state (at most `most` bytes), and
+    /// checks that nothing follows.
+    fn read_rest(&mut self, max_tokens: usize, most: u64) -> Result<(Vec<Token>, Vec<u8>)> {
+        let (path, what, n) = (self.path, self.what, self.n_tokens);
+        let ctx = |e: Error| e.context(path.display());
+        if n > max_tokens {
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!(
+                    "{}: holds {n} tokens, room for {max_tokens}",
+                    path.display()
+                ),
+            ));
+        }
+        let state_len = self.len - (12 + 4 * n as u64);
+        if state_len > most {
+            return Err(ctx(Error::format(format!(
+                "{what}: {state_len} bytes of state, more than this context's largest \
+                 state ({most} bytes)"
+            ))));
+        }
+        let mut buf = vec![0u8; 4 * n];
+        read_exact(&mut self.f, &mut buf, "tokens").map_err(ctx)?;
+        let tokens: Vec<Token> = buf
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut state = vec![0u8; state_len as usize];
+        read_exact(&mut self.f, &mut state, "state").map_err(ctx)?;
+        // The file may have grown since its length was read: nothing may follow.
+        let more = self
+            .f
+            .read(&mut [0u8; 1])
+            .map_err(|e| Error::io(path.display(), e))?;
+        if more != 0 {
+            return Err(ctx(Error::format(format!("{what}: bytes after the state"))));
+        }
+        Ok((tokens, state))
+    }
 }
 
 fn read_exact(f: &mut std::fs::File, buf: &mut [u8], what: &str) -> Result<()> {

@@ -309,7 +309,9 @@ pub extern "C" fn bitnet_process(
             }
             c.batch.push(t.id, t.pos, &t.seq_ids, t.output);
         }
+        c.backend.check(&c.batch)?;
         c.ctx.decode(&c.batch)?;
+        c.backend.sample(&c.ctx, &c.batch)?;
         Ok(0)
     })
 }

@@ -16,7 +16,9 @@ pub extern "C" fn bitnet_decode(ctx: *mut bitnet_context, batch: bitnet_batch) -
         let c = ctx_mut(ctx)?;
         let n_seq_max = c.ctx.params().n_seq_max as usize;
         read_batch(&batch, &mut c.batch, n_seq_max)?;
+        c.backend.check(&c.batch)?;
         c.ctx.decode(&c.batch)?;
+        c.backend.sample(&c.ctx, &c.batch)?;
         Ok(0)
     })
 }

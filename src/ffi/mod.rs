@@ -15,6 +15,7 @@
 
 pub mod abort;
 pub mod adapter;
+pub mod backend_sampling;
 pub mod batch;
 pub mod batch_ext;
 pub mod chat;
@@ -25,6 +26,7 @@ pub mod embeddings;
 pub mod error;
 pub mod log;
 pub mod memory;
+pub mod misc;
 pub mod model;
 pub mod perf;
 pub mod sampler;

@@ -17,31 +17,136 @@ use std::sync::{Arc, Mutex};
 pub type bitnet_progress_callback =
     Option<unsafe extern "C" fn(progress: f32, user_data: *mut c_void) -> bool>;
 
-/// Model loading options: the llama_model_params fields that mean something on a CPU, in
-/// llama.h's order.
+/// Model loading options: llama.h's llama_model_params, field for field in its order and with
+/// its types (the enum-typed fields are int32_t holding the enum's values), then one bitnet
+/// extension. Device fields do what they do in a CPU-only llama.cpp (nothing); fields asking
+/// for something bitnet cannot do (a device list, tensor buffer overrides, metadata overrides,
+/// no_alloc) are refused: bitnet_model_load_from_file returns NULL and says why.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct bitnet_model_params {
-    /// Layers to offload to a GPU. bitnet is CPU only: values other than 0 are ignored.
+    /// NULL-terminated device list (`ggml_backend_dev_t *`): bitnet has no devices; NULL or an
+    /// empty list (first entry NULL) = the CPU, anything else is refused.
+    pub devices: *mut *mut c_void,
+    /// Tensor buffer type overrides, terminated by a NULL pattern: NULL or empty, else refused.
+    pub tensor_buft_overrides: *const bitnet_model_tensor_buft_override,
+    /// Layers to offload to a GPU (default -1 = all): no GPU, ignored.
     pub n_gpu_layers: i32,
+    /// `enum bitnet_split_mode` (default LAYER): no GPUs to split over, ignored.
+    pub split_mode: i32,
+    /// `enum bitnet_load_mode` (default AUTO): the file is always memory-mapped; MLOCK and
+    /// MMAP_MLOCK log a warning that the map stays pageable (see bitnet_supports_mlock).
+    pub load_mode: i32,
+    /// `enum bitnet_lazy_mode` (default AUTO): BitNet architectures mark no lazy tensors and
+    /// the map is read on demand anyway, ignored.
+    pub lazy_mode: i32,
+    /// GPU for the whole model with split mode NONE: ignored.
+    pub main_gpu: i32,
+    /// Per-GPU proportions (bitnet_max_devices() floats): ignored.
+    pub tensor_split: *const f32,
     /// Optional load progress callback (NULL: none).
     pub progress_callback: bitnet_progress_callback,
     /// Passed to progress_callback.
     pub progress_callback_user_data: *mut c_void,
+    /// Metadata overrides, terminated by an empty key: NULL or empty, else refused (not
+    /// supported).
+    pub kv_overrides: *const bitnet_model_kv_override,
     /// Load only the vocabulary and the metadata, from any GGUF file with `tokenizer.ggml.*`
     /// whatever its architecture (tensors are neither bound nor needed). The model queries
     /// answer; creating a context from such a model fails.
     pub vocab_only: bool,
-    /// Memory-map the file. bitnet always maps it (weights are never copied): ignored.
-    pub use_mmap: bool,
-    /// Lock the map in RAM. Not implemented (see bitnet_supports_mlock): a warning is logged.
-    pub use_mlock: bool,
     /// Validate tensor data. Shapes, types and sizes are always checked; values are not.
     pub check_tensors: bool,
+    /// Extra (repacking) buffer types (default true): bitnet's kernels read the file's layout
+    /// directly, ignored.
+    pub use_extra_bufts: bool,
+    /// Bypass the host buffer: ignored (no device buffers).
+    pub no_host: bool,
+    /// Only load metadata and simulate allocations: not supported, refused.
+    pub no_alloc: bool,
+    /// Load multi-token-prediction layers: BitNet models have none, ignored.
+    pub load_mtp: bool,
     /// Re-quantize the tied lm_head (an F16/BF16/F32 token_embd) to Q8_0 at load time: the
     /// output matmul streams about half the bytes, for that much extra memory and logits that
     /// are no longer the reference's bit for bit. Default false. (bitnet extension, appended.)
     pub head_q8_0: bool,
+}
+
+/// `llama_model_tensor_buft_override`: a tensor-name pattern and a ggml buffer type (opaque).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct bitnet_model_tensor_buft_override {
+    pub pattern: *const c_char,
+    pub buft: *mut c_void,
+}
+
+/// Value kinds of a metadata override (`llama_model_kv_override_type`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum bitnet_model_kv_override_type {
+    BITNET_KV_OVERRIDE_TYPE_INT = 0,
+    BITNET_KV_OVERRIDE_TYPE_FLOAT = 1,
+    BITNET_KV_OVERRIDE_TYPE_BOOL = 2,
+    BITNET_KV_OVERRIDE_TYPE_STR = 3,
+}
+
+/// The value of a metadata override (llama.h's anonymous union, named here).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union bitnet_model_kv_override_value {
+    pub val_i64: i64,
+    pub val_f64: f64,
+    pub val_bool: bool,
+    pub val_str: [c_char; 128],
+}
+
+/// A metadata override (`llama_model_kv_override`): same layout as llama.h's (264 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct bitnet_model_kv_override {
+    /// `enum bitnet_model_kv_override_type`.
+    pub tag: i32,
+    pub key: [c_char; 128],
+    pub value: bitnet_model_kv_override_value,
+}
+
+impl std::fmt::Debug for bitnet_model_kv_override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("bitnet_model_kv_override")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// GPU split modes (`llama_split_mode`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum bitnet_split_mode {
+    BITNET_SPLIT_MODE_NONE = 0,
+    BITNET_SPLIT_MODE_LAYER = 1,
+    BITNET_SPLIT_MODE_ROW = 2,
+    BITNET_SPLIT_MODE_TENSOR = 3,
+}
+
+/// Model loading modes (`llama_load_mode`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum bitnet_load_mode {
+    BITNET_LOAD_MODE_AUTO = -1,
+    BITNET_LOAD_MODE_NONE = 0,
+    BITNET_LOAD_MODE_MMAP = 1,
+    BITNET_LOAD_MODE_MLOCK = 2,
+    BITNET_LOAD_MODE_MMAP_MLOCK = 3,
+    BITNET_LOAD_MODE_DIRECT_IO = 4,
+}
+
+/// Lazy tensor reading (`llama_lazy_mode`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum bitnet_lazy_mode {
+    BITNET_LAZY_MODE_OFF = 0,
+    BITNET_LAZY_MODE_AUTO = 1,
+    BITNET_LAZY_MODE_ON = 2,
 }
 
 /// What a model handle holds: a runnable model, or (vocab_only) the vocabulary and metadata.
@@ -68,6 +173,13 @@ impl ModelSource {
                  so it cannot make a context (load it without vocab_only)",
                 m.gguf().source()
             ))),
+        }
+    }
+
+    pub(crate) fn gguf(&self) -> &crate::gguf::GgufFile {
+        match self {
+            ModelSource::Full(m) => m.gguf(),
+            ModelSource::VocabOnly(m) => m.gguf(),
         }
     }
 
@@ -140,15 +252,54 @@ pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
 
 fn default_params() -> bitnet_model_params {
     bitnet_model_params {
-        n_gpu_layers: 0,
+        devices: std::ptr::null_mut(),
+        tensor_buft_overrides: std::ptr::null(),
+        n_gpu_layers: -1,
+        split_mode: bitnet_split_mode::BITNET_SPLIT_MODE_LAYER as i32,
+        load_mode: bitnet_load_mode::BITNET_LOAD_MODE_AUTO as i32,
+        lazy_mode: bitnet_lazy_mode::BITNET_LAZY_MODE_AUTO as i32,
+        main_gpu: 0,
+        tensor_split: std::ptr::null(),
         progress_callback: None,
         progress_callback_user_data: std::ptr::null_mut(),
+        kv_overrides: std::ptr::null(),
         vocab_only: false,
-        use_mmap: true,
-        use_mlock: false,
         check_tensors: false,
+        use_extra_bufts: true,
+        no_host: false,
+        no_alloc: false,
+        load_mtp: false,
         head_q8_0: false,
     }
+}
+
+/// Refuses the fields that ask for something bitnet cannot do; warns about mlock.
+fn check_params(p: &bitnet_model_params) -> Result<()> {
+    let unsupported = |what: &str| Err(Error::unsupported(format!("model parameter {what}")));
+    // SAFETY (the three reads below): non-NULL pointers the caller passes point to at least
+    // their list's first entry (llama.h contract: NULL-terminated lists).
+    if !p.devices.is_null() && !unsafe { *p.devices }.is_null() {
+        return unsupported("devices: bitnet has no devices (NULL or an empty list = the CPU)");
+    }
+    if !p.tensor_buft_overrides.is_null()
+        && !unsafe { (*p.tensor_buft_overrides).pattern }.is_null()
+    {
+        return unsupported("tensor_buft_overrides: there are no buffer types to choose");
+    }
+    if !p.kv_overrides.is_null() && unsafe { (*p.kv_overrides).key[0] } != 0 {
+        return unsupported("kv_overrides: metadata overrides are not supported");
+    }
+    if p.no_alloc {
+        return unsupported("no_alloc: simulated loading is not supported");
+    }
+    match p.load_mode {
+        -1 | 0 | 1 | 4 => {}
+        2 | 3 => log_warn!("bitnet: mlock is not supported; the model stays pageable"),
+        v => {
+            return Err(Error::invalid_argument(format!("load_mode {v} is unknown")));
+        }
+    }
+    Ok(())
 }
 
 /// Loads a GGUF model (memory-mapped). NULL on failure (bitnet_last_error says why: missing
@@ -161,9 +312,7 @@ pub extern "C" fn bitnet_model_load_from_file(
 ) -> *mut bitnet_model {
     call(std::ptr::null_mut(), || {
         let path = c_str(path_model, "path_model")?;
-        if params.use_mlock {
-            log_warn!("bitnet: use_mlock is not supported; the model stays pageable");
-        }
+        check_params(&params)?;
         let progress = |p: f32| match params.progress_callback {
             // SAFETY: the caller's callback, called as its contract says.
             Some(cb) => unsafe { cb(p, params.progress_callback_user_data) },

@@ -370,7 +370,13 @@ pub extern "C" fn bitnet_sampler_sample(
 ) -> bitnet_token {
     call(super::BITNET_TOKEN_NULL, || {
         let s = borrow_mut(smpl, "smpl")?;
-        let logits = ctx_ref(ctx)?.ctx.logits_ith(idx)?;
+        let c = ctx_ref(ctx)?;
+        // Backend sampling drew this output's token already: hand it out and accept it.
+        if let Some(token) = c.backend.token(&c.ctx, idx) {
+            s.accept(token);
+            return Ok(token);
+        }
+        let logits = c.ctx.logits_ith(idx)?;
         if let Some(chain) = s.as_chain_mut() {
             return chain.sample(logits);
         }
@@ -460,6 +466,30 @@ pub extern "C" fn bitnet_sampler_clone(smpl: *const bitnet_sampler) -> *mut bitn
         Ok(into_handle(bitnet_sampler {
             inner: s.inner.clone_box(),
         }))
+    })
+}
+
+/// Gives `dst` the state of `src` (llama.h `llama_sampler_copy`): afterwards dst samples as src
+/// would (RNG, history, a chain's members: members of dst handed out by bitnet_sampler_chain_get
+/// are freed, as in llama.cpp). Both must be the same kind of sampler (same name), else nothing
+/// changes and an error is recorded. NULL or src == dst: no-op.
+#[no_mangle]
+pub extern "C" fn bitnet_sampler_copy(src: *const bitnet_sampler, dst: *mut bitnet_sampler) {
+    call_void(|| {
+        if src.is_null() || dst.is_null() || std::ptr::eq(src, dst) {
+            return Ok(());
+        }
+        let s = borrow(src, "src")?;
+        let d = borrow_mut(dst, "dst")?;
+        if s.inner.name() != d.inner.name() {
+            return Err(Error::invalid_argument(format!(
+                "bitnet_sampler_copy: cannot copy a {} sampler into a {} sampler",
+                s.inner.name(),
+                d.inner.name()
+            )));
+        }
+        d.inner = s.inner.clone_box();
+        Ok(())
     })
 }
 

@@ -105,6 +105,133 @@ pub extern "C" fn bitnet_state_seq_get_size(
     call(0, || Ok(seq_state(ctx, seq_id)?.len()))
 }
 
+/// Flags of the bitnet_state_seq_*_ext functions (llama.h `llama_state_seq_flags`).
+pub type bitnet_state_seq_flags = u32;
+
+/// No flag: the whole sequence state.
+pub const BITNET_STATE_SEQ_FLAGS_NONE: bitnet_state_seq_flags = 0;
+/// Partial states only (SWA or recurrent caches). BitNet models have neither, so, as llama.h's
+/// plain KV cache does, the whole sequence state is written and read.
+pub const BITNET_STATE_SEQ_FLAGS_PARTIAL_ONLY: bitnet_state_seq_flags = 1;
+/// Old name of BITNET_STATE_SEQ_FLAGS_PARTIAL_ONLY.
+pub const BITNET_STATE_SEQ_FLAGS_SWA_ONLY: bitnet_state_seq_flags = 1;
+/// Keep the tensor data in device buffers. There are no devices: the state is a
+/// self-contained host buffer, exactly as without the flag, and stays valid after later gets.
+pub const BITNET_STATE_SEQ_FLAGS_ON_DEVICE: bitnet_state_seq_flags = 2;
+
+fn check_flags(flags: bitnet_state_seq_flags) -> crate::Result<()> {
+    let known = BITNET_STATE_SEQ_FLAGS_PARTIAL_ONLY | BITNET_STATE_SEQ_FLAGS_ON_DEVICE;
+    if flags & !known != 0 {
+        return Err(Error::invalid_argument(format!(
+            "state sequence flags {flags:#x}: unknown bits {:#x}",
+            flags & !known
+        )));
+    }
+    Ok(())
+}
+
+/// bitnet_state_seq_get_size with flags (see BITNET_STATE_SEQ_FLAGS_*: for BitNet models every
+/// flag gives the same state). 0 on error (also for unknown flag bits).
+#[no_mangle]
+pub extern "C" fn bitnet_state_seq_get_size_ext(
+    ctx: *mut bitnet_context,
+    seq_id: bitnet_seq_id,
+    flags: bitnet_state_seq_flags,
+) -> usize {
+    call(0, || {
+        check_flags(flags)?;
+        Ok(seq_state(ctx, seq_id)?.len())
+    })
+}
+
+/// bitnet_state_seq_get_data with flags. 0 on error (also for unknown flag bits).
+#[no_mangle]
+pub extern "C" fn bitnet_state_seq_get_data_ext(
+    ctx: *mut bitnet_context,
+    dst: *mut u8,
+    size: usize,
+    seq_id: bitnet_seq_id,
+    flags: bitnet_state_seq_flags,
+) -> usize {
+    if let Err(e) = check_flags(flags) {
+        return call(0, || Err(e));
+    }
+    bitnet_state_seq_get_data(ctx, dst, size, seq_id)
+}
+
+/// bitnet_state_seq_set_data with flags. 0 on error (also for unknown flag bits); the
+/// context is then unchanged.
+#[no_mangle]
+pub extern "C" fn bitnet_state_seq_set_data_ext(
+    ctx: *mut bitnet_context,
+    src: *const u8,
+    size: usize,
+    dest_seq_id: bitnet_seq_id,
+    flags: bitnet_state_seq_flags,
+) -> usize {
+    if let Err(e) = check_flags(flags) {
+        return call(0, || Err(e));
+    }
+    bitnet_state_seq_set_data(ctx, src, size, dest_seq_id)
+}
+
+/// Saves sequence `seq_id`'s state and `n_token_count` tokens (its text) to a file. Returns
+/// the bytes written; 0 on error (NULL arguments, bad seq_id, I/O).
+#[no_mangle]
+pub extern "C" fn bitnet_state_seq_save_file(
+    ctx: *mut bitnet_context,
+    filepath: *const std::ffi::c_char,
+    seq_id: bitnet_seq_id,
+    tokens: *const bitnet_token,
+    n_token_count: usize,
+) -> usize {
+    call(0, || {
+        let c = ctx_ref(ctx)?;
+        let path = c_str(filepath, "filepath")?;
+        let tokens = slice(
+            tokens,
+            i64::try_from(n_token_count).unwrap_or(i64::MAX),
+            "tokens",
+        )?;
+        c.ctx.state_seq_save_file(path, seq_id, tokens)
+    })
+}
+
+/// Restores a file from bitnet_state_seq_save_file into sequence `dest_seq_id` (its cells are
+/// replaced), its tokens into tokens_out (capacity n_token_capacity) and their count into
+/// *n_token_count_out. Returns the bytes read (the file's length); 0 on error (missing or
+/// malformed file, other model, bad id, too few tokens of capacity, no room in the cache); the
+/// context is then unchanged. With tokens_out NULL, as llama.h, only the token count is
+/// reported (nothing is loaded) and the header's length (12) returned.
+#[no_mangle]
+pub extern "C" fn bitnet_state_seq_load_file(
+    ctx: *mut bitnet_context,
+    filepath: *const std::ffi::c_char,
+    dest_seq_id: bitnet_seq_id,
+    tokens_out: *mut bitnet_token,
+    n_token_capacity: usize,
+    n_token_count_out: *mut usize,
+) -> usize {
+    call(0, || {
+        let c = ctx_mut(ctx)?;
+        let path = c_str(filepath, "filepath")?;
+        let count_out = super::borrow_mut(n_token_count_out, "n_token_count_out")?;
+        if tokens_out.is_null() {
+            *count_out = c.ctx.state_seq_file_token_count(path)?;
+            return Ok(12);
+        }
+        let out = slice_mut(
+            tokens_out,
+            i64::try_from(n_token_capacity).unwrap_or(i64::MAX),
+            "tokens_out",
+        )?;
+        let (tokens, len) = c.ctx.state_seq_load_file(path, dest_seq_id, out.len())?;
+        out[..tokens.len()].copy_from_slice(&tokens);
+        *count_out = tokens.len();
+        Ok(len)
+    })
+}
+
 /// Copies sequence `seq_id`'s KV cells into `dst` (`size` bytes). Returns the bytes written;
 /// 0 on error (NULL arguments, bad seq_id, size too small).
 #[no_mangle]

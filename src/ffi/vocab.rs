@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 pub struct bitnet_vocab {
     /// The model (or vocab-only file) whose vocabulary this is.
     source: ModelSource,
+    /// `tokenizer.ggml.suppress_tokens` in range (bitnet_vocab_get_suppress_tokens; first use).
+    pub(crate) suppress: OnceLock<Vec<bitnet_token>>,
     /// Every token's text, NUL-terminated, for bitnet_vocab_get_text (built on first use).
     texts: OnceLock<TextTable>,
 }
@@ -24,8 +26,13 @@ impl bitnet_vocab {
     pub(crate) fn new(source: ModelSource) -> bitnet_vocab {
         bitnet_vocab {
             source,
+            suppress: OnceLock::new(),
             texts: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn gguf(&self) -> &crate::gguf::GgufFile {
+        self.source.gguf()
     }
 
     pub(crate) fn vocab(&self) -> &Vocab {

@@ -158,6 +158,7 @@ impl KvCache {
         }
         let need = n_layer * 2 * n * n_embd_kv * 2;
         r.expect_exactly(need, "KV data")?;
+        check_finite(&r.buf[r.pos..], "state data")?;
         self.clear();
         self.store.read_cells(0, n, r)?;
         self.used = cells.iter().filter(|c| !c.is_empty()).count();
@@ -203,6 +204,7 @@ impl KvCache {
             .checked_mul(4 + n_layer * 2 * n_embd_kv * 2)
             .ok_or_else(|| Error::format("sequence state: cell count overflows"))?;
         r.expect_exactly(need, "sequence state")?;
+        check_finite(&r.buf[r.pos + 4 * n..], "sequence state")?;
         let mut pos = Vec::with_capacity(n);
         for _ in 0..n {
             let p = r.i32("cell position")?;
@@ -231,6 +233,21 @@ impl KvCache {
             self.occupy(first + i, p, &[dst]);
         }
         self.store.read_cells(first, n, r)
+    }
+}
+
+/// K and V values (little-endian f16) are finite: a NaN or infinity, which no decode writes
+/// into the cache of a working model, would poison every later logit of the sequences that
+/// attend to it, so a state holding one is refused as corrupt.
+fn check_finite(kv: &[u8], what: &str) -> Result<()> {
+    match kv
+        .chunks_exact(2)
+        .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00)
+    {
+        None => Ok(()),
+        Some(i) => Err(Error::format(format!(
+            "{what}: KV value {i} is not finite (corrupt data)"
+        ))),
     }
 }
 

@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
 
   /* ---- model */
   struct bitnet_model_params mp = bitnet_model_default_params();
-  CHECK(mp.use_mmap && !mp.vocab_only && mp.n_gpu_layers == 0);
+  CHECK(mp.load_mode == BITNET_LOAD_MODE_AUTO && !mp.vocab_only && mp.n_gpu_layers == -1);
   mp.progress_callback = on_progress;
   struct bitnet_model *model = bitnet_model_load_from_file(argv[1], mp);
   CHECK(model != NULL);
@@ -160,7 +160,7 @@ int main(int argc, char **argv) {
   /* ---- context */
   struct bitnet_context_params cp = bitnet_context_default_params();
   CHECK(cp.n_ctx == 512 && cp.n_batch == 2048 && cp.n_ubatch == 512 && cp.n_seq_max == 1);
-  CHECK(cp.type_k == BITNET_KV_TYPE_F16 && !cp.embeddings && !cp.flash_attn);
+  CHECK(cp.type_k == BITNET_KV_TYPE_F16 && !cp.embeddings && cp.flash_attn_type == BITNET_FLASH_ATTN_TYPE_AUTO);
   cp.n_ctx = 100; /* rounded up to 128 */
   cp.n_batch = 64;
   cp.n_seq_max = 2;

@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
   /* the log callback sees the warning for an unsupported option */
   bitnet_log_set(on_log, NULL);
   mp = bitnet_model_default_params();
-  mp.use_mlock = true;
+  mp.load_mode = BITNET_LOAD_MODE_MLOCK;
   struct bitnet_model *model = bitnet_model_load_from_file(model_path, mp);
   bitnet_log_set(NULL, NULL);
   CHECK(model != NULL && warnings == 1);

@@ -24,6 +24,19 @@ fn main() {
         build.flag("/fp:precise");
     }
     build.compile("bitnet_kernels_c");
+    // windows-gnu: mingw-w64's fmaf (which f32::mul_add calls) is not correctly rounded;
+    // this one replaces it (src/sys/mingw_fmaf.c).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
+    {
+        cc::Build::new()
+            .file("src/sys/mingw_fmaf.c")
+            .warnings(true)
+            .flag_if_supported("-ffp-contract=off")
+            .flag_if_supported("-fno-builtin")
+            .compile("bitnet_mingw_fmaf");
+        println!("cargo:rerun-if-changed=src/sys/mingw_fmaf.c");
+    }
     println!("cargo:rerun-if-changed=src/kernels/c");
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

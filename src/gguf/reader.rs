@@ -184,6 +184,26 @@ impl GgufFile {
         Self::parse(Storage::Owned(words, bytes.len()), "<memory>".to_string())
     }
 
+    /// An in-memory copy of this file with `edit` applied to its bytes (tensor data rewritten
+    /// in place, e.g. an I2_S layout conversion: offsets and sizes must not change), parsed
+    /// again under the same source name. The memory map is dropped.
+    pub(crate) fn into_owned_with(
+        self,
+        edit: impl FnOnce(&GgufFile, &mut [u8]) -> Result<()>,
+    ) -> Result<GgufFile> {
+        let src = self.storage.bytes();
+        let len = src.len();
+        let mut words = vec![0u64; len.div_ceil(8)];
+        // SAFETY: `words` owns `8 * words.len() >= len` initialised bytes; u8 has no alignment
+        // or validity needs; the slice is dropped before `words` moves into the storage.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, len) };
+        bytes.copy_from_slice(src);
+        edit(&self, bytes)?;
+        let source = self.source.clone();
+        drop(self);
+        Self::parse(Storage::Owned(words, len), source)
+    }
+
     fn parse(storage: Storage, source: String) -> Result<GgufFile> {
         let buf = storage.bytes();
         let mut c = Cursor { buf, pos: 0 };

@@ -6,6 +6,7 @@ mod attention;
 mod config;
 pub(crate) mod forward;
 mod invariant;
+mod layout;
 pub(crate) mod meta;
 mod ops;
 mod weights;
@@ -19,6 +20,7 @@ use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::tensor::blocks::cast_slice;
 use crate::tensor::blocks::{BlockQ8_0, QK8_0};
+use crate::tensor::i2s_layout::I2sLayout;
 use crate::tensor::GgmlType;
 use crate::vocab::Vocab;
 use rayon::prelude::*;
@@ -66,10 +68,24 @@ impl Model {
 
     /// [`Model::load`] with options.
     pub fn load_with(path: impl AsRef<Path>, params: ModelParams) -> Result<Model> {
+        Model::load_with_i2s_layout(path, params, None)
+    }
+
+    /// [`Model::load_with`] for a file whose I2_S layout the caller knows: `Some(layout)` says
+    /// which of bitnet.cpp's two layouts its ternary tensors use (an ARM-quantized file:
+    /// [`I2sLayout::Arm`]); `None` takes the `BITNET_I2S_LAYOUT` environment variable, else
+    /// the x86 layout. A file that names its layout (`bitnet.i2_s.block_size`) is read as it
+    /// says, and a choice contradicting it is an error (docs/i2s-layouts.md).
+    pub fn load_with_i2s_layout(
+        path: impl AsRef<Path>,
+        params: ModelParams,
+        layout: Option<I2sLayout>,
+    ) -> Result<Model> {
         let start = std::time::Instant::now();
         let path = path.as_ref();
         let gguf = GgufFile::open(path)?;
-        let mut model = Model::from_gguf(gguf).map_err(|e| e.context(path.display()))?;
+        let mut model =
+            Model::from_gguf_with(gguf, layout).map_err(|e| e.context(path.display()))?;
         if params.head_q8_0 {
             model.requantize_head_q8_0()?;
         }
@@ -146,7 +162,19 @@ impl Model {
 
     /// Binds the model in an already opened file: reads the config, then checks and binds every
     /// tensor (shape and type against the config).
+    /// An ARM-layout file (its `bitnet.i2_s.block_size` key, or `BITNET_I2S_LAYOUT`) is first
+    /// rewritten into the kernels' layout in memory.
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
+        Model::from_gguf_with(gguf, None)
+    }
+
+    fn from_gguf_with(gguf: GgufFile, layout: Option<I2sLayout>) -> Result<Model> {
+        let asked = match layout {
+            Some(l) => Some(l),
+            None => layout::env_layout()?,
+        };
+        let layout = layout::resolve(&gguf, asked)?;
+        let gguf = layout::to_kernel_layout(gguf, layout)?;
         let config = Config::from_gguf(&gguf)?;
         let weights = ModelWeights::bind(&gguf, &config)?;
         let vocab = Vocab::from_gguf(&gguf)?;

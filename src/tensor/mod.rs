@@ -3,6 +3,7 @@
 
 pub mod blocks;
 mod dequant;
+pub mod i2s_layout;
 mod quant;
 
 pub use dequant::{dequantize_row, dequantize_tensor, q6k_values, tq1_0_trits};

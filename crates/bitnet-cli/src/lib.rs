@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod generate;
+mod i2s_layout;
 mod inspect;
 mod make_model;
 pub mod modelgen;
@@ -18,6 +19,7 @@ commands:
   trace       greedy decoding printed in the golden-trace format (PROMPT/TOKEN/TOPK/TIME)
   bench       prompt and generation speed (pp/tg tokens/s), like llama-bench
   inspect     print a GGUF file's metadata and tensor table
+  i2s-layout  which I2_S layout (x86 128 / ARM 64 blocks) a model's weights are in; rewrite it
   make-model  write a random-weight BitNet b1.58 model (tiny or 2B-4T shape)
   serve       an OpenAI-compatible HTTP server with continuous batching (docs/server.md)";
 
@@ -49,6 +51,7 @@ fn run(argv: Vec<String>) -> Result<()> {
         "trace" => (trace::HELP, trace::run),
         "bench" => (bench::HELP, bench::run),
         "inspect" => (inspect::HELP, inspect::run),
+        "i2s-layout" => (i2s_layout::HELP, i2s_layout::run),
         "make-model" => (make_model::HELP, make_model::run),
         "-h" | "--help" | "help" => {
             println!("{HELP}");

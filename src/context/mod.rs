@@ -5,6 +5,7 @@ pub mod batch;
 #[allow(clippy::module_inception)]
 pub mod context;
 pub mod perf;
+mod pool;
 mod state;
 
 pub use crate::kv::{KvCache, KvCell};

@@ -14,6 +14,13 @@
 //! BITNET_TEST_DATA=/work/shared cargo bench --bench tokenizer -- --scaling [--sizes 1,4,16,64]
 //!     [--shapes prose,nospace,allspace,cjk] [llama-bpe ...]
 //! ```
+//!
+//! Part 3, for comparing with another tokenizer on the same bytes: `--write-texts DIR` writes
+//! the scaling texts as `DIR/<shape>-<MB>MB.txt` (with `--sizes` / `--shapes`); `--file PATH
+//! VOCAB [--reps 3] [--cap S]` tokenizes one file with one vocab in a process of its own and prints
+//! the fastest of `--reps` calls (stopping early once a call takes more than `--cap` seconds),
+//! the token count and the process's resident memory before the first call and at its peak
+//! (`VmRSS` / `VmHWM`), so the peak includes the vocab and the text itself.
 
 use bitnet::gguf::GgufFile;
 use bitnet::Vocab;
@@ -29,10 +36,18 @@ fn main() {
     let mut scaling = false;
     let mut sizes = vec![1usize, 4, 16, 64];
     let mut shapes: Vec<String> = SHAPES.iter().map(|s| s.to_string()).collect();
+    let mut write_dir = None;
+    let mut file = None;
+    let mut reps = 3usize;
+    let mut cap = f64::INFINITY;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scaling" => scaling = true,
+            "--write-texts" => write_dir = Some(it.next().expect("--write-texts DIR").clone()),
+            "--file" => file = Some(it.next().expect("--file PATH").clone()),
+            "--reps" => reps = it.next().expect("--reps N").parse().expect("--reps N"),
+            "--cap" => cap = it.next().expect("--cap S").parse().expect("--cap seconds"),
             "--sizes" => {
                 sizes = it
                     .next()
@@ -53,6 +68,24 @@ fn main() {
             s if s.starts_with('-') => {}
             s => only.push(s.to_string()),
         }
+    }
+    if let Some(dir) = write_dir {
+        std::fs::create_dir_all(&dir).expect("create the text directory");
+        for shape in &shapes {
+            for &mb in &sizes {
+                let path = format!("{dir}/{shape}-{mb}MB.txt");
+                std::fs::write(&path, make_text(shape, mb << 20)).expect("write a text");
+                println!("{path}");
+            }
+        }
+        return;
+    }
+    if let Some(path) = file {
+        let [name] = only.as_slice() else {
+            panic!("--file PATH needs exactly one vocab name ({VOCABS:?})");
+        };
+        one_file(name, &path, reps.max(1), cap);
+        return;
     }
     let vocabs: Vec<(&str, Vocab)> = VOCABS
         .iter()
@@ -128,6 +161,66 @@ fn mixed(vocabs: &[(&str, Vocab)]) {
             back.len() as f64 / dt / 1e6
         );
     }
+}
+
+/// `kB` of a `/proc/self/status` line (`VmRSS`, `VmHWM`), 0 where there is no such file.
+fn status_kb(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of the calling thread: with `Instant`, tells time spent waiting for a core on a
+/// loaded machine from time spent working.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn one_file(name: &str, path: &str, reps: usize, cap: f64) {
+    let Some(p) = bitnet_testdata::path(&format!("vocab/ggml-vocab-{name}.gguf")) else {
+        eprintln!("no shared data: set BITNET_TEST_DATA");
+        return;
+    };
+    let vocab = Vocab::from_gguf(&GgufFile::open(&p).expect("open vocab")).expect("load vocab");
+    let text = std::fs::read(path).expect("read the text");
+    let base = status_kb("VmRSS");
+    let (mut best, mut best_cpu, mut n, mut done, mut fnv) = (f64::INFINITY, 0.0, 0, 0, 0);
+    for _ in 0..reps {
+        let c = thread_cpu_seconds();
+        let t = Instant::now();
+        let ids = vocab.tokenize(&text, false, false).expect("tokenize");
+        let s = t.elapsed().as_secs_f64();
+        let cpu = thread_cpu_seconds() - c;
+        n = ids.len();
+        // FNV-1a over the ids as u32, to compare the tokens with another tokenizer's.
+        fnv = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
+            (h ^ id as u32 as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        if s < best {
+            (best, best_cpu) = (s, cpu);
+        }
+        done += 1;
+        if s > cap {
+            break;
+        }
+    }
+    println!(
+        "seconds {best:.3} cpu {best_cpu:.3} tokens {n} reps {done} base_rss_kb {base} peak_rss_kb {} bytes {} fnv {fnv:016x}",
+        status_kb("VmHWM"),
+        text.len()
+    );
 }
 
 fn scaling_table(vocabs: &[(&str, Vocab)], sizes: &[usize], shapes: &[String]) {

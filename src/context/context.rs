@@ -5,6 +5,7 @@
 use super::batch::{Batch, Pos, SeqId};
 use super::embeddings::{self, AttentionType, EmbdOutput, PoolingType};
 use super::perf::{PerfContextData, PerfCounters};
+use super::pool::Pool;
 use crate::alloc::SizedBy;
 use crate::error::{Error, Result};
 use crate::kernels::{self, KernelTable};
@@ -94,24 +95,16 @@ fn threads(n: i32, name: &str) -> usize {
     n
 }
 
-fn pool(n: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("bitnet-{i}"))
-        .build()
-        .map_err(|e| Error::internal(format!("cannot start a pool of {n} threads: {e}")))
-}
-
 /// The decode pool and, when the counts differ, the batch pool; stores the resolved thread
 /// counts in `p`.
-fn pools(p: &mut ContextParams) -> Result<(rayon::ThreadPool, Option<rayon::ThreadPool>)> {
+fn pools(p: &mut ContextParams) -> Result<(Pool, Option<Pool>)> {
     let (nt_decode, nt_batch) = (
         threads(p.n_threads, "n_threads"),
         threads(p.n_threads_batch, "n_threads_batch"),
     );
-    let pool_decode = pool(nt_decode)?;
+    let pool_decode = Pool::new(nt_decode)?;
     let pool_batch = if nt_batch != nt_decode {
-        Some(pool(nt_batch)?)
+        Some(Pool::new(nt_batch)?)
     } else {
         None
     };
@@ -131,9 +124,9 @@ pub struct Context {
     /// The kernel table every matmul and attention of this context runs.
     kernels: &'static KernelTable,
     scratch: forward::Scratch,
-    pool_decode: rayon::ThreadPool,
+    pool_decode: Pool,
     /// `None` when prompts use the same thread count as decoding.
-    pool_batch: Option<rayon::ThreadPool>,
+    pool_batch: Option<Pool>,
     /// `n_outputs` rows of n_vocab logits, in batch order.
     logits: Vec<f32>,
     n_outputs: usize,

@@ -6,6 +6,7 @@ mod batch;
 mod context;
 mod embeddings;
 pub(crate) mod perf;
+mod pool;
 mod state;
 
 pub(crate) use crate::kv::KvCache;

@@ -320,7 +320,7 @@ pub fn available() -> Vec<&'static KernelTable> {
 /// - `BITNET_KERNEL=<variant>` (if usable here): that variant's table as it is;
 /// - otherwise (or `BITNET_KERNEL=auto`): the best variant by CPU features, with each entry
 ///   whose candidates differ (the I2_S matvec and product, the F16 / Q8_0 / Q6_K heads) taken
-///   from the SIMD variant measured fastest on this machine ([`tune::tuned`]: once per
+///   from the SIMD variant measured fastest on this machine ([`tune::calibrate`]: once per
 ///   machine, cached in a file; `BITNET_CALIBRATE=0` skips the measurement).
 pub fn active() -> &'static KernelTable {
     active_choice().0

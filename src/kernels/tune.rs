@@ -1,5 +1,5 @@
 //! Measuring the running machine: its memory read bandwidth (the bound on decode speed) and,
-//! in [`calibrate`](super::calibrate), which of the bit-exact kernel candidates streams weights
+//! in [`calibrate`], which of the bit-exact kernel candidates streams weights
 //! fastest on it.
 //!
 //! Decode reads every weight once per token, so it can go no faster than

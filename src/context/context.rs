@@ -220,7 +220,8 @@ impl Context {
         // Every buffer is sized with checked arithmetic and allocated fallibly: a request the
         // machine cannot hold is an error naming the parameter and the bytes, not an abort.
         // The KV cache (KvCache::new) comes first: it is the largest.
-        let kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
+        let mut kv = KvCache::new(n_ctx, cfg.n_layer, cfg.n_embd_kv())?;
+        kv.limit_seqs(p.n_seq_max as usize);
         let by_ubatch = SizedBy {
             param: "n_ubatch",
             value: n_ubatch,

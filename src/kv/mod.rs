@@ -68,6 +68,9 @@ pub struct KvCache {
     has_shift: bool,
     cells: Vec<KvCell>,
     store: KvStore,
+    /// Sequence ids this cache may hold: `0..n_seq_max` (the context's `n_seq_max`; MAX_SEQ
+    /// until the context says). `seq_cp` into an id outside it does nothing.
+    n_seq_max: usize,
 }
 
 /// Normalises llama.cpp's range arguments: p0 < 0 means 0, p1 < 0 means "to the end" (which
@@ -99,7 +102,13 @@ impl KvCache {
             has_shift: false,
             cells,
             store,
+            n_seq_max: MAX_SEQ,
         })
+    }
+
+    /// Limits the sequence ids this cache holds to `0..n` (the context's `n_seq_max`).
+    pub(crate) fn limit_seqs(&mut self, n: usize) {
+        self.n_seq_max = n.min(MAX_SEQ);
     }
 
     /// Number of cells (the context size).
@@ -181,7 +190,10 @@ impl KvCache {
     /// Adds sequence `dst` to the cells of `src` with positions in `[p0, p1)`
     /// (`llama_kv_cache_seq_cp`).
     pub fn seq_cp(&mut self, src: SeqId, dst: SeqId, p0: Pos, p1: Pos) {
-        if src == dst || !(0..MAX_SEQ as SeqId).contains(&dst) {
+        // An id the context does not have would put a cell in a sequence nothing can address
+        // (found by the `positions` fuzz target); llama.cpp asserts on it, here it is a no-op.
+        let ids = 0..self.n_seq_max as SeqId;
+        if src == dst || !ids.contains(&dst) || !ids.contains(&src) {
             return;
         }
         let r = range(p0, p1);
@@ -426,6 +438,23 @@ impl KvCache {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn seq_cp_outside_n_seq_max_does_nothing() {
+        let mut kv = KvCache::new(8, 1, 4).unwrap();
+        kv.limit_seqs(3);
+        kv.cells[0] = KvCell {
+            pos: 0,
+            ..KvCell::EMPTY
+        };
+        kv.cells[0].add_seq(0);
+        kv.used = 1;
+        kv.seq_cp(0, 3, -1, -1);
+        kv.seq_cp(3, 1, -1, -1);
+        assert!(!kv.cells[0].has_seq(3) && !kv.cells[0].has_seq(1));
+        kv.seq_cp(0, 2, -1, -1);
+        assert!(kv.cells[0].has_seq(2));
+    }
+
     use super::*;
 
     fn filled(n: usize) -> KvCache {

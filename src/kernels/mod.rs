@@ -36,7 +36,7 @@ mod x86;
 
 pub use crate::tensor::blocks::BlockQ8K;
 pub use act::{nearest_int, quantize_row_i8, quantize_row_q8_0, quantize_row_q8k};
-pub use matmul::{matmul, matmul_with, Scratch, MIN_PARALLEL_WORK};
+pub use matmul::{matmul, matmul_per_token, matmul_with, Scratch, MIN_PARALLEL_WORK};
 
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;

@@ -876,3 +876,60 @@ fn strided_group_rejects_partial_rows() {
     let mut out = vec![0f32; 8];
     (scalar().f16_ggml_strided_group)(&w, 32, &[1.0; 30], 4, &mut out);
 }
+
+#[test]
+fn per_token_order_is_batch_invariant() {
+    // matmul_per_token (batch-invariant serving): every token's outputs are the bits of a
+    // one-token call, for F16 and F32, with token counts on and off the grouped kernels' 4, row
+    // counts on and off the 64-row tiles and 4-row blocks, lengths on and off the 8/32 grids,
+    // in one thread and split over a pool.
+    let mut rng = Rng::new(4242);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for &(m, k) in &[
+        (3usize, 40usize),
+        (70, 64),
+        (133, 256),
+        (257, 100),
+        (300, 2560),
+    ] {
+        let wf = rng.vec(m * k);
+        let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
+        let f32w = Aligned::new(as_bytes(&wf));
+        let f16w = Aligned::new(as_bytes(&wh));
+        let w32 = Weights::new(GgmlType::F32, f32w.bytes(), m, k).unwrap();
+        let w16 = Weights::new(GgmlType::F16, f16w.bytes(), m, k).unwrap();
+        for n in [1usize, 2, 5, 8] {
+            let x = rng.vec(n * k);
+            for kt in available() {
+                for w in [&w32, &w16] {
+                    let mut one = vec![0f32; m];
+                    let mut ks = Scratch::new();
+                    for threads in [false, true] {
+                        let mut got = vec![f32::NAN; n * m];
+                        let mut call =
+                            || matmul_per_token(kt, w, &x, n, &mut got, &mut ks).unwrap();
+                        if threads {
+                            pool.install(call);
+                        } else {
+                            call();
+                        }
+                        for t in 0..n {
+                            kt.matmul(w, &x[t * k..(t + 1) * k], 1, &mut one, &mut ks)
+                                .unwrap();
+                            assert_eq!(
+                                bits(&got[t * m..(t + 1) * m]),
+                                bits(&one),
+                                "{} {} m{m} k{k} n{n} t{t} pool={threads}",
+                                kt.name(),
+                                w.ty
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

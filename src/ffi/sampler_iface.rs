@@ -321,8 +321,8 @@ impl CSampler {
     /// `iface->name` of a user sampler, as C returns it ("(null)" without one).
     pub(crate) fn user_name_ptr(&self) -> *const c_char {
         match self.user_iface().and_then(|i| i.name) {
-            // SAFETY: the user's function, called with its own live sampler.
             Some(name) => {
+                // SAFETY: the user's function, called with its own live sampler.
                 let p = unsafe { name(self.ptr) };
                 if p.is_null() {
                     NULL_NAME.as_ptr()

@@ -276,11 +276,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "model_init_from_user",
         "models are only loaded from GGUF files",
     ),
-    (
-        "sampler_init",
-        "user-defined samplers (llama_sampler_i) are not supported yet",
-    ),
-    ("sampler_init_adaptive_p", "constrained-sampling issue 18"),
 ];
 
 /// Every `bitnet_*` function declared in the header, with its parameter count.

@@ -33,6 +33,7 @@ pub mod opt;
 pub mod perf;
 pub mod sampler;
 pub mod sampler_ext;
+pub mod sampler_iface;
 pub mod state;
 pub mod system;
 pub mod threadpool;

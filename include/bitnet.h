@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Plain names for the value types, as llama.h typedefs them. */
 typedef struct bitnet_batch bitnet_batch;
@@ -74,6 +75,11 @@ struct bitnet_sampler;
  * ggml type id of F16, the only KV cache type (type_k / type_v).
  */
 #define BITNET_KV_TYPE_F16 1
+
+/**
+ * Most threads a pool may have (ggml's GGML_MAX_N_THREADS); the size of `cpumask`.
+ */
+#define BITNET_MAX_N_THREADS 512
 
 /**
  * RoPE types (`llama_rope_type`).
@@ -186,6 +192,26 @@ enum bitnet_vocab_type {
   BITNET_VOCAB_TYPE_WPM = 3,
   BITNET_VOCAB_TYPE_UGM = 4,
   BITNET_VOCAB_TYPE_RWKV = 5,
+};
+
+/**
+ * Optimizer types (`ggml_opt_optimizer_type`).
+ */
+enum bitnet_opt_optimizer_type {
+  BITNET_OPT_OPTIMIZER_TYPE_ADAMW = 0,
+  BITNET_OPT_OPTIMIZER_TYPE_SGD = 1,
+  BITNET_OPT_OPTIMIZER_TYPE_COUNT = 2,
+};
+
+/**
+ * Thread scheduling priorities (`ggml_sched_priority`).
+ */
+enum bitnet_sched_priority {
+  BITNET_SCHED_PRIO_LOW = -1,
+  BITNET_SCHED_PRIO_NORMAL = 0,
+  BITNET_SCHED_PRIO_MEDIUM = 1,
+  BITNET_SCHED_PRIO_HIGH = 2,
+  BITNET_SCHED_PRIO_REALTIME = 3,
 };
 
 /**
@@ -331,6 +357,16 @@ struct bitnet_memory;
  * A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
  */
 struct bitnet_model;
+
+/**
+ * ggml's tensor (opaque here: bitnet has no ggml tensors; the filter never sees one).
+ */
+struct bitnet_tensor;
+
+/**
+ * A thread pool (opaque; ggml's `struct ggml_threadpool`). Free with bitnet_threadpool_free.
+ */
+struct bitnet_threadpool;
 
 /**
  * The vocabulary of a model (opaque, owned by the model: never freed by the caller).
@@ -781,6 +817,56 @@ struct bitnet_model_params {
 };
 
 /**
+ * Returns whether a tensor holds trainable parameters (`llama_opt_param_filter`).
+ */
+typedef bool (*bitnet_opt_param_filter)(const struct bitnet_tensor *tensor, void *userdata);
+
+/**
+ * Computes optimizer parameters (`ggml_opt_get_optimizer_params`; its result type is opaque
+ * here, never called).
+ */
+typedef void *(*bitnet_opt_get_optimizer_params)(void *userdata);
+
+/**
+ * Training parameters (`llama_opt_params`, same fields in the same order).
+ */
+struct bitnet_opt_params {
+  /**
+   * Context size assumed after training; 0 = the context's.
+   */
+  uint32_t n_ctx_train;
+  bitnet_opt_param_filter param_filter;
+  void *param_filter_ud;
+  bitnet_opt_get_optimizer_params get_opt_pars;
+  void *get_opt_pars_ud;
+  /**
+   * `enum bitnet_opt_optimizer_type`.
+   */
+  int32_t optimizer_type;
+};
+
+/**
+ * An optimizer dataset (`ggml_opt_dataset_t`, opaque).
+ */
+typedef void *bitnet_opt_dataset_t;
+
+/**
+ * An optimizer result (`ggml_opt_result_t`, opaque).
+ */
+typedef void *bitnet_opt_result_t;
+
+/**
+ * Called after each batch of an epoch (`ggml_opt_epoch_callback`; never called).
+ */
+typedef void (*bitnet_opt_epoch_callback)(bool train,
+                                          void *opt_ctx,
+                                          bitnet_opt_dataset_t dataset,
+                                          bitnet_opt_result_t result,
+                                          int64_t ibatch,
+                                          int64_t ibatch_max,
+                                          int64_t t_start_us);
+
+/**
  * Context timing counters (llama_perf_context_data).
  */
 struct bitnet_perf_context_data {
@@ -850,6 +936,44 @@ struct bitnet_logit_bias {
  * Flags of the bitnet_state_seq_*_ext functions (llama.h `llama_state_seq_flags`).
  */
 typedef uint32_t bitnet_state_seq_flags;
+
+/**
+ * Thread pool parameters (`ggml_threadpool_params`, same fields and layout). Fill with
+ * bitnet_threadpool_params_default or bitnet_threadpool_params_init.
+ */
+struct bitnet_threadpool_params {
+  /**
+   * CPU cores the threads may run on (all false = the inherited affinity). bitnet does not
+   * pin threads: a non-empty mask is logged and not applied.
+   */
+  bool cpumask[BITNET_MAX_N_THREADS];
+  /**
+   * Number of threads (1..=BITNET_MAX_N_THREADS).
+   */
+  int32_t n_threads;
+  /**
+   * `enum bitnet_sched_priority`. Threads run at the inherited priority: another value than
+   * NORMAL is logged and not applied.
+   */
+  int32_t prio;
+  /**
+   * Polling level 0..100 (ggml spins idle threads): bitnet's idle threads sleep, ignored.
+   */
+  uint32_t poll;
+  /**
+   * Strict CPU placement: see cpumask (logged and not applied).
+   */
+  bool strict_cpu;
+  /**
+   * Start paused (see bitnet_threadpool_pause).
+   */
+  bool paused;
+};
+
+/**
+ * A thread pool handle (`ggml_threadpool_t`).
+ */
+typedef struct bitnet_threadpool *bitnet_threadpool_t;
 
 /**
  * Token attribute bit flags (llama_token_attr), returned by bitnet_vocab_get_attr.
@@ -1801,6 +1925,47 @@ bool bitnet_model_has_encoder(const struct bitnet_model *model);
 bitnet_token bitnet_model_decoder_start_token(const struct bitnet_model *model);
 
 /**
+ * Loads a model from an open stream: the GGUF is read from the stream's current position to
+ * its end (so it can be embedded in a larger file) into memory, then loaded as
+ * bitnet_model_load_from_file would load it (params as there; vocab_only too). The stream is
+ * not closed; its position is at the end afterwards. NULL on failure (NULL file, a read error,
+ * malformed GGUF, ...: bitnet_last_error says which). Free with bitnet_model_free.
+ */
+struct bitnet_model *bitnet_model_load_from_file_ptr(FILE *file, struct bitnet_model_params params);
+
+/**
+ * Writes the model as a GGUF file at `path_model`: every metadata entry and tensor, so that
+ * loading it back gives the same logits bit for bit. Written to a temporary file beside it and
+ * renamed into place when complete. Nothing is returned (llama.h's signature): a failure (NULL
+ * arguments, a vocab_only model, an I/O error) is logged and left in bitnet_last_error.
+ */
+void bitnet_model_save_to_file(const struct bitnet_model *model, const char *path_model);
+
+/**
+ * Always true, as llama.cpp's (every tensor is trainable).
+ */
+bool bitnet_opt_param_filter_all(const struct bitnet_tensor *tensor, void *userdata);
+
+/**
+ * Not supported: logs an error, sets bitnet_last_error (BITNET_ERR_UNSUPPORTED), does nothing.
+ */
+void bitnet_opt_init(struct bitnet_context *lctx,
+                     struct bitnet_model *model,
+                     struct bitnet_opt_params lopt_params);
+
+/**
+ * Not supported: logs an error, sets bitnet_last_error (BITNET_ERR_UNSUPPORTED), does nothing
+ * (no callback is called).
+ */
+void bitnet_opt_epoch(struct bitnet_context *lctx,
+                      bitnet_opt_dataset_t dataset,
+                      bitnet_opt_result_t result_train,
+                      bitnet_opt_result_t result_eval,
+                      int64_t idata_split,
+                      bitnet_opt_epoch_callback callback_train,
+                      bitnet_opt_epoch_callback callback_eval);
+
+/**
  * The context's counters; all zero if ctx is NULL.
  */
 struct bitnet_perf_context_data bitnet_perf_context(const struct bitnet_context *ctx);
@@ -2247,6 +2412,69 @@ bool bitnet_supports_mlock(void);
  * Never freed.
  */
 const char *bitnet_print_system_info(void);
+
+/**
+ * ggml's defaults for `n_threads` threads: no CPU mask, normal priority, poll 50, not strict,
+ * not paused.
+ */
+struct bitnet_threadpool_params bitnet_threadpool_params_default(int32_t n_threads);
+
+/**
+ * Fills `*p` with bitnet_threadpool_params_default(n_threads). NULL `p`: logged, nothing done.
+ */
+void bitnet_threadpool_params_init(struct bitnet_threadpool_params *p, int32_t n_threads);
+
+/**
+ * Whether two parameter sets describe the same pool (n_threads, prio, poll, strict_cpu and
+ * cpumask equal; `paused` is not compared, as in ggml). False if either is NULL.
+ */
+bool bitnet_threadpool_params_match(const struct bitnet_threadpool_params *p0,
+                                    const struct bitnet_threadpool_params *p1);
+
+/**
+ * Starts a pool of `params->n_threads` threads. NULL on failure (NULL params, n_threads
+ * outside 1..=BITNET_MAX_N_THREADS, an unknown priority, threads that cannot be started).
+ * Free with bitnet_threadpool_free.
+ */
+struct bitnet_threadpool *bitnet_threadpool_new(struct bitnet_threadpool_params *params);
+
+/**
+ * Frees a pool handle. A context it is still attached to keeps using it (its threads exit when
+ * that context detaches it or is freed). NULL is a no-op.
+ */
+void bitnet_threadpool_free(struct bitnet_threadpool *threadpool);
+
+/**
+ * Number of threads of the pool; -1 if threadpool is NULL.
+ */
+int32_t bitnet_threadpool_get_n_threads(struct bitnet_threadpool *threadpool);
+
+/**
+ * Marks the pool paused. bitnet's idle threads always sleep (they never spin), and a decode on
+ * a paused pool resumes it, as ggml's compute does, so pausing changes no result.
+ */
+void bitnet_threadpool_pause(struct bitnet_threadpool *threadpool);
+
+/**
+ * Marks the pool running (see bitnet_threadpool_pause).
+ */
+void bitnet_threadpool_resume(struct bitnet_threadpool *threadpool);
+
+/**
+ * Runs this context's decodes on `threadpool` (single-token ubatches) and `threadpool_batch`
+ * (multi-token ubatches; NULL = `threadpool`), as llama.cpp does, until
+ * bitnet_detach_threadpool. The logits are the same bits on any pool. NULL `threadpool`
+ * (with NULL `threadpool_batch`) detaches; NULL ctx is logged and ignored.
+ */
+void bitnet_attach_threadpool(struct bitnet_context *ctx,
+                              bitnet_threadpool_t threadpool,
+                              bitnet_threadpool_t threadpool_batch);
+
+/**
+ * Goes back to the context's own thread pools (n_threads / n_threads_batch). NULL ctx is
+ * logged and ignored; detaching with nothing attached is a no-op.
+ */
+void bitnet_detach_threadpool(struct bitnet_context *ctx);
 
 /**
  * Number of tokens in the vocabulary; -1 if vocab is NULL.

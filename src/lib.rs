@@ -22,6 +22,7 @@ pub mod vocab;
 
 pub use context::{
     AbortCallback, AttentionType, Batch, Context, ContextParams, PerfContextData, PoolingType,
+    ThreadPool,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{KvCache, KvCell};

@@ -273,31 +273,9 @@ const NOT_YET: &[(&str, &str)] = &[
     ),
     ("model_quantize", "quantization is not part of bitnet"),
     (
-        "attach_threadpool",
-        "contexts own their rayon pools; no ggml threadpools",
-    ),
-    (
-        "detach_threadpool",
-        "contexts own their rayon pools; no ggml threadpools",
-    ),
-    (
         "model_init_from_user",
         "models are only loaded from GGUF files",
     ),
-    (
-        "model_load_from_file_ptr",
-        "models are loaded by path (memory-mapped)",
-    ),
-    (
-        "model_save_to_file",
-        "saving models is not part of the C API",
-    ),
-    (
-        "opt_param_filter_all",
-        "training (llama_opt_*) is not part of bitnet",
-    ),
-    ("opt_init", "training (llama_opt_*) is not part of bitnet"),
-    ("opt_epoch", "training (llama_opt_*) is not part of bitnet"),
 ];
 
 /// Every `bitnet_*` function declared in the header, with its parameter count.

@@ -6,6 +6,7 @@ use super::batch::{Batch, Pos, SeqId};
 use super::embeddings::{self, AttentionType, EmbdOutput, PoolingType};
 use super::perf::{PerfContextData, PerfCounters};
 use super::pool::Pool;
+use super::threadpool::ThreadPool;
 use crate::alloc::SizedBy;
 use crate::error::{Error, Result};
 use crate::kernels::{self, KernelTable};
@@ -127,6 +128,8 @@ pub struct Context {
     pool_decode: Pool,
     /// `None` when prompts use the same thread count as decoding.
     pool_batch: Option<Pool>,
+    /// Caller-made pools (single token, batches) that replace the two above while attached.
+    attached: Option<(ThreadPool, ThreadPool)>,
     /// `n_outputs` rows of n_vocab logits, in batch order.
     logits: Vec<f32>,
     n_outputs: usize,
@@ -256,6 +259,7 @@ impl Context {
             scratch,
             pool_decode,
             pool_batch,
+            attached: None,
             logits,
             n_outputs: 0,
             has_logits: true,
@@ -285,6 +289,26 @@ impl Context {
         self.pool_batch = pool_batch;
         self.params = p;
         Ok(())
+    }
+
+    /// Runs later decodes on caller-made thread pools (`llama_attach_threadpool`): `pool` for
+    /// single-token ubatches, `pool_batch` (default: `pool`) for multi-token ones, until
+    /// [`Context::detach_threadpool`]. The context keeps the pools alive while attached. Results
+    /// are the same bits on any pool (work is split by output rows).
+    pub fn attach_threadpool(&mut self, pool: ThreadPool, pool_batch: Option<ThreadPool>) {
+        let batch = pool_batch.unwrap_or_else(|| pool.clone());
+        self.attached = Some((pool, batch));
+    }
+
+    /// Goes back to the context's own pools (`llama_detach_threadpool`); a no-op when none is
+    /// attached.
+    pub fn detach_threadpool(&mut self) {
+        self.attached = None;
+    }
+
+    /// The attached pools (single token, batch), if any.
+    pub fn attached_threadpool(&self) -> Option<(&ThreadPool, &ThreadPool)> {
+        self.attached.as_ref().map(|(a, b)| (a, b))
     }
 
     /// Installs (or with `None` removes) a check `decode` calls before every ubatch
@@ -694,8 +718,10 @@ impl Context {
                 .then(|| &mut self.logits[out_row * n_vocab..(out_row + n_out_u) * n_vocab]);
             let embd = output_all.then(|| self.embd.rows_mut(out_row, n_out_u));
             // llama.cpp: n_threads for a single token, n_threads_batch otherwise.
-            let pool = match (&self.pool_batch, len) {
-                (Some(p), l) if l > 1 => p,
+            let pool = match (&self.attached, &self.pool_batch, len) {
+                (Some((_, b)), _, l) if l > 1 => b.pool(),
+                (Some((d, _)), _, _) => d.pool(),
+                (None, Some(p), l) if l > 1 => p,
                 _ => &self.pool_decode,
             };
             let (kt, model, kv, scratch) =

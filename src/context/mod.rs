@@ -8,9 +8,11 @@ mod embeddings;
 pub(crate) mod perf;
 mod pool;
 mod state;
+mod threadpool;
 
 pub(crate) use crate::kv::KvCache;
 pub use batch::Batch;
 pub use context::{AbortCallback, Context, ContextParams};
 pub use embeddings::{AttentionType, PoolingType};
 pub use perf::PerfContextData;
+pub use threadpool::ThreadPool;

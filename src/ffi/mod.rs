@@ -28,12 +28,15 @@ pub mod log;
 pub mod memory;
 pub mod misc;
 pub mod model;
+pub mod model_io;
+pub mod opt;
 pub mod perf;
 pub mod sampler;
 pub mod sampler_ext;
 pub mod sampler_iface;
 pub mod state;
 pub mod system;
+pub mod threadpool;
 pub mod vocab;
 
 use crate::error::{Error, ErrorKind, Result};

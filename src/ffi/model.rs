@@ -274,7 +274,7 @@ fn default_params() -> bitnet_model_params {
 }
 
 /// Refuses the fields that ask for something bitnet cannot do; warns about mlock.
-fn check_params(p: &bitnet_model_params) -> Result<()> {
+pub(crate) fn check_params(p: &bitnet_model_params) -> Result<()> {
     let unsupported = |what: &str| Err(Error::unsupported(format!("model parameter {what}")));
     // SAFETY (the three reads below): non-NULL pointers the caller passes point to at least
     // their list's first entry (llama.h contract: NULL-terminated lists).
@@ -328,12 +328,19 @@ pub extern "C" fn bitnet_model_load_from_file(
                 path, mp, progress,
             )?))
         };
-        Ok(into_handle(bitnet_model {
+        Ok(into_handle(bitnet_model::new(source)))
+    })
+}
+
+impl bitnet_model {
+    /// A handle over a loaded model (or vocabulary).
+    pub(crate) fn new(source: ModelSource) -> bitnet_model {
+        bitnet_model {
             vocab: bitnet_vocab::new(source.clone()),
             source,
             chat_templates: Mutex::new(Vec::new()),
-        }))
-    })
+        }
+    }
 }
 
 /// vocab_only loading, with the progress callback called at 0 and 1 as for a full load.

@@ -184,6 +184,46 @@ impl GgufFile {
         Self::parse(Storage::Owned(words, bytes.len()), "<memory>".to_string())
     }
 
+    /// Reads a whole GGUF file from `r` (to its end) into owned, 8-byte aligned memory and
+    /// parses it (`llama_model_load_from_file_ptr`: a stream, or a GGUF embedded in a larger
+    /// file read from its current position). `source` names it in errors.
+    pub fn from_reader(mut r: impl std::io::Read, source: &str) -> Result<GgufFile> {
+        if cfg!(target_endian = "big") {
+            return Err(Error::unsupported("big-endian hosts are not supported"));
+        }
+        let mut words: Vec<u64> = Vec::new();
+        let mut len = 0usize;
+        loop {
+            if len == words.len() * 8 {
+                let more = words.len().max(1 << 16);
+                words.try_reserve_exact(more).map_err(|_| {
+                    Error::new(
+                        crate::error::ErrorKind::OutOfMemory,
+                        format!("{source}: cannot hold {} bytes in memory", (len + more * 8)),
+                    )
+                })?;
+                words.resize(words.len() + more, 0);
+            }
+            // SAFETY: `words` owns `8 * words.len()` initialised bytes; u8 has no alignment
+            // or validity needs; the slice ends before `words` is touched again.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 8)
+            };
+            match r.read(&mut bytes[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(source, e)),
+            }
+        }
+        if len == 0 {
+            return Err(Error::format(format!("{source}: empty input, not GGUF")));
+        }
+        words.truncate(len.div_ceil(8));
+        words.shrink_to_fit();
+        Self::parse(Storage::Owned(words, len), source.to_string()).map_err(|e| e.context(source))
+    }
+
     /// An in-memory copy of this file with `edit` applied to its bytes (tensor data rewritten
     /// in place, e.g. an I2_S layout conversion: offsets and sizes must not change), parsed
     /// again under the same source name. The memory map is dropped.

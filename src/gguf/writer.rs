@@ -7,35 +7,37 @@ use crate::error::{Error, Result};
 use crate::tensor::GgmlType;
 use std::io::Write;
 
-type Producer = Box<dyn FnOnce() -> Result<Vec<u8>>>;
+type Producer<'a> = Box<dyn FnOnce() -> Result<Vec<u8>> + 'a>;
 
-enum Data {
+enum Data<'a> {
     Bytes(Vec<u8>),
-    Lazy(Producer),
+    Borrowed(&'a [u8]),
+    Lazy(Producer<'a>),
 }
 
-struct PendingTensor {
+struct PendingTensor<'a> {
     name: String,
     dims: Vec<usize>,
     ty: GgmlType,
     size: usize,
-    data: Data,
+    data: Data<'a>,
 }
 
 /// Builds a GGUF file: add metadata and tensors in file order, then [`GgufWriter::write`].
-pub struct GgufWriter {
+/// `'a` is the lifetime of borrowed tensor bytes ([`GgufWriter::add_tensor_borrowed`]).
+pub struct GgufWriter<'a> {
     kvs: Vec<(String, Value)>,
-    tensors: Vec<PendingTensor>,
+    tensors: Vec<PendingTensor<'a>>,
     alignment: usize,
 }
 
-impl Default for GgufWriter {
+impl Default for GgufWriter<'_> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl GgufWriter {
+impl<'a> GgufWriter<'a> {
     pub fn new() -> Self {
         GgufWriter {
             kvs: Vec::new(),
@@ -112,13 +114,39 @@ impl GgufWriter {
         Ok(())
     }
 
+    /// Adds a tensor whose bytes are borrowed (e.g. from a loaded file) and copied out when the
+    /// file is written.
+    pub fn add_tensor_borrowed(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        ty: GgmlType,
+        data: &'a [u8],
+    ) -> Result<()> {
+        let size = self.check(name, dims, ty)?;
+        if data.len() != size {
+            return Err(Error::invalid_argument(format!(
+                "tensor {name}: {ty} {dims:?} needs {size} bytes, got {}",
+                data.len()
+            )));
+        }
+        self.tensors.push(PendingTensor {
+            name: name.into(),
+            dims: dims.into(),
+            ty,
+            size,
+            data: Data::Borrowed(data),
+        });
+        Ok(())
+    }
+
     /// Adds a tensor whose bytes are produced when the file is written.
     pub fn add_tensor_lazy(
         &mut self,
         name: &str,
         dims: &[usize],
         ty: GgmlType,
-        produce: impl FnOnce() -> Result<Vec<u8>> + 'static,
+        produce: impl FnOnce() -> Result<Vec<u8>> + 'a,
     ) -> Result<()> {
         let size = self.check(name, dims, ty)?;
         let data = Data::Lazy(Box::new(produce));
@@ -163,9 +191,17 @@ impl GgufWriter {
         out.write_all(&head).map_err(io)?;
         let mut written = head.len() as u64;
         for t in self.tensors {
-            let bytes = match t.data {
-                Data::Bytes(b) => b,
-                Data::Lazy(f) => f()?,
+            let owned;
+            let bytes: &[u8] = match t.data {
+                Data::Bytes(b) => {
+                    owned = b;
+                    &owned
+                }
+                Data::Borrowed(b) => b,
+                Data::Lazy(f) => {
+                    owned = f()?;
+                    &owned
+                }
             };
             if bytes.len() != t.size {
                 return Err(Error::internal(format!(
@@ -175,7 +211,7 @@ impl GgufWriter {
                     t.size
                 )));
             }
-            out.write_all(&bytes).map_err(io)?;
+            out.write_all(bytes).map_err(io)?;
             let pad = t.size.div_ceil(align) * align - t.size;
             out.write_all(&vec![0u8; pad]).map_err(io)?;
             written += (t.size + pad) as u64;

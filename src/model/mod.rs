@@ -6,6 +6,7 @@ mod attention;
 mod config;
 pub(crate) mod forward;
 mod invariant;
+mod io;
 mod layout;
 pub(crate) mod meta;
 mod ops;

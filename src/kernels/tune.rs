@@ -526,11 +526,17 @@ mod tests {
 
     #[test]
     fn calibration_chooses_among_candidates_and_round_trips() {
-        let simd: Vec<&'static KernelTable> =
-            [super::super::Kind::Avx512Vnni, super::super::Kind::Avx2]
-                .into_iter()
-                .filter_map(super::super::table)
-                .collect();
+        use super::super::Kind;
+        let simd: Vec<&'static KernelTable> = [
+            Kind::Avx512Vnni,
+            Kind::Avx2,
+            Kind::NeonI8mm,
+            Kind::NeonDotprod,
+            Kind::Neon,
+        ]
+        .into_iter()
+        .filter_map(super::super::table)
+        .collect();
         // Scalar and C always exist, so the test runs everywhere: they differ in every entry.
         let cands: Vec<&'static KernelTable> = if simd.len() >= 2 {
             simd
@@ -541,6 +547,17 @@ mod tests {
         let cal = calibrate(&cands, 1 << 20, 64, std::time::Duration::from_secs(600));
         assert!(cal.complete);
         assert!(!cal.choices.is_empty());
+        // Every entry whose candidates differ was timed (on an i8mm CPU: the `i2s` product of
+        // i8mm, dotprod and neon).
+        for e in Entry::ALL {
+            if cands.iter().any(|c| e.addr(c) != e.addr(cands[0])) {
+                assert!(
+                    cal.choices.iter().any(|(n, _)| *n == e.name()),
+                    "{} not calibrated",
+                    e.name()
+                );
+            }
+        }
         let composed = cal.compose(cands[0], &cands);
         for (entry, kind) in &cal.choices {
             let e = Entry::ALL.iter().find(|e| e.name() == *entry).unwrap();

@@ -4,6 +4,7 @@
 //! few runs of `kernels::matmul_with`, as GB/s of weight bytes streamed and GOPS (2*K*M*tokens
 //! multiply-adds counted as 2 ops), on 1 and 2 threads; a memory read-bandwidth loop over a
 //! 1 GiB buffer for comparison; and the per-call cost of a tiny matmul (dispatch overhead).
+//! `-- candidates` runs the library's calibration instead and prints every candidate's rate.
 //! The machine is shared: runs are few and short on purpose.
 
 use bitnet::kernels::{self, Kind, Scratch, Weights};
@@ -111,6 +112,11 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let quick = args.iter().any(|a| a == "quick");
+    // `candidates`: the calibration of the library (every candidate of every contested entry,
+    // 1 thread and all threads, from DRAM) with its full report, nothing else.
+    if args.iter().any(|a| a == "candidates") {
+        return candidates();
+    }
     // `tune`: small prompt-shaped products, many runs, for comparing kernel changes on a busy
     // machine (the best of many short runs is stable where a median is not).
     let tune = args.iter().any(|a| a == "tune");
@@ -340,4 +346,28 @@ fn main() {
             t * 1e6
         );
     }
+}
+
+/// `cargo bench --bench kernels -- candidates`: what `kernels::active()` measures on first use,
+/// with every candidate's rate printed (the cached file keeps the same lines as comments).
+fn candidates() {
+    let base = *kernels::available()
+        .last()
+        .expect("scalar is always available");
+    let all = kernels::candidates::all();
+    let t = Instant::now();
+    let buf = kernels::tune::DramBuffer::new();
+    let fill = t.elapsed();
+    let cal = kernels::tune::calibrate(base, &all, &buf, 6912, std::time::Duration::from_secs(600));
+    println!(
+        "calibration over {} candidates, {} MiB buffer (filled in {:.0} ms), {:.0} ms in all",
+        all.len(),
+        buf.size_bytes() >> 20,
+        fill.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    for l in &cal.report {
+        println!("{l}");
+    }
+    println!("chosen: {}", cal.summary(&[]));
 }

@@ -293,11 +293,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "saving models is not part of the C API",
     ),
     (
-        "sampler_init",
-        "user-defined samplers (llama_sampler_i) are not supported yet",
-    ),
-    ("sampler_init_adaptive_p", "constrained-sampling issue 18"),
-    (
         "opt_param_filter_all",
         "training (llama_opt_*) is not part of bitnet",
     ),

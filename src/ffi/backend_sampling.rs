@@ -7,7 +7,7 @@
 //! mirostat's mu) happens when bitnet_sampler_sample hands the token out, as llama.h says.
 
 use super::context::{bitnet_context, bitnet_sampler_seq_config, ctx_mut, ctx_ref};
-use super::sampler::bitnet_sampler;
+use super::sampler::{bitnet_sampler, sampler_chain_mut};
 use super::{bitnet_seq_id, bitnet_token, call, slice, BITNET_TOKEN_NULL};
 use crate::context::Batch;
 use crate::error::{Error, Result};
@@ -83,9 +83,7 @@ impl BackendSampling {
         if smpl.is_null() {
             return Ok(());
         }
-        // SAFETY: non-NULL; the caller passes a live sampler (llama.h contract).
-        let s = unsafe { &mut *smpl };
-        if s.as_chain_mut().is_none() {
+        if sampler_chain_mut(smpl).is_err() {
             return Err(Error::invalid_argument(format!(
                 "sampler for seq_id {seq} is not a chain (use bitnet_sampler_chain_init)"
             )));
@@ -143,14 +141,12 @@ impl BackendSampling {
             let Ok(logits) = ctx.logits_ith(i as i32) else {
                 continue;
             };
-            // SAFETY: a chain the caller attached and keeps alive, used on this call's thread.
-            let chain = unsafe { &mut *chain };
+            // A chain the caller attached and keeps alive, used on this call's thread.
+            let chain = sampler_chain_mut(chain)?;
             let mut cur = TokenDataArray::from_logits(logits);
-            chain.apply(&mut cur);
+            Sampler::apply(chain, &mut cur);
             let token = cur.selected_token().map_or(BITNET_TOKEN_NULL, |t| t.id);
-            let ends_in_dist = chain
-                .as_chain_mut()
-                .is_some_and(|c| c.names().last() == Some(&"dist"));
+            let ends_in_dist = chain.names().last() == Some(&"dist");
             self.sampled[i] = Some(Sampled {
                 token,
                 candidates: cur.data.iter().map(|t| t.id).collect(),

@@ -31,6 +31,7 @@ pub mod model;
 pub mod perf;
 pub mod sampler;
 pub mod sampler_ext;
+pub mod sampler_iface;
 pub mod state;
 pub mod system;
 pub mod vocab;

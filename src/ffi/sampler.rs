@@ -1,17 +1,19 @@
 //! Sampler group: chains, every sampler of the fork's API, sample/accept/apply/reset/clone.
 //!
-//! A `bitnet_sampler` wraps one Rust [`Sampler`] and is itself a `Sampler`. bitnet_sampler_chain_add
-//! moves the handle's box into the chain as it is (a `Box<bitnet_sampler>` coerced to
-//! `Box<dyn Sampler>` keeps its address), so the handle stays valid while the chain owns it, and
-//! bitnet_sampler_chain_get/_remove turn a chain member back into the same handle. This relies
-//! on one invariant: every member of a chain reachable from C is a `bitnet_sampler`, which holds
-//! because chain_add is the only way in and `bitnet_sampler::clone_box` clones into
-//! `bitnet_sampler`s.
+//! Every sampler is llama.h's public `{iface, ctx}` pair ([`bitnet_sampler`], defined with
+//! user-defined samplers in `sampler_iface`): the built-in ones carry a boxed Rust [`Sampler`]
+//! behind one shared table of Rust functions, user ones their own functions and state. The entry
+//! points here run built-ins on their Rust state and dispatch user samplers through `iface`. A
+//! chain is a built-in whose Rust state is a [`Chain`] of [`CSampler`]s: chain_add moves the
+//! handle in (the chain frees it through `iface->free`), chain_get / chain_remove hand back the
+//! same handle.
 
 use super::context::{bitnet_context, ctx_ref};
-use super::{
-    bitnet_token, borrow, borrow_mut, call, call_void, free_handle, into_handle, slice, slice_mut,
+pub use super::sampler_iface::{
+    bitnet_sampler, bitnet_sampler_context_t, bitnet_sampler_data, bitnet_sampler_i,
 };
+use super::sampler_iface::{builtin_handle, free_sampler, member_handle, CSampler};
+use super::{bitnet_token, borrow, borrow_mut, call, call_void, slice, slice_mut};
 use crate::error::{Error, Result};
 use crate::sampling::{
     Chain, ChainParams, Dist, Greedy, LogitBias, LogitBiasSampler, MinP, Mirostat, MirostatV2,
@@ -20,59 +22,34 @@ use crate::sampling::{
 use std::ffi::{c_char, CString};
 use std::sync::Mutex;
 
-/// A sampler or a sampler chain (opaque). Free with bitnet_sampler_free, except a sampler
-/// added to a chain: the chain owns it then.
-pub struct bitnet_sampler {
-    inner: Box<dyn Sampler>,
-}
-
-impl Sampler for bitnet_sampler {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn apply(&mut self, cur: &mut TokenDataArray) {
-        self.inner.apply(cur)
-    }
-    fn accept(&mut self, token: i32) {
-        self.inner.accept(token)
-    }
-    fn reset(&mut self) {
-        self.inner.reset()
-    }
-    fn clone_box(&self) -> Box<dyn Sampler> {
-        Box::new(bitnet_sampler {
-            inner: self.inner.clone_box(),
-        })
-    }
-    fn seed(&self) -> u32 {
-        self.inner.seed()
-    }
-    fn as_chain(&self) -> Option<&Chain> {
-        self.inner.as_chain()
-    }
-    fn as_chain_mut(&mut self) -> Option<&mut Chain> {
-        self.inner.as_chain_mut()
-    }
-}
-
 pub(crate) fn new_sampler(s: impl Sampler + 'static) -> *mut bitnet_sampler {
-    call(std::ptr::null_mut(), || {
-        Ok(into_handle(bitnet_sampler { inner: Box::new(s) }))
-    })
+    call(std::ptr::null_mut(), || Ok(builtin_handle(Box::new(s))))
+}
+
+/// A borrowed view of a non-NULL handle.
+fn view(smpl: *const bitnet_sampler, name: &str) -> Result<CSampler> {
+    borrow(smpl, name)?;
+    Ok(CSampler::view(smpl.cast_mut()))
 }
 
 fn chain_ref<'a>(chain: *const bitnet_sampler) -> Result<&'a Chain> {
-    let s = borrow(chain, "chain")?;
-    s.as_chain().ok_or_else(|| {
-        Error::invalid_argument(format!("chain: sampler {:?} is not a chain", s.name()))
-    })
+    let v = view(chain, "chain")?;
+    let name = v.name();
+    let c = v.as_chain().map(|c| c as *const Chain).ok_or_else(|| {
+        Error::invalid_argument(format!("chain: sampler {name:?} is not a chain"))
+    })?;
+    // SAFETY: the chain lives in the handle's ctx, not in the view, and outlives this call.
+    Ok(unsafe { &*c })
 }
 
 fn chain_mut<'a>(chain: *mut bitnet_sampler) -> Result<&'a mut Chain> {
-    let s = borrow_mut(chain, "chain")?;
-    let name = s.name();
-    s.as_chain_mut()
-        .ok_or_else(|| Error::invalid_argument(format!("chain: sampler {name:?} is not a chain")))
+    let mut v = view(chain, "chain")?;
+    let name = v.name();
+    let c = v.as_chain_mut().map(|c| c as *mut Chain).ok_or_else(|| {
+        Error::invalid_argument(format!("chain: sampler {name:?} is not a chain"))
+    })?;
+    // SAFETY: as chain_ref; the caller is the one user of the handle (header contract).
+    Ok(unsafe { &mut *c })
 }
 
 /// Chain options (llama_sampler_chain_params).
@@ -146,40 +123,36 @@ pub extern "C" fn bitnet_sampler_chain_add(chain: *mut bitnet_sampler, smpl: *mu
         let c = chain_mut(chain)?;
         // Adding a member twice would free it twice when the chain is freed. Detectable here (a
         // member's handle is its address); a sampler owned by another chain is not.
-        let already = (0..c.len() as i32).any(|i| {
-            c.get(i).is_some_and(|m| {
-                std::ptr::eq((m as *const dyn Sampler).cast::<u8>(), smpl.cast::<u8>())
-            })
-        });
+        let already = (0..c.len() as i32).any(|i| c.get(i).and_then(member_handle) == Some(smpl));
         if already {
             return Err(Error::invalid_argument(
                 "the sampler is already in this chain",
             ));
         }
-        // SAFETY: smpl is a live handle from into_handle; ownership moves into the chain and the
-        // box keeps its address (see the module comment).
-        let boxed: Box<bitnet_sampler> = unsafe { Box::from_raw(smpl) };
-        c.add(boxed);
+        // The chain owns the handle from here on and frees it with itself.
+        c.add(Box::new(CSampler::owning(smpl)));
         Ok(())
     })
 }
 
-/// The i-th sampler of the chain, still owned by it; NULL if i is out of range.
+/// The i-th sampler of the chain, still owned by it; the chain itself for i == -1 (a way to ask
+/// whether a sampler is a chain); NULL if chain is NULL or not a chain, or i is out of range.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_chain_get(
-    chain: *const bitnet_sampler,
+    chain: *mut bitnet_sampler,
     i: i32,
 ) -> *mut bitnet_sampler {
     call(std::ptr::null_mut(), || {
         let c = chain_ref(chain)?;
+        if i == -1 {
+            return Ok(chain);
+        }
         let s = c.get(i).ok_or_else(|| {
             Error::invalid_argument(format!("sampler index {i} is outside 0..{}", c.len()))
         })?;
-        // Every chain member is a bitnet_sampler (module invariant): the data pointer of the
-        // trait object is the handle.
-        Ok((s as *const dyn Sampler)
-            .cast::<bitnet_sampler>()
-            .cast_mut())
+        member_handle(s).ok_or_else(|| {
+            Error::internal(format!("chain member {i} ({}) has no C handle", s.name()))
+        })
     })
 }
 
@@ -202,8 +175,15 @@ pub extern "C" fn bitnet_sampler_chain_remove(
         let s = c.remove(i).ok_or_else(|| {
             Error::invalid_argument(format!("sampler index {i} is outside 0..{n}"))
         })?;
-        // The member is a Box<bitnet_sampler> (module invariant): hand back the same handle.
-        Ok(Box::into_raw(s).cast::<bitnet_sampler>())
+        if member_handle(s.as_ref()).is_none() {
+            // A member built in Rust: it becomes a handle of its own.
+            return Ok(builtin_handle(s));
+        }
+        let any: Box<dyn std::any::Any> = s;
+        match any.downcast::<CSampler>() {
+            Ok(member) => Ok(member.disown()),
+            Err(_) => Err(Error::internal("chain member changed type")),
+        }
     })
 }
 
@@ -369,7 +349,7 @@ pub extern "C" fn bitnet_sampler_sample(
     idx: i32,
 ) -> bitnet_token {
     call(super::BITNET_TOKEN_NULL, || {
-        let s = borrow_mut(smpl, "smpl")?;
+        let mut s = view(smpl, "smpl")?;
         let c = ctx_ref(ctx)?;
         // Backend sampling drew this output's token already: hand it out and accept it.
         if let Some(token) = c.backend.token(&c.ctx, idx) {
@@ -380,15 +360,11 @@ pub extern "C" fn bitnet_sampler_sample(
         if let Some(chain) = s.as_chain_mut() {
             return chain.sample(logits);
         }
-        // A single sampler samples through a one-element chain (Chain::sample is the one
-        // implementation of llama_sampler_sample), then goes back to its handle.
+        // A single sampler (built-in or user) samples through a one-element chain holding a
+        // view of it (Chain::sample is the one implementation of llama_sampler_sample).
         let mut tmp = Chain::new(ChainParams { no_perf: true });
-        tmp.add(std::mem::replace(&mut s.inner, Box::new(Greedy)));
-        let result = tmp.sample(logits);
-        s.inner = tmp
-            .remove(0)
-            .ok_or_else(|| Error::internal("sampler lost from its temporary chain"))?;
-        result
+        tmp.add(Box::new(s));
+        tmp.sample(logits)
     })
 }
 
@@ -396,7 +372,7 @@ pub extern "C" fn bitnet_sampler_sample(
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_accept(smpl: *mut bitnet_sampler, token: bitnet_token) {
     call_void(|| {
-        borrow_mut(smpl, "smpl")?.accept(token);
+        view(smpl, "smpl")?.accept(token);
         Ok(())
     })
 }
@@ -409,8 +385,22 @@ pub extern "C" fn bitnet_sampler_apply(
     cur_p: *mut bitnet_token_data_array,
 ) {
     call_void(|| {
-        let s = borrow_mut(smpl, "smpl")?;
+        let mut v = view(smpl, "smpl")?;
         let cur = borrow_mut(cur_p, "cur_p")?;
+        if !v.is_builtin() {
+            // A user sampler gets the caller's array as it is.
+            let apply = v
+                .user_iface()
+                .and_then(|i| i.apply)
+                .ok_or_else(|| Error::invalid_argument("sampler has no apply function"))?;
+            // SAFETY: the user's function, called with its own sampler and the caller's array.
+            unsafe { apply(v.handle(), cur) };
+            return Ok(());
+        }
+        let name = v.name();
+        let s = v
+            .rust_mut()
+            .ok_or_else(|| Error::invalid_argument("built-in sampler has no state"))?;
         let size = i64::try_from(cur.size)
             .map_err(|_| Error::invalid_argument("cur_p->size is too large"))?;
         let data = slice_mut(cur.data, size, "cur_p->data")?;
@@ -429,8 +419,7 @@ pub extern "C" fn bitnet_sampler_apply(
         s.apply(&mut arr);
         if arr.data.len() > data.len() {
             return Err(Error::internal(format!(
-                "sampler {:?} grew the candidates from {} to {}",
-                s.name(),
+                "sampler {name:?} grew the candidates from {} to {}",
                 data.len(),
                 arr.data.len()
             )));
@@ -453,52 +442,78 @@ pub extern "C" fn bitnet_sampler_apply(
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_reset(smpl: *mut bitnet_sampler) {
     call_void(|| {
-        borrow_mut(smpl, "smpl")?.reset();
+        view(smpl, "smpl")?.reset();
         Ok(())
     })
 }
 
-/// A copy with the same state (a chain is copied with all its members). NULL if smpl is NULL.
+/// A copy with the same state (a chain is copied with all its members, user samplers through
+/// their clone function). NULL if smpl is NULL or cannot be cloned (a user sampler with a ctx
+/// and no clone function, or a chain holding one).
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_clone(smpl: *const bitnet_sampler) -> *mut bitnet_sampler {
     call(std::ptr::null_mut(), || {
-        let s = borrow(smpl, "smpl")?;
-        Ok(into_handle(bitnet_sampler {
-            inner: s.inner.clone_box(),
-        }))
+        view(smpl, "smpl")?.try_clone_handle()
     })
 }
 
 /// Gives `dst` the state of `src` (llama.h `llama_sampler_copy`): afterwards dst samples as src
 /// would (RNG, history, a chain's members: members of dst handed out by bitnet_sampler_chain_get
-/// are freed, as in llama.cpp). Both must be the same kind of sampler (same name), else nothing
-/// changes and an error is recorded. NULL or src == dst: no-op.
+/// are freed, as in llama.cpp). Both must be the same kind of sampler (built-in: same name; user:
+/// same iface), else nothing changes and an error is recorded. A user sampler's `copy_state` is
+/// called when it has one; otherwise dst's state is freed (`iface->free`) and replaced by a
+/// clone of src's. NULL or src == dst: no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_copy(src: *const bitnet_sampler, dst: *mut bitnet_sampler) {
     call_void(|| {
         if src.is_null() || dst.is_null() || std::ptr::eq(src, dst) {
             return Ok(());
         }
-        let s = borrow(src, "src")?;
-        let d = borrow_mut(dst, "dst")?;
-        if s.inner.name() != d.inner.name() {
+        let s = view(src, "src")?;
+        let mut d = view(dst, "dst")?;
+        let (s_iface, d_iface) = (borrow(src, "src")?.iface, borrow(dst, "dst")?.iface);
+        if s_iface != d_iface || s.name() != d.name() {
             return Err(Error::invalid_argument(format!(
                 "bitnet_sampler_copy: cannot copy a {} sampler into a {} sampler",
-                s.inner.name(),
-                d.inner.name()
+                s.name(),
+                d.name()
             )));
         }
-        d.inner = s.inner.clone_box();
+        if s.is_builtin() {
+            let copy = s
+                .rust()
+                .ok_or_else(|| Error::invalid_argument("src has no state"))?
+                .try_clone_box()?;
+            *d.rust_mut()
+                .ok_or_else(|| Error::invalid_argument("dst has no state"))? = copy;
+            return Ok(());
+        }
+        if let Some(copy_state) = d.user_iface().and_then(|i| i.copy_state) {
+            // SAFETY: the user's function, with two live samplers of its kind.
+            unsafe { copy_state(src, dst) };
+            return Ok(());
+        }
+        let tmp = s.try_clone_handle()?;
+        if let Some(free) = d.user_iface().and_then(|i| i.free) {
+            // SAFETY: the user's function on its own sampler; dst's ctx is replaced right after.
+            unsafe { free(dst) };
+        }
+        // SAFETY: tmp is the fresh handle the clone made (into_handle); its ctx moves to dst and
+        // the emptied struct is freed without calling free on that ctx.
+        unsafe {
+            (*dst).ctx = (*tmp).ctx;
+            drop(Box::from_raw(tmp));
+        }
         Ok(())
     })
 }
 
-/// Frees a sampler or chain (with its members). Never free a sampler a chain owns. NULL is a
-/// no-op.
+/// Frees a sampler or chain (with its members): `iface->free`, then the struct. Never free a
+/// sampler a chain owns. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_free(smpl: *mut bitnet_sampler) {
     call_void(|| {
-        free_handle(smpl);
+        free_sampler(smpl);
         Ok(())
     })
 }
@@ -507,17 +522,22 @@ pub extern "C" fn bitnet_sampler_free(smpl: *mut bitnet_sampler) {
 /// samplers without randomness or a NULL smpl.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_get_seed(smpl: *const bitnet_sampler) -> u32 {
-    call(super::BITNET_DEFAULT_SEED, || {
-        Ok(borrow(smpl, "smpl")?.seed())
-    })
+    call(
+        super::BITNET_DEFAULT_SEED,
+        || Ok(view(smpl, "smpl")?.seed()),
+    )
 }
 
-/// The sampler's name ("chain", "greedy", "dist", "top-k", ...), a static string; NULL if smpl
-/// is NULL.
+/// The sampler's name ("chain", "greedy", "dist", "top-k", ...), a static string; a user
+/// sampler's `iface->name` ("(null)" if it has none); NULL if smpl is NULL.
 #[no_mangle]
 pub extern "C" fn bitnet_sampler_name(smpl: *const bitnet_sampler) -> *const c_char {
     call(std::ptr::null(), || {
-        Ok(static_c_str(borrow(smpl, "smpl")?.name()))
+        let v = view(smpl, "smpl")?;
+        Ok(match v.rust() {
+            Some(r) => static_c_str(r.name()),
+            None => v.user_name_ptr(),
+        })
     })
 }
 

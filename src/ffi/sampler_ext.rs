@@ -1,4 +1,5 @@
-//! Constrained and modern samplers: grammar (GBNF, eager or lazy), DRY, XTC, top-nσ, infill,
+//! Constrained and modern samplers: grammar (GBNF, eager or lazy), DRY, adaptive-p, XTC, top-nσ,
+//! infill,
 //! and JSON schema → GBNF. llama.h's names with `llama_` → `bitnet_`; the Rust API behind them
 //! is `sampling::{grammar, json_schema, dry, xtc, top_n_sigma, infill}` (docs/grammar.md).
 
@@ -7,7 +8,7 @@ use super::vocab::bitnet_vocab;
 use super::{bitnet_token, borrow, c_str, call, slice, write_c_string};
 use crate::error::{Error, Result};
 use crate::sampling::grammar::GrammarSampler;
-use crate::sampling::{json_schema, Dry, Infill, TopNSigma, Xtc};
+use crate::sampling::{json_schema, AdaptiveP, Dry, Infill, TopNSigma, Xtc};
 use std::ffi::c_char;
 
 /// `n` C strings at `p` (each non-NULL).
@@ -110,6 +111,29 @@ pub extern "C" fn bitnet_sampler_init_dry(
             dry_penalty_last_n,
             &breakers,
         )?))
+    })
+}
+
+/// Adaptive-p: selects tokens whose probability is near `target`, steering the running average
+/// of the chosen tokens' original probabilities towards it; it selects, so it ends a chain (as
+/// dist). Each apply: softmax in the current order (no sort), the original probabilities kept,
+/// `adapted = clamp(2·t - weighted_sum / total_weight, 0, 1)` (t = target clamped to [0, 1]),
+/// every finite logit replaced by `5 - 10·d²/(1 + d)` with `d = |p - adapted| / 0.3`, softmax
+/// again, then a draw as dist's (std::mt19937(seed), libstdc++'s discrete_distribution) in that
+/// order. Accepting the selected token updates `weighted_sum = p_orig + decay·weighted_sum`,
+/// `total_weight = 1 + decay·total_weight` (both start at target / (1 - decay) and
+/// 1 / (1 - decay)). target < 0: disabled (a plain draw from the softmax). decay is clamped to
+/// [0, 0.99] (history ≈ 1 / (1 - decay) tokens); BITNET_DEFAULT_SEED = random. As llama.cpp: a
+/// clone restarts its generator from the seed, and bitnet_sampler_get_seed reports
+/// BITNET_DEFAULT_SEED for it. llama.cpp suggests at most min-p before it.
+#[no_mangle]
+pub extern "C" fn bitnet_sampler_init_adaptive_p(
+    target: f32,
+    decay: f32,
+    seed: u32,
+) -> *mut bitnet_sampler {
+    call(std::ptr::null_mut(), || {
+        Ok(new_sampler(AdaptiveP::new(target, decay, seed)))
     })
 }
 

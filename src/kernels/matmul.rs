@@ -119,6 +119,43 @@ pub fn matmul_with(
     y: &mut [f32],
     scratch: &mut Scratch,
 ) -> Result<()> {
+    checked(kt, w, x, n_tokens, y, scratch, Order::Reference)
+}
+
+/// [`matmul_with`], but every token's outputs are the bits a one-token call gives for that
+/// token, whatever `n_tokens` is (batch-invariant serving): F16 and F32 weights take the
+/// single-token `ggml_vec_dot` order for every token (each weight tile read once for all
+/// tokens) instead of the reference's multi-token tinyBLAS order. The quantized types are
+/// per-token invariant already and run as in [`matmul_with`].
+pub fn matmul_per_token(
+    kt: &KernelTable,
+    w: &Weights,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    checked(kt, w, x, n_tokens, y, scratch, Order::PerToken)
+}
+
+/// Which order a float product with 2+ tokens takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// The reference's: tinyBLAS when it applies (FORWARD.md §8).
+    Reference,
+    /// Each token as if alone.
+    PerToken,
+}
+
+fn checked(
+    kt: &KernelTable,
+    w: &Weights,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+    order: Order,
+) -> Result<()> {
     let (rows, k, ty) = (w.rows, w.cols, w.ty);
     let bad = |m: String| Error::invalid_argument(format!("matmul ({ty} {k}x{rows}): {m}"));
     if Some(x.len()) != n_tokens.checked_mul(k) {
@@ -146,6 +183,10 @@ pub fn matmul_with(
         GgmlType::TQ1_0 => call.run::<wt::TQ1_0>(y, scratch),
         GgmlType::Q6_K => call.run::<wt::Q6K>(y, scratch),
         GgmlType::Q8_0 => call.run::<wt::Q8_0>(y, scratch),
+        GgmlType::F16 if order == Order::PerToken && n_tokens > 1 => {
+            call.run::<wt::F16PerToken>(y, scratch)
+        }
+        GgmlType::F32 if order == Order::PerToken => call.run::<wt::F32PerToken>(y, scratch),
         GgmlType::F16 => call.run::<wt::F16>(y, scratch),
         GgmlType::F32 => call.run::<wt::F32>(y, scratch),
         GgmlType::BF16 | GgmlType::Q8_K => Err(Error::unsupported(format!(

@@ -27,6 +27,7 @@
 mod aarch64;
 mod act;
 mod c;
+pub mod candidates;
 mod matmul;
 mod scalar;
 pub mod tune;
@@ -36,7 +37,8 @@ mod x86;
 
 pub use crate::tensor::blocks::BlockQ8K;
 pub use act::{nearest_int, quantize_row_i8, quantize_row_q8_0, quantize_row_q8k};
-pub use matmul::{matmul, matmul_with, Scratch, MIN_PARALLEL_WORK};
+pub use candidates::{Candidate, Entry};
+pub use matmul::{matmul, matmul_per_token, matmul_with, Scratch, MIN_PARALLEL_WORK};
 
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -329,9 +331,12 @@ pub fn available() -> Vec<&'static KernelTable> {
 /// chosen once per process:
 /// - `BITNET_KERNEL=<variant>` (if usable here): that variant's table as it is;
 /// - otherwise (or `BITNET_KERNEL=auto`): the best variant by CPU features, with each entry
-///   whose candidates differ (the I2_S matvec and product, the F16 / Q8_0 / Q6_K heads) taken
-///   from the SIMD variant measured fastest on this machine ([`tune::calibrate`]: once per
-///   machine, cached in a file; `BITNET_CALIBRATE=0` skips the measurement).
+///   that has several candidates (the I2_S matvec and product, the F16 / Q8_0 / Q6_K heads,
+///   single-token attention: [`candidates`]) taken from the candidate measured fastest on this
+///   machine ([`tune::calibrate`]: once per machine, cached in a file; `BITNET_CALIBRATE=0`
+///   skips the measurement);
+/// - either way, `BITNET_KERNEL_<ENTRY>=<candidate>` (`BITNET_KERNEL_I2S_VEC=avx2-ymm-1row-pf3k`,
+///   see [`Entry::env_var`]) forces that entry's candidate.
 pub fn active() -> &'static KernelTable {
     active_choice().0
 }
@@ -353,19 +358,13 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
             .into_iter()
             .find_map(table)
             .unwrap_or(&scalar::TABLE);
-        let tuned = || {
-            let simd: Vec<&'static KernelTable> = by_features[..5]
-                .iter()
-                .filter_map(|&k| table(k))
-                .collect();
-            tune::tuned(best, &simd)
-        };
-        match std::env::var("BITNET_KERNEL") {
+        let forced = candidates::forced_by_env();
+        let (t, how) = match std::env::var("BITNET_KERNEL") {
             Ok(name) if !name.is_empty() && name != "auto" => {
                 match Kind::from_name(&name).and_then(table) {
-                    Some(t) => (t, format!("{} (BITNET_KERNEL)", t.name())),
+                    Some(t) => (*t, format!("{} (BITNET_KERNEL)", t.name())),
                     None => {
-                        let chosen = tuned();
+                        let chosen = tune::tuned(best, &forced);
                         crate::log::log_warn!(
                             "bitnet: BITNET_KERNEL={name} is not available here (choose from: auto, {}); using {}",
                             available().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
@@ -375,8 +374,12 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
                     }
                 }
             }
-            _ => tuned(),
-        }
+            _ => tune::tuned(best, &forced),
+        };
+        let (t, how) = candidates::apply_forced(t, how, &forced);
+        // One table per process: leaked, so every context shares a `&'static` to it.
+        let t: &'static KernelTable = Box::leak(Box::new(t));
+        (t, how)
     })
 }
 
@@ -386,9 +389,9 @@ pub fn active_name() -> &'static str {
     active().name()
 }
 
-/// What the default table is and how it was chosen, e.g. "tuned: i2s_vec=avx2 i2s=avx512vnni
-/// f16_ggml=avx512vnni q8_0=avx2 (cached in ~/.cache/bitnet/kernels-v1.txt)", for
-/// `bitnet bench` and `system_info`.
+/// What the default table is and how it was chosen, e.g. "tuned: i2s_vec=avx2-ymm-1row-pf3k
+/// i2s=avx512-zmm-4row-4tok f16_ggml=avx512-zmm-4row-pf32k ... (cached in
+/// ~/.cache/bitnet/kernels-v2.txt)", for `bitnet bench` and `system_info`.
 pub fn active_description() -> &'static str {
     &active_choice().1
 }

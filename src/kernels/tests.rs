@@ -509,12 +509,43 @@ fn random_x(n: usize, rng: &mut Rng) -> Vec<f32> {
         .collect()
 }
 
-fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], code3: bool) {
-    let mut rng = Rng::new(ty.id() as u64 * 31 + shapes.len() as u64);
-    let variants: Vec<_> = available()
+/// Every candidate of `entries` ([`candidates::candidates`]) as a table: scalar with that one
+/// entry replaced, so a comparison with scalar tests exactly that candidate. Named
+/// "entry=candidate".
+fn candidate_tables(entries: &[Entry]) -> Vec<(String, KernelTable)> {
+    let mut out = Vec::new();
+    for &e in entries {
+        for c in candidates::candidates(e) {
+            let mut t = *scalar();
+            c.apply(&mut t);
+            out.push((format!("{c:?}"), t));
+        }
+    }
+    out
+}
+
+/// The tables a product of `ty` is compared on: every variant besides scalar, then every
+/// candidate of the entries that type uses.
+fn variants_for(ty: GgmlType) -> Vec<(String, KernelTable)> {
+    let entries: &[Entry] = match ty {
+        GgmlType::I2_S => &[Entry::I2sVec, Entry::I2s],
+        GgmlType::F16 => &[Entry::F16Ggml],
+        GgmlType::Q8_0 => &[Entry::Q8_0],
+        GgmlType::Q6_K => &[Entry::Q6K],
+        _ => &[],
+    };
+    let mut v: Vec<(String, KernelTable)> = available()
         .into_iter()
         .filter(|t| t.kind != Kind::Scalar)
+        .map(|t| (t.name().to_string(), *t))
         .collect();
+    v.extend(candidate_tables(entries));
+    v
+}
+
+fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], code3: bool) {
+    let mut rng = Rng::new(ty.id() as u64 * 31 + shapes.len() as u64);
+    let variants = variants_for(ty);
     if variants.is_empty() {
         eprintln!("SKIPPED: no kernel variant besides scalar on this machine");
         return;
@@ -525,17 +556,15 @@ fn compare_variants(ty: GgmlType, shapes: &[(usize, usize)], toks: &[usize], cod
         for &n in toks {
             let x = random_x(n * k, &mut rng);
             let want = run(scalar(), &w, &x, n);
-            for kt in &variants {
+            for (name, kt) in &variants {
                 let got = run(kt, &w, &x, n);
                 if bits(&got) != bits(&want) {
                     let i = (0..want.len())
                         .find(|&i| got[i].to_bits() != want[i].to_bits())
                         .unwrap();
                     panic!(
-                        "{} {ty} k={k} m={m} n={n}: y[{i}] = {} but scalar gives {}",
-                        kt.name(),
-                        got[i],
-                        want[i]
+                        "{name} {ty} k={k} m={m} n={n}: y[{i}] = {} but scalar gives {}",
+                        got[i], want[i]
                     );
                 }
             }
@@ -617,10 +646,10 @@ fn q8_0_kernels_exact_for_every_int8() {
     let d = MatDims { k, rows, n_tok: 1 };
     let mut want = vec![0f32; rows];
     (scalar().q8_0)(&w, &x, d, &mut want);
-    for kt in available() {
+    for (name, kt) in variants_for(GgmlType::Q8_0) {
         let mut got = vec![0f32; rows];
         (kt.q8_0)(&w, &x, d, &mut got);
-        assert_eq!(bits(&got), bits(&want), "{}", kt.name());
+        assert_eq!(bits(&got), bits(&want), "{name}");
     }
 }
 
@@ -856,15 +885,14 @@ fn strided_group_dots_match_scalar() {
                 assert_eq!(want[j * g + t].to_bits(), plain.to_bits(), "n={n} g={g}");
             }
         }
-        for kt in available() {
+        let tables = available()
+            .into_iter()
+            .map(|t| (t.name().to_string(), *t))
+            .chain(candidate_tables(&[Entry::F16Group]));
+        for (name, kt) in tables {
             let mut got = vec![f32::NAN; rows * g];
             (kt.f16_ggml_strided_group)(&w, stride, &xw, g, &mut got);
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{} n={n} rows={rows} g={g}",
-                kt.name()
-            );
+            assert_eq!(bits(&got), bits(&want), "{name} n={n} rows={rows} g={g}");
         }
     }
 }
@@ -875,4 +903,176 @@ fn strided_group_rejects_partial_rows() {
     let w = vec![f16::ONE; 64];
     let mut out = vec![0f32; 8];
     (scalar().f16_ggml_strided_group)(&w, 32, &[1.0; 30], 4, &mut out);
+}
+
+#[test]
+fn per_token_order_is_batch_invariant() {
+    // matmul_per_token (batch-invariant serving): every token's outputs are the bits of a
+    // one-token call, for F16 and F32, with token counts on and off the grouped kernels' 4, row
+    // counts on and off the 64-row tiles and 4-row blocks, lengths on and off the 8/32 grids,
+    // in one thread and split over a pool.
+    let mut rng = Rng::new(4242);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for &(m, k) in &[
+        (3usize, 40usize),
+        (70, 64),
+        (133, 256),
+        (257, 100),
+        (300, 2560),
+    ] {
+        let wf = rng.vec(m * k);
+        let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
+        let f32w = Aligned::new(as_bytes(&wf));
+        let f16w = Aligned::new(as_bytes(&wh));
+        let w32 = Weights::new(GgmlType::F32, f32w.bytes(), m, k).unwrap();
+        let w16 = Weights::new(GgmlType::F16, f16w.bytes(), m, k).unwrap();
+        for n in [1usize, 2, 5, 8] {
+            let x = rng.vec(n * k);
+            for kt in available() {
+                for w in [&w32, &w16] {
+                    let mut one = vec![0f32; m];
+                    let mut ks = Scratch::new();
+                    for threads in [false, true] {
+                        let mut got = vec![f32::NAN; n * m];
+                        let mut call =
+                            || matmul_per_token(kt, w, &x, n, &mut got, &mut ks).unwrap();
+                        if threads {
+                            pool.install(call);
+                        } else {
+                            call();
+                        }
+                        for t in 0..n {
+                            kt.matmul(w, &x[t * k..(t + 1) * k], 1, &mut one, &mut ks)
+                                .unwrap();
+                            assert_eq!(
+                                bits(&got[t * m..(t + 1) * m]),
+                                bits(&one),
+                                "{} {} m{m} k{k} n{n} t{t} pool={threads}",
+                                kt.name(),
+                                w.ty
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Candidates
+
+#[test]
+fn candidates_cover_every_simd_table_and_are_named_once() {
+    let simd: Vec<&KernelTable> = [Kind::Avx512Vnni, Kind::Avx2, Kind::NeonDotprod, Kind::Neon]
+        .into_iter()
+        .filter_map(table)
+        .collect();
+    for e in Entry::ALL {
+        let cands = candidates::candidates(e);
+        // The default table is composed from candidates: each SIMD table's entry is one, so a
+        // description can always name what runs.
+        for t in &simd {
+            assert!(
+                cands.iter().any(|c| c.addr() == e.addr(t)),
+                "{}'s {} is not a candidate",
+                t.name(),
+                e.name()
+            );
+        }
+        for (i, c) in cands.iter().enumerate() {
+            assert_eq!(c.entry(), e);
+            assert!(
+                cands[..i]
+                    .iter()
+                    .all(|d| d.name() != c.name() && d.addr() != c.addr()),
+                "{c:?} twice"
+            );
+            let mut t = *scalar();
+            c.apply(&mut t);
+            assert_eq!(e.addr(&t), c.addr(), "{c:?} applies to its entry");
+            // Found by name, as BITNET_KERNEL_<ENTRY> does.
+            assert_eq!(candidates::find(e, c.name()).unwrap().addr(), c.addr());
+        }
+        assert_eq!(Entry::from_name(e.name()), Some(e));
+        assert!(e.env_var().starts_with("BITNET_KERNEL_"));
+        // A variant name picks that variant's entry.
+        let s = candidates::find(e, "scalar").unwrap();
+        assert_eq!(s.addr(), e.addr(scalar()));
+        let err = candidates::find(e, "no-such-kernel").unwrap_err();
+        assert!(
+            err.contains(&e.env_var()) && err.contains("scalar"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        Entry::F16Group.env_var(),
+        "BITNET_KERNEL_F16_GGML_STRIDED_GROUP"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if table(Kind::Avx512Vnni).is_some() {
+        // The decode matvec has 1, 2 and 4-row candidates, on 256- and 512-bit lanes.
+        let names: Vec<&str> = candidates::candidates(Entry::I2sVec)
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        for want in [
+            "avx2-ymm-1row-pf3k",
+            "avx2-ymm-2row-pf3k",
+            "avx512-zmm-1row-pf3k",
+            "avx512-zmm-4row-pf8k",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+    }
+}
+
+#[test]
+fn forced_candidates_replace_their_entry_and_say_so() {
+    let Some(c) = candidates::candidates(Entry::I2sVec).into_iter().last() else {
+        eprintln!("SKIPPED: no I2_S matvec candidates on this machine");
+        return;
+    };
+    let (t, how) = candidates::apply_forced(*scalar(), "scalar (x)".into(), &[c]);
+    assert_eq!(Entry::I2sVec.addr(&t), c.addr());
+    assert_eq!(Entry::I2s.addr(&t), Entry::I2s.addr(scalar()));
+    assert_eq!(
+        how,
+        format!("scalar (x); i2s_vec={} [BITNET_KERNEL_I2S_VEC]", c.name())
+    );
+    let (_, same) = candidates::apply_forced(*scalar(), "scalar (x)".into(), &[]);
+    assert_eq!(same, "scalar (x)");
+}
+
+#[test]
+fn active_table_is_composed_of_candidates_and_forced_ones() {
+    let how = active_description();
+    eprintln!("kernels: {how}");
+    assert!(!how.is_empty());
+    let t = active();
+    for e in Entry::ALL {
+        let cands = candidates::candidates(e);
+        // Unforced, a contested entry of the default table is one of its candidates (the
+        // calibration's choice or the base variant's own).
+        if cands.len() >= 2 && std::env::var("BITNET_KERNEL").is_err() {
+            let forced_elsewhere = std::env::var(e.env_var()).is_ok();
+            assert!(
+                forced_elsewhere || cands.iter().any(|c| c.addr() == e.addr(t)),
+                "{} of the default table is no candidate",
+                e.name()
+            );
+        }
+        // `BITNET_KERNEL_<ENTRY>=<name>` (the golden traces run once under each) reaches it.
+        if let Some(c) = std::env::var(e.env_var())
+            .ok()
+            .and_then(|n| candidates::find(e, n.trim()).ok())
+        {
+            assert_eq!(e.addr(t), c.addr(), "{} not forced", e.name());
+            let said = format!("{}={} [{}]", e.name(), c.name(), e.env_var());
+            assert!(how.contains(&said), "{how}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Measuring the running machine: its memory read bandwidth (the bound on decode speed) and,
-//! in [`calibrate`], which of the bit-exact kernel candidates streams weights
+//! in [`calibrate`], which of the bit-exact kernel candidates ([`super::candidates`]) is
 //! fastest on it.
 //!
 //! Decode reads every weight once per token, so it can go no faster than
@@ -7,9 +7,13 @@
 //! the same ISA (an AVX-512 matvec tuned on one Xeon streamed half the bandwidth of the AVX2 one
 //! on a Zen 4 EPYC), so the choice is measured here, on buffers larger than the last-level cache.
 
+use super::candidates::{Candidate, Entry};
 use super::{KernelTable, Scratch, Weights};
+use crate::tensor::blocks::cast_slice;
 use crate::tensor::GgmlType;
-use std::time::Instant;
+use half::f16;
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
 
 /// Bytes of the largest data cache this CPU reports (Linux sysfs), if known.
 pub fn last_level_cache_bytes() -> Option<usize> {
@@ -55,20 +59,72 @@ pub fn dram_buffer_bytes() -> usize {
     (2 * llc).clamp(64 << 20, 1 << 30)
 }
 
+/// A buffer larger than the last-level cache, filled once, so that reading it streams from
+/// DRAM: what [`read_bandwidth`] and [`calibrate`] read. Its 16-bit lanes hold varied finite f16
+/// values below 1 in magnitude, so it is valid weights of every type (no NaN or infinity slow
+/// paths), and it is not zero (a zero page may be the shared zero page and never hit DRAM).
+pub struct DramBuffer {
+    words: Vec<u64>,
+}
+
+impl Default for DramBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DramBuffer {
+    /// [`dram_buffer_bytes`] bytes.
+    pub fn new() -> DramBuffer {
+        DramBuffer::with_bytes(dram_buffer_bytes())
+    }
+
+    /// `bytes` bytes (rounded up to 8; tests use small ones), filled by all cores at once.
+    pub fn with_bytes(bytes: usize) -> DramBuffer {
+        let mut words = vec![0u64; bytes.div_ceil(8)];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = words.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (c, part) in words.chunks_mut(chunk).enumerate() {
+                s.spawn(move || {
+                    for (i, w) in part.iter_mut().enumerate() {
+                        let i = (c * chunk + i) as u64;
+                        *w = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0x3BFF_3BFF_3BFF_3BFF;
+                    }
+                });
+            }
+        });
+        DramBuffer { words }
+    }
+
+    /// The buffer's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the u64s are initialized plain data; u8 has no alignment or validity needs;
+        // same memory and lifetime.
+        unsafe {
+            std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.words.len() * 8)
+        }
+    }
+
+    /// Its size in bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+}
+
 /// The machine's memory read bandwidth in GB/s (1e9 bytes/s) with `threads` threads, each
-/// streaming its own part of a [`dram_buffer_bytes`] buffer with wide loads: the best of
-/// `passes` passes after one untimed pass. This is what a decode step can at most read.
-pub fn read_bandwidth(threads: usize, passes: usize) -> f64 {
+/// streaming its own part of `buf` (make it once with [`DramBuffer::new`] and pass it to every
+/// measurement) with wide loads: the best of `passes` passes after one untimed pass. This is
+/// what a decode step can at most read.
+pub fn read_bandwidth(buf: &DramBuffer, threads: usize, passes: usize) -> f64 {
     let threads = threads.max(1);
-    let words = dram_buffer_bytes() / 8;
-    // Non-zero contents: a zero page may be backed by the shared zero page and never hit DRAM.
-    let buf: Vec<u64> = (0..words as u64).collect();
-    let chunk = words.div_ceil(threads);
+    let words = &buf.words;
+    let chunk = words.len().div_ceil(threads).max(1);
     let mut best = 0.0f64;
     for pass in 0..=passes.max(1) {
         let t = Instant::now();
         let sums: u64 = std::thread::scope(|s| {
-            let handles: Vec<_> = buf
+            let handles: Vec<_> = words
                 .chunks(chunk)
                 .map(|part| s.spawn(move || read_all(part)))
                 .collect();
@@ -77,7 +133,7 @@ pub fn read_bandwidth(threads: usize, passes: usize) -> f64 {
         let secs = t.elapsed().as_secs_f64();
         std::hint::black_box(sums);
         if pass > 0 && secs > 0.0 {
-            best = best.max((words * 8) as f64 / secs / 1e9);
+            best = best.max((words.len() * 8) as f64 / secs / 1e9);
         }
     }
     best
@@ -135,86 +191,34 @@ unsafe fn read_all_avx2(v: &[u64]) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Calibration: which candidate of each contested table entry is fastest here
 
-/// A table entry whose candidates (the same entry of every usable SIMD table, all bit-exact
-/// with scalar) compete on this machine, with the product it is timed on: the 2B-4T shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// I2_S x 1 token: decode's layers, bound by memory bandwidth.
-    I2sVec,
-    /// I2_S x 128 tokens: prompt processing, bound by integer throughput.
-    I2sGemm,
-    /// F16 x 1 token: the lm_head of decode as the file has it.
-    F16Vec,
-    /// Q8_0 x 1 token: the lm_head with `--head-q8`.
-    Q8_0Vec,
-    /// Q6_K x 1 token: the lm_head of files with a Q6_K embedding.
-    Q6KVec,
-}
-
-impl Entry {
-    const ALL: [Entry; 5] = [
-        Entry::I2sVec,
-        Entry::I2sGemm,
-        Entry::F16Vec,
-        Entry::Q8_0Vec,
-        Entry::Q6KVec,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Entry::I2sVec => "i2s_vec",
-            Entry::I2sGemm => "i2s",
-            Entry::F16Vec => "f16_ggml",
-            Entry::Q8_0Vec => "q8_0",
-            Entry::Q6KVec => "q6_k",
-        }
-    }
-
-    /// The entry's function as an address: two tables with the same address share the kernel.
-    fn addr(self, t: &KernelTable) -> usize {
-        match self {
-            Entry::I2sVec => t.i2s_vec as usize,
-            Entry::I2sGemm => t.i2s as usize,
-            Entry::F16Vec => t.f16_ggml as usize,
-            Entry::Q8_0Vec => t.q8_0 as usize,
-            Entry::Q6KVec => t.q6_k as usize,
-        }
-    }
-
-    /// Copies this entry of `src` into `dst`.
-    fn take(self, dst: &mut KernelTable, src: &KernelTable) {
-        match self {
-            Entry::I2sVec => dst.i2s_vec = src.i2s_vec,
-            Entry::I2sGemm => dst.i2s = src.i2s,
-            Entry::F16Vec => dst.f16_ggml = src.f16_ggml,
-            Entry::Q8_0Vec => dst.q8_0 = src.q8_0,
-            Entry::Q6KVec => dst.q6_k = src.q6_k,
-        }
-    }
-
-    /// Weight type, tokens, and whether the weights must stream from DRAM (matvecs) or may sit
-    /// in cache (the multi-token product, compute-bound).
-    fn problem(self) -> (GgmlType, usize, bool) {
-        match self {
-            Entry::I2sVec => (GgmlType::I2_S, 1, true),
-            Entry::I2sGemm => (GgmlType::I2_S, 128, false),
-            Entry::F16Vec => (GgmlType::F16, 1, true),
-            Entry::Q8_0Vec => (GgmlType::Q8_0, 1, true),
-            Entry::Q6KVec => (GgmlType::Q6_K, 1, true),
-        }
-    }
-}
-
 /// The inner dimension of every timed product: the 2B-4T model's n_embd.
 const CAL_K: usize = 2560;
 /// Rows of the compute-bound product: the 2B-4T FFN's n_ff.
 const CAL_GEMM_ROWS: usize = 6912;
+/// Tokens of the compute-bound product: a prompt batch.
+const CAL_GEMM_TOKENS: usize = 128;
+/// Timed calls per candidate and thread count (the fastest counts), made in rounds over all
+/// candidates so that a neighbour's burst does not hit one candidate's every call.
+const PASSES: usize = 3;
+/// A streaming call reads one of this many windows of the buffer, in turn: between two reads of
+/// a window the others (3/4 of a buffer of twice the last-level cache) pass through the cache,
+/// so every call reads DRAM, in a quarter of the time a whole-buffer pass takes.
+const WINDOWS: usize = 4;
+/// Single-token attention of the 2B-4T model at depth 2048: 5 KV heads of 128 dimensions, 4
+/// query heads each, 2048 cached cells per layer (the K rows, then the transposed V rows).
+const ATT_HEAD_DIM: usize = 128;
+const ATT_KV_HEADS: usize = 5;
+const ATT_GROUP: usize = 4;
+const ATT_CELLS: usize = 2048;
+/// The task sizes of `model::attention` (cells per Q·K task, V rows per P·V task).
+const ATT_QK_CELLS: usize = 256;
+const ATT_PV_ROWS: usize = 32;
 
-/// The outcome of a calibration: the composed table's choices and the measured rates.
+/// The outcome of a calibration: the chosen candidate of each contested entry and the rates.
 #[derive(Debug, Clone)]
 pub struct Calibration {
-    /// `(entry, chosen table name)` for each contested entry.
-    pub choices: Vec<(&'static str, &'static str)>,
+    /// `(entry, chosen candidate's name)` for each contested entry.
+    pub choices: Vec<(Entry, &'static str)>,
     /// One line per entry and candidate: rates at each thread count.
     pub report: Vec<String>,
     /// False when the time budget ran out before every entry was measured.
@@ -222,50 +226,213 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// "i2s_vec=avx2 i2s=avx512vnni ...".
-    pub fn summary(&self) -> String {
+    /// "i2s_vec=avx2-ymm-1row-pf3k i2s=avx512-zmm-4row-4tok ...", without the entries in `skip`.
+    pub fn summary(&self, skip: &[Entry]) -> String {
         self.choices
             .iter()
-            .map(|(e, k)| format!("{e}={k}"))
+            .filter(|(e, _)| !skip.contains(e))
+            .map(|(e, k)| format!("{}={k}", e.name()))
             .collect::<Vec<_>>()
             .join(" ")
     }
 
     /// `base` with every chosen entry taken from its winner among `candidates`.
-    fn compose(&self, base: &KernelTable, candidates: &[&'static KernelTable]) -> KernelTable {
+    pub fn compose(&self, base: &KernelTable, candidates: &[Candidate]) -> KernelTable {
         let mut t = *base;
-        for (name, kind) in &self.choices {
-            let entry = Entry::ALL.iter().find(|e| e.name() == *name);
-            let src = candidates.iter().find(|c| c.name() == *kind);
-            if let (Some(e), Some(src)) = (entry, src) {
-                e.take(&mut t, src);
+        for (entry, name) in &self.choices {
+            if let Some(c) = candidates
+                .iter()
+                .find(|c| c.entry() == *entry && c.name() == *name)
+            {
+                c.apply(&mut t);
             }
         }
         t
     }
 }
 
-/// Times every contested entry of `candidates` (one table per variant, all usable here) on the
-/// machine and picks, per entry, the candidate with the lowest time summed over 1 thread and
-/// all threads, each time relative to the best candidate's. `buffer_bytes` is the weight
-/// buffer of the streaming products (use [`dram_buffer_bytes`]), `gemm_rows` the rows of the
-/// multi-token product (the 2B-4T FFN's 6912 when the library calibrates itself); `budget` stops the
-/// measurement early (the remaining entries keep the first candidate).
+/// What an entry is timed on.
+enum Problem<'a> {
+    /// A one-token product streaming one window of weights from DRAM per call.
+    Stream(Vec<Weights<'a>>),
+    /// The multi-token product on cache-resident weights (compute-bound).
+    Gemm(Weights<'a>),
+    /// Single-token attention over one window of K and V rows per call: `cells` per layer.
+    Attention {
+        windows: Vec<&'a [f16]>,
+        cells: usize,
+    },
+}
+
+/// The activations and outputs of the timed calls, allocated once.
+struct Io {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    scratch: Scratch,
+    /// Attention: the queries, the probabilities, the Q·K and P·V outputs.
+    q: Vec<f32>,
+    p: Vec<f32>,
+    scores: Vec<f32>,
+    grouped: Vec<f32>,
+}
+
+impl<'a> Problem<'a> {
+    /// The problem of `entry` on `buf` (`gemm_rows` rows for the multi-token product), or
+    /// `None` when the buffer is too small for it.
+    fn new(entry: Entry, buf: &'a DramBuffer, gemm_rows: usize) -> Option<Problem<'a>> {
+        let bytes = buf.bytes();
+        let wb = (bytes.len() / WINDOWS) & !63;
+        let windows = (0..WINDOWS).map(|i| &bytes[i * wb..(i + 1) * wb]);
+        let stream = |ty: GgmlType| -> Option<Problem<'a>> {
+            let rb = ty.row_bytes(CAL_K)?;
+            // I2_S keeps its 4-byte scale after the codes.
+            let rows = wb.checked_sub(4)? / rb;
+            let ws = windows
+                .clone()
+                .map(|w| Weights::new(ty, &w[..rows * rb + 4], rows, CAL_K).ok())
+                .collect::<Option<Vec<_>>>()?;
+            (rows > 0).then_some(Problem::Stream(ws))
+        };
+        match entry {
+            Entry::I2sVec => stream(GgmlType::I2_S),
+            Entry::F16Ggml => stream(GgmlType::F16),
+            Entry::Q8_0 => stream(GgmlType::Q8_0),
+            Entry::Q6K => stream(GgmlType::Q6_K),
+            Entry::I2s => {
+                let rb = GgmlType::I2_S.row_bytes(CAL_K)?;
+                let data = bytes.get(..gemm_rows * rb + 4)?;
+                Some(Problem::Gemm(
+                    Weights::new(GgmlType::I2_S, data, gemm_rows, CAL_K).ok()?,
+                ))
+            }
+            Entry::F16Group => {
+                let kv_dim = ATT_KV_HEADS * ATT_HEAD_DIM;
+                // K and V of `cells` cells, f16.
+                let cells = (wb / (4 * kv_dim)).min(ATT_CELLS) & !31;
+                if cells == 0 {
+                    return None;
+                }
+                let windows = windows.map(cast_slice::<f16>).collect::<Option<Vec<_>>>()?;
+                Some(Problem::Attention { windows, cells })
+            }
+        }
+    }
+
+    /// Bytes read (streaming, attention) or operations (product) per call, and the rate's unit.
+    fn work(&self) -> (f64, &'static str) {
+        match self {
+            Problem::Stream(ws) => (ws[0].data.len() as f64, "GB/s"),
+            Problem::Gemm(w) => ((2 * w.rows * w.cols * CAL_GEMM_TOKENS) as f64, "GOPS"),
+            Problem::Attention { windows, cells } => {
+                let layer = 2 * cells * ATT_KV_HEADS * ATT_HEAD_DIM;
+                ((windows[0].len() / layer * layer * 2) as f64, "GB/s")
+            }
+        }
+    }
+
+    fn io(&self) -> Io {
+        let cells = match self {
+            Problem::Attention { cells, .. } => *cells,
+            _ => 0,
+        };
+        let (n_tok, rows) = match self {
+            Problem::Stream(ws) => (1, ws[0].rows),
+            Problem::Gemm(w) => (CAL_GEMM_TOKENS, w.rows),
+            Problem::Attention { .. } => (0, 0),
+        };
+        // f16-representable values (attention takes them widened from f16).
+        let wide = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| f16::from_f32(((i * 7919 + seed) % 2001) as f32 / 1000.0 - 1.0).to_f32())
+                .collect()
+        };
+        let heads = ATT_KV_HEADS * ATT_GROUP;
+        Io {
+            x: wide(n_tok * CAL_K, 0),
+            y: vec![0.0; rows * n_tok],
+            scratch: Scratch::new(),
+            q: wide(if cells > 0 { heads * ATT_HEAD_DIM } else { 0 }, 1),
+            p: wide(ATT_GROUP * cells, 2)
+                .iter()
+                .map(|v| v.abs() / 1024.0)
+                .collect(),
+            scores: vec![0.0; heads * cells],
+            grouped: vec![0.0; heads * ATT_HEAD_DIM],
+        }
+    }
+
+    /// Seconds of one call with `t` on window `window` (in the current rayon pool), or `None`
+    /// if the call failed.
+    fn time(&self, t: &KernelTable, window: usize, io: &mut Io) -> Option<f64> {
+        let t0 = Instant::now();
+        match self {
+            Problem::Stream(ws) => {
+                let w = &ws[window % ws.len()];
+                t.matmul(w, &io.x, 1, &mut io.y, &mut io.scratch).ok()?;
+            }
+            Problem::Gemm(w) => {
+                let n = CAL_GEMM_TOKENS;
+                t.matmul(w, &io.x, n, &mut io.y, &mut io.scratch).ok()?;
+            }
+            Problem::Attention { windows, cells } => {
+                attention_layers(t, windows[window % windows.len()], *cells, io)
+            }
+        }
+        Some(t0.elapsed().as_secs_f64())
+    }
+}
+
+/// Single-token attention as `model::attention` runs it, over each layer of K rows (`cells`
+/// rows of all KV heads) and transposed V rows (one row of `cells` per dimension) in `kv`.
+fn attention_layers(t: &KernelTable, kv: &[f16], cells: usize, io: &mut Io) {
+    let (g, hd) = (ATT_GROUP, ATT_HEAD_DIM);
+    let kv_dim = ATT_KV_HEADS * hd;
+    let (q, p) = (&io.q, &io.p);
+    for layer in kv.chunks_exact(2 * cells * kv_dim) {
+        let (k, v) = layer.split_at(cells * kv_dim);
+        io.scores
+            .par_chunks_mut(g * cells)
+            .enumerate()
+            .for_each(|(h, sg)| {
+                let qg = &q[h * g * hd..(h + 1) * g * hd];
+                sg.par_chunks_mut(g * ATT_QK_CELLS)
+                    .enumerate()
+                    .for_each(|(i, part)| {
+                        let keys = &k[i * ATT_QK_CELLS * kv_dim + h * hd..];
+                        (t.f16_ggml_strided_group)(keys, kv_dim, qg, g, part)
+                    });
+            });
+        io.grouped
+            .par_chunks_mut(g * ATT_PV_ROWS)
+            .enumerate()
+            .for_each(|(i, part)| {
+                let per_head = hd / ATT_PV_ROWS;
+                let (h, d0) = (i / per_head, (i % per_head) * ATT_PV_ROWS);
+                let rows = &v[(h * hd + d0) * cells..];
+                (t.f16_ggml_strided_group)(rows, cells, &p[..g * cells], g, part)
+            });
+    }
+}
+
+/// Times every entry that has two or more distinct `candidates` on this machine, each candidate
+/// in `base` (the table the other entries come from), and picks per entry the candidate with the
+/// lowest time summed over 1 thread and all threads, each time relative to the best
+/// candidate's. The matvecs and attention stream windows of `buf` (make it with
+/// [`DramBuffer::new`]: larger than the cache); the multi-token product runs `gemm_rows` rows
+/// (the 2B-4T FFN's 6912 when the library calibrates itself) from the cache. `budget` stops the
+/// measurement early (`complete` false; the remaining entries keep `base`'s).
 pub fn calibrate(
-    candidates: &[&'static KernelTable],
-    buffer_bytes: usize,
+    base: &KernelTable,
+    candidates: &[Candidate],
+    buf: &DramBuffer,
     gemm_rows: usize,
-    budget: std::time::Duration,
+    budget: Duration,
 ) -> Calibration {
     let start = Instant::now();
-    let mut choices = Vec::new();
-    let mut report = Vec::new();
-    let Some(first) = candidates.first() else {
-        return Calibration {
-            choices,
-            report,
-            complete: true,
-        };
+    let mut cal = Calibration {
+        choices: Vec::new(),
+        report: Vec::new(),
+        complete: true,
     };
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut pools = Vec::new();
@@ -274,107 +441,94 @@ pub fn calibrate(
             pools.push((n, p));
         }
     }
-    let words = buffer_bytes.max(gemm_rows * CAL_K * 2) / 8;
-    // Finite f16 values of magnitude below 1 in every 16-bit lane, varied: valid weights of
-    // every type, with no NaN or subnormal slow paths.
-    let buf: Vec<u64> = (0..words as u64)
-        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0x3BFF_3BFF_3BFF_3BFF)
-        .collect();
-    // SAFETY: the u64s are initialized plain data; u8 has no alignment or validity needs.
-    let bytes: &[u8] =
-        unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, buf.len() * 8) };
-    let x: Vec<f32> = (0..128 * CAL_K)
-        .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 1000.0)
-        .collect();
-    let mut scratch = Scratch::new();
-    let mut complete = true;
-    for entry in Entry::ALL {
-        let mut distinct: Vec<&'static KernelTable> = Vec::new();
-        for c in candidates {
-            if !distinct.iter().any(|d| entry.addr(d) == entry.addr(c)) {
-                distinct.push(c);
+    let mut call = 0usize;
+    'entries: for entry in Entry::ALL {
+        let mut cands: Vec<&Candidate> = Vec::new();
+        for c in candidates.iter().filter(|c| c.entry() == entry) {
+            if !cands.iter().any(|d| d.addr() == c.addr()) {
+                cands.push(c);
             }
         }
-        if distinct.len() < 2 {
+        if cands.len() < 2 {
             continue;
         }
         if start.elapsed() > budget {
-            complete = false;
+            cal.complete = false;
             break;
         }
-        let (ty, n_tok, stream) = entry.problem();
-        let row_bytes = ty.row_bytes(CAL_K).unwrap_or(CAL_K);
-        let rows = if stream {
-            (bytes.len() - 64) / row_bytes
-        } else {
-            gemm_rows
-        };
-        let Ok(w) = Weights::new(ty, &bytes[..rows * row_bytes + 4], rows, CAL_K) else {
+        let Some(problem) = Problem::new(entry, buf, gemm_rows) else {
             continue;
         };
-        let xs = &x[..n_tok * CAL_K];
-        let mut y = vec![0.0f32; rows * n_tok];
+        let mut io = problem.io();
+        if let (Problem::Gemm(_), Some((_, pool))) = (&problem, pools.last()) {
+            // Bring the product's weights into the cache.
+            let mut t = *base;
+            cands[0].apply(&mut t);
+            pool.install(|| problem.time(&t, 0, &mut io));
+        }
         // secs[candidate][pool]
-        let mut secs = vec![vec![f64::INFINITY; pools.len()]; distinct.len()];
-        for (ci, cand) in distinct.iter().enumerate() {
-            let mut t = **first;
-            entry.take(&mut t, cand);
-            for (pi, (_, pool)) in pools.iter().enumerate() {
-                pool.install(|| {
-                    // The streaming buffer was written just before and is larger than the
-                    // cache: every pass reads DRAM, so no warm-up pass is needed. The product
-                    // warms its cache-sized weights first.
-                    let warm = usize::from(!stream);
-                    for pass in 0..2 + warm {
-                        let t0 = Instant::now();
-                        if t.matmul(&w, xs, n_tok, &mut y, &mut scratch).is_err() {
-                            return;
-                        }
-                        if pass >= warm {
-                            secs[ci][pi] = secs[ci][pi].min(t0.elapsed().as_secs_f64());
-                        }
+        let mut secs = vec![vec![f64::INFINITY; pools.len()]; cands.len()];
+        for pass in 0..PASSES {
+            if pass > 0 && start.elapsed() > budget {
+                cal.complete = false;
+                choose(entry, &cands, &secs, &pools, &problem, &mut cal);
+                break 'entries;
+            }
+            for (ci, c) in cands.iter().enumerate() {
+                let mut t = *base;
+                c.apply(&mut t);
+                for (pi, (_, pool)) in pools.iter().enumerate() {
+                    if let Some(s) = pool.install(|| problem.time(&t, call, &mut io)) {
+                        secs[ci][pi] = secs[ci][pi].min(s);
                     }
-                });
+                    call += 1;
+                }
             }
         }
-        let best_per_pool: Vec<f64> = (0..pools.len())
-            .map(|pi| secs.iter().map(|s| s[pi]).fold(f64::INFINITY, f64::min))
+        choose(entry, &cands, &secs, &pools, &problem, &mut cal);
+    }
+    cal
+}
+
+/// Picks `entry`'s winner from the measured `secs[candidate][pool]` into `cal` with one report
+/// line per candidate. Candidates that failed a call are never chosen.
+fn choose(
+    entry: Entry,
+    cands: &[&Candidate],
+    secs: &[Vec<f64>],
+    pools: &[(usize, rayon::ThreadPool)],
+    problem: &Problem,
+    cal: &mut Calibration,
+) {
+    let best_per_pool: Vec<f64> = (0..pools.len())
+        .map(|pi| secs.iter().map(|s| s[pi]).fold(f64::INFINITY, f64::min))
+        .collect();
+    if best_per_pool.iter().any(|b| !b.is_finite()) {
+        return;
+    }
+    let score = |s: &Vec<f64>| -> f64 { s.iter().zip(&best_per_pool).map(|(a, b)| a / b).sum() };
+    let Some(winner) = (0..cands.len())
+        .filter(|&c| secs[c].iter().all(|s| s.is_finite()))
+        .min_by(|&a, &b| score(&secs[a]).total_cmp(&score(&secs[b])))
+    else {
+        return;
+    };
+    let (work, unit) = problem.work();
+    for (ci, c) in cands.iter().enumerate() {
+        let rates: Vec<String> = pools
+            .iter()
+            .zip(&secs[ci])
+            .map(|((n, _), s)| format!("{n}t {:.1} {unit}", work / s / 1e9))
             .collect();
-        let score =
-            |s: &Vec<f64>| -> f64 { s.iter().zip(&best_per_pool).map(|(a, b)| a / b).sum() };
-        let winner = (0..distinct.len())
-            .min_by(|&a, &b| score(&secs[a]).total_cmp(&score(&secs[b])))
-            .unwrap_or(0);
-        for (ci, cand) in distinct.iter().enumerate() {
-            let rates: Vec<String> = pools
-                .iter()
-                .zip(&secs[ci])
-                .map(|((n, _), s)| {
-                    if stream {
-                        format!("{n}t {:.1} GB/s", (rows * row_bytes) as f64 / s / 1e9)
-                    } else {
-                        format!(
-                            "{n}t {:.0} GOPS",
-                            (2 * rows * CAL_K * n_tok) as f64 / s / 1e9
-                        )
-                    }
-                })
-                .collect();
-            report.push(format!(
-                "{} {:<10} {}{}",
-                entry.name(),
-                cand.name(),
-                rates.join(", "),
-                if ci == winner { "  <- chosen" } else { "" }
-            ));
-        }
-        choices.push((entry.name(), distinct[winner].name()));
+        cal.report.push(format!(
+            "{:<22} {:<22} {}{}",
+            entry.name(),
+            c.name(),
+            rates.join(", "),
+            if ci == winner { "  <- chosen" } else { "" }
+        ));
     }
-    Calibration {
-        choices,
-        report,
-        complete,
-    }
+    cal.choices.push((entry, cands[winner].name()));
 }
 
 /// The CPU's model name (`/proc/cpuinfo`), which keys the calibration cache.
@@ -402,17 +556,32 @@ pub fn cache_path() -> Option<std::path::PathBuf> {
         .or_else(|| {
             std::env::var_os("HOME").map(|d| std::path::Path::new(&d).join(".cache/bitnet"))
         })?;
-    Some(dir.join("kernels-v1.txt"))
+    Some(dir.join(CACHE_FILE))
 }
 
-/// The key a cached calibration must match: the CPU and the candidates it chose among.
-fn cache_key(candidates: &[&'static KernelTable]) -> String {
-    let names: Vec<&str> = candidates.iter().map(|c| c.name()).collect();
-    format!("{} | {}", cpu_model(), names.join(","))
+/// The name of the calibration cache file (the number changes with its format).
+const CACHE_FILE: &str = "kernels-v2.txt";
+
+/// The key a cached calibration must match: this library's version, the CPU and the candidates
+/// it chose among (a hash of their names: a new candidate measures again).
+fn cache_key(candidates: &[Candidate]) -> String {
+    // FNV-1a: stable across Rust versions, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in candidates {
+        for b in format!("{}={};", c.entry().name(), c.name()).bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!(
+        "bitnet {} | {} | candidates {h:016x}",
+        env!("CARGO_PKG_VERSION"),
+        cpu_model()
+    )
 }
 
-/// Reads a cached calibration made with the same key.
-fn load_cached(path: &std::path::Path, key: &str) -> Option<Calibration> {
+/// Reads a cached calibration made with the same key whose every choice is one of
+/// `candidates`; anything else (another machine, a damaged file) is `None`: measure again.
+fn load_cached(path: &std::path::Path, key: &str, candidates: &[Candidate]) -> Option<Calibration> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines().filter(|l| !l.starts_with('#'));
     if lines.next()?.strip_prefix("key = ")? != key {
@@ -421,9 +590,11 @@ fn load_cached(path: &std::path::Path, key: &str) -> Option<Calibration> {
     let mut choices = Vec::new();
     for l in lines {
         let (e, k) = l.split_once(" = ")?;
-        let entry = Entry::ALL.iter().find(|x| x.name() == e.trim())?;
-        let kind = super::Kind::from_name(k.split_whitespace().next()?)?;
-        choices.push((entry.name(), kind.name()));
+        let entry = Entry::from_name(e.trim())?;
+        let c = candidates
+            .iter()
+            .find(|c| c.entry() == entry && c.name() == k.trim())?;
+        choices.push((entry, c.name()));
     }
     Some(Calibration {
         choices,
@@ -437,14 +608,15 @@ fn load_cached(path: &std::path::Path, key: &str) -> Option<Calibration> {
 fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
     let mut text = String::from(
         "# bitnet kernel calibration: the fastest candidate of each entry on this CPU.\n\
-         # Delete this file to measure again; BITNET_KERNEL=<variant> forces one table.\n",
+         # Delete this file to measure again; BITNET_KERNEL=<variant> forces one table,\n\
+         # BITNET_KERNEL_<ENTRY>=<candidate> one entry.\n",
     );
     for l in &cal.report {
         text.push_str(&format!("# {l}\n"));
     }
     text.push_str(&format!("key = {key}\n"));
     for (e, k) in &cal.choices {
-        text.push_str(&format!("{e} = {k}\n"));
+        text.push_str(&format!("{} = {k}\n", e.name()));
     }
     let Some(dir) = path.parent() else { return };
     let tmp = dir.join(format!(".kernels-{}.tmp", std::process::id()));
@@ -456,31 +628,28 @@ fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
     }
 }
 
-/// The default table of this process: `base` (the best variant by CPU features) with each
-/// contested entry taken from the candidate measured fastest here, and how it was chosen.
-/// The measurement runs once per machine (about a second; cached, see [`cache_path`]);
+/// The default table of this process before forcing: `base` (the best variant by CPU
+/// features) with each contested entry taken from the candidate measured fastest here, and how
+/// it was chosen (the entries in `forced` are left out of the description: the caller puts them
+/// in). The measurement runs once per machine (about a second; cached, see [`cache_path`]);
 /// `BITNET_CALIBRATE=0` skips it and keeps `base`.
-pub(crate) fn tuned(
-    base: &'static KernelTable,
-    candidates: &[&'static KernelTable],
-) -> (&'static KernelTable, String) {
-    let contested = |first: &KernelTable| {
-        Entry::ALL
-            .iter()
-            .any(|e| candidates.iter().any(|c| e.addr(c) != e.addr(first)))
-    };
-    if !candidates.first().is_some_and(|f| contested(f)) {
-        return (base, format!("{} (CPU features)", base.name()));
+pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (KernelTable, String) {
+    let all = super::candidates::all();
+    let contested = Entry::ALL
+        .iter()
+        .any(|&e| all.iter().filter(|c| c.entry() == e).count() >= 2);
+    if !contested {
+        return (*base, format!("{} (CPU features)", base.name()));
     }
     if std::env::var("BITNET_CALIBRATE").is_ok_and(|v| v == "0") {
         return (
-            base,
+            *base,
             format!("{} (CPU features; BITNET_CALIBRATE=0)", base.name()),
         );
     }
-    let key = cache_key(candidates);
+    let key = cache_key(&all);
     let path = cache_path();
-    let (cal, how) = match path.as_deref().and_then(|p| load_cached(p, &key)) {
+    let (cal, how) = match path.as_deref().and_then(|p| load_cached(p, &key, &all)) {
         Some(c) => (
             c,
             format!(
@@ -491,12 +660,9 @@ pub(crate) fn tuned(
         ),
         None => {
             let t = Instant::now();
-            let c = calibrate(
-                candidates,
-                dram_buffer_bytes(),
-                CAL_GEMM_ROWS,
-                std::time::Duration::from_secs(10),
-            );
+            let buf = DramBuffer::new();
+            let c = calibrate(base, &all, &buf, CAL_GEMM_ROWS, Duration::from_secs(10));
+            drop(buf);
             // A measurement cut short by the budget (a loaded machine) is used by this process
             // only; the next one measures again.
             if let (Some(p), true) = (&path, c.complete) {
@@ -508,8 +674,11 @@ pub(crate) fn tuned(
             )
         }
     };
-    let table: &'static KernelTable = Box::leak(Box::new(cal.compose(base, candidates)));
-    (table, format!("tuned: {} ({how})", cal.summary()))
+    let skip: Vec<Entry> = forced.iter().map(|c| c.entry()).collect();
+    (
+        cal.compose(base, &all),
+        format!("tuned: {} ({how})", cal.summary(&skip)),
+    )
 }
 
 #[cfg(test)]
@@ -526,60 +695,78 @@ mod tests {
 
     #[test]
     fn calibration_chooses_among_candidates_and_round_trips() {
-        use super::super::Kind;
-        let simd: Vec<&'static KernelTable> = [
-            Kind::Avx512Vnni,
-            Kind::Avx2,
-            Kind::NeonI8mm,
-            Kind::NeonDotprod,
-            Kind::Neon,
-        ]
-        .into_iter()
-        .filter_map(super::super::table)
-        .collect();
-        // Scalar and C always exist, so the test runs everywhere: they differ in every entry.
-        let cands: Vec<&'static KernelTable> = if simd.len() >= 2 {
-            simd
-        } else {
-            vec![&super::super::c::TABLE, &super::super::scalar::TABLE]
-        };
-        // Small shapes: the scalar candidates run this under qemu in CI.
-        let cal = calibrate(&cands, 1 << 20, 64, std::time::Duration::from_secs(600));
+        // The scalar and C tables exist everywhere and differ in every contested entry, so the
+        // test runs on every machine (small shapes: the scalar candidates run under qemu in CI).
+        let (s, c) = (&super::super::scalar::TABLE, &super::super::c::TABLE);
+        let cands: Vec<Candidate> = Entry::ALL
+            .into_iter()
+            .flat_map(|e| [Candidate::of_table(e, c), Candidate::of_table(e, s)])
+            .collect();
+        let buf = DramBuffer::with_bytes(1 << 20);
+        let cal = calibrate(s, &cands, &buf, 64, Duration::from_secs(600));
         assert!(cal.complete);
-        assert!(!cal.choices.is_empty());
-        // Every entry whose candidates differ was timed (on an i8mm CPU: the `i2s` product of
-        // i8mm, dotprod and neon).
-        for e in Entry::ALL {
-            if cands.iter().any(|c| e.addr(c) != e.addr(cands[0])) {
-                assert!(
-                    cal.choices.iter().any(|(n, _)| *n == e.name()),
-                    "{} not calibrated",
-                    e.name()
-                );
-            }
-        }
-        let composed = cal.compose(cands[0], &cands);
-        for (entry, kind) in &cal.choices {
-            let e = Entry::ALL.iter().find(|e| e.name() == *entry).unwrap();
-            let src = cands.iter().find(|c| c.name() == *kind).unwrap();
+        let measured: Vec<Entry> = cal.choices.iter().map(|(e, _)| *e).collect();
+        assert_eq!(
+            measured,
+            Entry::ALL,
+            "every entry is timed: {:?}",
+            cal.report
+        );
+        assert_eq!(cal.report.len(), 2 * Entry::ALL.len());
+        let composed = cal.compose(s, &cands);
+        for (entry, name) in &cal.choices {
+            let src = if *name == "c" { c } else { s };
             assert_eq!(
-                e.addr(&composed),
-                e.addr(src),
-                "{entry} not taken from {kind}"
+                entry.addr(&composed),
+                entry.addr(src),
+                "{entry:?} not taken from {name}"
             );
         }
+        assert!(!cal.summary(&[]).is_empty());
+        assert!(!cal.summary(&[Entry::I2sVec]).contains("i2s_vec="));
         let dir = std::env::temp_dir().join(format!("bitnet-cal-{}", std::process::id()));
-        let path = dir.join("kernels-v1.txt");
+        let path = dir.join(CACHE_FILE);
         store(&path, "k1", &cal);
-        let back = load_cached(&path, "k1").expect("cached calibration reads back");
+        let back = load_cached(&path, "k1", &cands).expect("cached calibration reads back");
         assert_eq!(back.choices, cal.choices);
-        assert!(load_cached(&path, "another cpu").is_none());
+        assert!(load_cached(&path, "another cpu", &cands).is_none());
+        assert!(
+            load_cached(&path, "k1", &cands[..2]).is_none(),
+            "a choice that is no longer a candidate is measured again"
+        );
         std::fs::write(&path, "key = k1\ni2s = no-such-kernel\n").unwrap();
         assert!(
-            load_cached(&path, "k1").is_none(),
+            load_cached(&path, "k1", &cands).is_none(),
             "a damaged file is measured again"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn calibration_budget_stops_early() {
+        let (s, c) = (&super::super::scalar::TABLE, &super::super::c::TABLE);
+        let cands: Vec<Candidate> = Entry::ALL
+            .into_iter()
+            .flat_map(|e| [Candidate::of_table(e, s), Candidate::of_table(e, c)])
+            .collect();
+        let buf = DramBuffer::with_bytes(1 << 18);
+        let cal = calibrate(s, &cands, &buf, 16, Duration::ZERO);
+        assert!(!cal.complete);
+        assert!(cal.choices.len() < Entry::ALL.len());
+        // A single candidate per entry is nothing to measure.
+        let one: Vec<Candidate> = cands.iter().step_by(2).copied().collect();
+        let cal = calibrate(s, &one, &buf, 16, Duration::ZERO);
+        assert!(cal.complete && cal.choices.is_empty());
+    }
+
+    #[test]
+    fn cache_key_names_the_candidates() {
+        let s = &super::super::scalar::TABLE;
+        let a = [Candidate::of_table(Entry::I2sVec, s)];
+        let b = [Candidate::of_table(Entry::I2s, s)];
+        assert_ne!(cache_key(&a), cache_key(&b));
+        assert_eq!(cache_key(&a), cache_key(&a));
+        assert!(cache_key(&a).contains(&cpu_model()));
     }
 
     #[test]
@@ -590,5 +777,15 @@ mod tests {
         let want = v.iter().fold(0, |a, x| a ^ x);
         assert_eq!(read_all_portable(&v), want);
         assert_eq!(read_all(&v), want);
+    }
+
+    #[test]
+    fn dram_buffer_is_valid_f16_and_measurable() {
+        let buf = DramBuffer::with_bytes(1 << 16);
+        assert_eq!(buf.size_bytes(), 1 << 16);
+        let h: &[f16] = cast_slice(buf.bytes()).unwrap();
+        assert!(h.iter().all(|v| v.is_finite() && v.to_f32().abs() < 1.0));
+        assert!(h.iter().any(|v| v.to_f32() != 0.0));
+        assert!(read_bandwidth(&buf, 2, 1) > 0.0);
     }
 }

@@ -237,6 +237,89 @@ impl WeightType for F16 {
     }
 }
 
+/// F16 with every token in the single-token order, whatever the number of tokens (batch-
+/// invariant serving, `model/invariant.rs`): x rounded to f16 and `ggml_vec_dot_f16` order,
+/// through `kt.f16_ggml_strided_group`, which is bit-identical to `kt.f16_ggml` per token
+/// (tested against scalar) and reads each weight row once for up to four tokens. Rows go in
+/// tiles small enough to stay in L2 while every group of four tokens passes over them, so a
+/// batch of n tokens streams the matrix from memory once instead of n times.
+pub(super) struct F16PerToken;
+
+/// Rows of an [`F16PerToken`] tile: 64 rows of the 2B-4T head (2560 halves each) are 320 KiB,
+/// inside any L2 this library targets.
+const PER_TOKEN_TILE_ROWS: usize = 64;
+
+impl WeightType for F16PerToken {
+    type W = f16;
+    type Act<'a> = &'a [f32];
+    const INPUTS_PER_ITEM: usize = 1;
+    fn scratch_bytes(n_tok: usize, k: usize) -> usize {
+        part::<f32>(n_tok * k)
+    }
+    fn prepare<'a>(
+        _kt: &KernelTable,
+        x: &'a [f32],
+        n_tok: usize,
+        k: usize,
+        arena: &mut Arena<'a>,
+    ) -> &'a [f32] {
+        // Rounded to f16 as the single-token path does, then widened back (exact).
+        let xw = arena.take::<f32>(n_tok * k);
+        for (o, &v) in xw.iter_mut().zip(x) {
+            *o = f16::from_f32(v).to_f32();
+        }
+        xw
+    }
+    fn kernel(
+        kt: &KernelTable,
+        w: &[f16],
+        _w_scale: f32,
+        act: &&[f32],
+        d: MatDims,
+        out: &mut [f32],
+    ) {
+        let (k, n) = (d.k, d.n_tok);
+        for (wt, ot) in w
+            .chunks(PER_TOKEN_TILE_ROWS * k)
+            .zip(out.chunks_mut(PER_TOKEN_TILE_ROWS * n))
+        {
+            kt.dot_f16_ggml_strided_group(wt, k, act, n, ot);
+        }
+    }
+}
+
+/// F32 with every token in the single-token `ggml_vec_dot_f32` order (batch-invariant
+/// serving), x as is.
+pub(super) struct F32PerToken;
+
+impl WeightType for F32PerToken {
+    type W = f32;
+    type Act<'a> = &'a [f32];
+    const INPUTS_PER_ITEM: usize = 1;
+    fn scratch_bytes(_n_tok: usize, _k: usize) -> usize {
+        0
+    }
+    fn prepare<'a>(
+        _kt: &KernelTable,
+        x: &'a [f32],
+        _n_tok: usize,
+        _k: usize,
+        _arena: &mut Arena<'a>,
+    ) -> &'a [f32] {
+        x
+    }
+    fn kernel(
+        kt: &KernelTable,
+        w: &[f32],
+        _w_scale: f32,
+        act: &&[f32],
+        d: MatDims,
+        out: &mut [f32],
+    ) {
+        (kt.f32_ggml)(w, act, d, out)
+    }
+}
+
 /// F32: tinyBLAS (`kt.f32_tinyblas`) or `ggml_vec_dot_f32` order (`kt.f32_ggml`), x as is.
 pub(super) struct F32;
 

@@ -4,7 +4,8 @@
 //!
 //! Two things make the default path depend on the batch (as the reference does):
 //! - F16 / F32 matmuls take tinyBLAS order for 2+ tokens and ggml's for one (FORWARD.md §8);
-//!   here they run one token at a time. The quantized types (I2_S, TQ1_0, TQ2_0, Q6_K, Q8_0)
+//!   here every token takes ggml's single-token order ([`kernels::matmul_per_token`], which
+//!   still reads each weight tile once for the whole ubatch). The quantized types (I2_S, TQ1_0, TQ2_0, Q6_K, Q8_0)
 //!   already give each token the same bits whatever the token count.
 //! - Attention sums (softmax, P·V) run over the cache's cells, so the lane a value lands in
 //!   depends on its cell index, and a multi-token ubatch takes the tinyBLAS P·V. Here each token
@@ -13,17 +14,17 @@
 //!   cell 0 in position order gets exactly the default single-token bits.
 //!
 //! Cost: the gather copies a token's visible K and V rows once per layer (2 · n_vis · n_embd_kv
-//! halves), and prompt tokens lose the tinyBLAS P·V and the F16/F32 multi-token matmul.
+//! halves), and prompt tokens lose the tinyBLAS P·V and tinyBLAS's F16/F32 matmul (the
+//! per-token order does about the same work per weight row, without tinyBLAS's register tiling).
 
 use crate::error::Result;
 use crate::kernels::{self, KernelTable, Weights};
 use crate::kv::{KvCache, KvLayer, KV_PAD};
-use crate::tensor::GgmlType;
 use half::f16;
 use rayon::prelude::*;
 
-/// `kernels::matmul`, one token at a time for the weight types whose multi-token order differs
-/// from the single-token one (when `inv`).
+/// `kernels::matmul`, or with `inv` [`kernels::matmul_per_token`]: every token in the
+/// single-token order.
 pub(crate) fn matmul(
     kt: &KernelTable,
     w: &Weights,
@@ -33,19 +34,11 @@ pub(crate) fn matmul(
     ks: &mut kernels::Scratch,
     inv: bool,
 ) -> Result<()> {
-    if !(inv && n > 1 && matches!(w.ty, GgmlType::F16 | GgmlType::F32)) {
-        return kt.matmul(w, x, n, y, ks);
+    if inv {
+        kernels::matmul_per_token(kt, w, x, n, y, ks)
+    } else {
+        kt.matmul(w, x, n, y, ks)
     }
-    for t in 0..n {
-        kt.matmul(
-            w,
-            &x[t * w.cols..(t + 1) * w.cols],
-            1,
-            &mut y[t * w.rows..(t + 1) * w.rows],
-            ks,
-        )?;
-    }
-    Ok(())
 }
 
 /// The per-token gather buffers (empty unless the context is batch-invariant).

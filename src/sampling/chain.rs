@@ -240,6 +240,16 @@ impl Sampler for Chain {
         Box::new(c)
     }
 
+    /// [`Chain::clone_box`], failing (the clones made so far dropped) if a member cannot be
+    /// cloned.
+    fn try_clone_box(&self) -> Result<Box<dyn Sampler>> {
+        let mut c = Chain::new(self.params);
+        for s in &self.samplers {
+            c.add(s.try_clone_box()?);
+        }
+        Ok(Box::new(c))
+    }
+
     /// The seed of the last sampler that has one (searching from the end), else the default.
     fn seed(&self) -> u32 {
         self.samplers

@@ -10,7 +10,8 @@
 //! - `stdsort`: libstdc++'s `std::sort` / `std::partial_sort`, so ties land where they do there;
 //! - `candidates`: the candidate array and the shared softmax / top-k steps;
 //! - `select` (greedy, dist, softmax), `truncate` (top-k, top-p, min-p, typical, tail-free),
-//!   `temperature` (temp, temp-ext), `penalties`, `logit_bias`, `mirostat` (v1, v2);
+//!   `temperature` (temp, temp-ext), `penalties`, `logit_bias`, `mirostat` (v1, v2),
+//!   `adaptive_p`;
 //! - `chain`: the chain with its perf counters; [`spec`]: chains from a short text notation.
 //!   (The golden chains a..h and the `.trace`/`.probe` parsers are test code:
 //!   `tests/common/golden.rs`.)
@@ -19,6 +20,7 @@
 //! real libstdc++ 12 (harness in `testdata/libstdcxx_crosscheck.cpp`); `testdata/pyref_golden/`
 //! replays all 32 golden sampling traces on logits from the shared numpy oracle.
 
+mod adaptive_p;
 mod candidates;
 mod chain;
 #[cfg(test)]
@@ -41,6 +43,7 @@ mod top_n_sigma;
 mod truncate;
 mod xtc;
 
+pub use adaptive_p::AdaptiveP;
 pub use candidates::{TokenData, TokenDataArray};
 pub use chain::{Chain, ChainParams, PerfSamplerData};
 pub use dry::Dry;
@@ -60,7 +63,10 @@ pub use xtc::Xtc;
 /// One step of a sampler chain. Mirrors `struct llama_sampler_i` of the reference: `apply` may
 /// reorder, rescale, truncate the candidates or set `selected`; `accept` is told the token that
 /// was finally chosen; `reset` returns the sampler to its freshly-built state.
-pub trait Sampler: Send {
+///
+/// `Any` is a supertrait so that code holding a `dyn Sampler` can find a concrete type (the C
+/// API recognises the members of a chain that are C handles this way).
+pub trait Sampler: Send + std::any::Any {
     /// The reference's name (`llama_sampler_name`), e.g. `"top-k"`.
     fn name(&self) -> &'static str;
     /// Transform the candidates (`llama_sampler_apply`).
@@ -72,6 +78,11 @@ pub trait Sampler: Send {
     /// A copy with the same state, as `llama_sampler_clone` makes it (including the fork's
     /// quirks, see each sampler).
     fn clone_box(&self) -> Box<dyn Sampler>;
+    /// [`Sampler::clone_box`] for samplers that may fail to clone (a C sampler without a clone
+    /// function, and chains holding one); the default never fails.
+    fn try_clone_box(&self) -> crate::Result<Box<dyn Sampler>> {
+        Ok(self.clone_box())
+    }
     /// The seed actually in use (`llama_sampler_get_seed`); [`DEFAULT_SEED`] for samplers
     /// without an RNG.
     fn seed(&self) -> u32 {

@@ -392,7 +392,7 @@ int main(int argc, char **argv) {
   CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
   bitnet_sampler_chain_add(chain, NULL);
   CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
-  CHECK(bitnet_sampler_chain_get(chain, 0) == NULL && bitnet_sampler_chain_get(chain, -1) == NULL);
+  CHECK(bitnet_sampler_chain_get(chain, 0) == NULL && bitnet_sampler_chain_get(chain, -1) == chain); /* -1: the chain itself (llama.h) */
   CHECK(bitnet_sampler_chain_remove(chain, 0) == NULL);
   CHECK_FAILED_WITH(BITNET_ERR_INVALID_ARG);
   bitnet_sampler_chain_add(chain, not_chain); /* top-k only: selects nothing */

@@ -36,176 +36,251 @@ fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
         .collect()
 }
 
-pub fn run(mut args: Args) -> Result<()> {
-    let models = args.value(&["-m", "--model"])?;
-    let weights = args.value(&["--weights"])?.unwrap_or_else(|| "i2_s".into());
-    let embds = args.value(&["--embd"])?.unwrap_or_else(|| "f16".into());
-    let threads: Vec<i32> = list(
-        &args
-            .value(&["-t", "--threads"])?
-            .unwrap_or_else(|| "1,2".into()),
-        "-t",
-    )?;
-    let n_prompt: usize = args.parse(&["-p", "--n-prompt"], 128)?;
-    let n_gen: usize = args.parse(&["-n", "--n-gen"], 64)?;
-    let reps: usize = args.parse(&["-r", "--repetitions"], 5)?;
-    let depths: Vec<usize> = list(
-        &args
-            .value(&["-d", "--depth"])?
-            .unwrap_or_else(|| "0".into()),
-        "-d",
-    )?;
-    let max_depth = depths.iter().copied().max().unwrap_or(0);
-    let mparams = ModelParams {
-        head_q8_0: args.switch(&["--head-q8"]),
-    };
-    super::no_positionals(&mut args)?;
+/// What `bitnet bench` was asked to run.
+struct Options {
+    paths: Vec<PathBuf>,
+    threads: Vec<i32>,
+    n_prompt: usize,
+    n_gen: usize,
+    reps: usize,
+    depths: Vec<usize>,
+    mparams: ModelParams,
+}
 
-    let paths: Vec<PathBuf> = match models {
-        Some(m) => m.split(',').map(PathBuf::from).collect(),
-        None => {
-            let mut v = Vec::new();
-            for w in weights.split(',') {
-                for e in embds.split(',') {
-                    v.push(bench_model(
-                        super::make_model::parse_weight_type(w)?,
-                        super::make_model::parse_weight_type(e)?,
-                    )?);
-                }
-            }
-            v
-        }
-    };
+impl Options {
+    /// Reads the command line; without `-m`, makes (or finds) the generated models.
+    fn parse(mut args: Args) -> Result<Options> {
+        let models = args.value(&["-m", "--model"])?;
+        let weights = args.value(&["--weights"])?.unwrap_or_else(|| "i2_s".into());
+        let embds = args.value(&["--embd"])?.unwrap_or_else(|| "f16".into());
+        let threads = list(
+            &args
+                .value(&["-t", "--threads"])?
+                .unwrap_or_else(|| "1,2".into()),
+            "-t",
+        )?;
+        let n_prompt = args.parse(&["-p", "--n-prompt"], 128)?;
+        let n_gen = args.parse(&["-n", "--n-gen"], 64)?;
+        let reps = args.parse(&["-r", "--repetitions"], 5)?;
+        let depths = list(
+            &args
+                .value(&["-d", "--depth"])?
+                .unwrap_or_else(|| "0".into()),
+            "-d",
+        )?;
+        let mparams = ModelParams {
+            head_q8_0: args.switch(&["--head-q8"]),
+        };
+        super::no_positionals(&mut args)?;
+        let paths = match models {
+            Some(m) => m.split(',').map(PathBuf::from).collect(),
+            None => generated_models(&weights, &embds)?,
+        };
+        Ok(Options {
+            paths,
+            threads,
+            n_prompt,
+            n_gen,
+            reps,
+            depths,
+            mparams,
+        })
+    }
+
+    fn max_depth(&self) -> usize {
+        self.depths.iter().copied().max().unwrap_or(0)
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let opts = Options::parse(args)?;
+    // First, so that a calibration (its own buffer) is done before ours is filled.
+    println!("kernels: {}", bitnet::kernels::active_description());
     // Measured before the runs and again after them, keeping the higher: on a shared machine a
     // neighbour's burst during one measurement must not lower the bound below what the runs
-    // themselves reached.
-    let measure = || -> Vec<(i32, f64)> {
-        threads
-            .iter()
-            .map(|&t| {
-                (
-                    t,
-                    bitnet::kernels::tune::read_bandwidth(t.max(1) as usize, 5),
-                )
-            })
-            .collect()
-    };
-    let bandwidth = measure();
-    println!("kernels: {}", bitnet::kernels::active_description());
-    let mut rows: Vec<Row> = Vec::new();
-    for path in &paths {
-        // Peak RSS per model: the generator that may have just written it, or the previous
-        // model, must not count.
-        reset_peak_rss();
-        let t = Instant::now();
-        let model = Arc::new(Model::load_with(path, mparams)?);
-        let load_ms = t.elapsed().as_secs_f64() * 1e3;
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let n_vocab = model.vocab().n_tokens() as i32;
-        let weight_bytes = model.bytes_per_token() as f64;
-        let cfg = model.config();
-        // K and V of every cached cell, f16, read once per decoded token.
-        let kv_bytes_per_cell =
-            (cfg.n_layer * cfg.n_head_kv * (cfg.head_dim + cfg.head_dim_v) * 2) as f64;
-        for &t in &threads {
-            let params = ContextParams {
-                n_ctx: (n_prompt.max(n_gen + max_depth) + 32) as u32,
-                n_batch: n_prompt.max(max_depth).max(1) as u32,
-                n_ubatch: n_prompt.max(max_depth).clamp(1, 512) as u32,
-                n_threads: t,
-                n_threads_batch: t,
-                ..Default::default()
-            };
-            let mut ctx = Context::new(model.clone(), params)?;
-            // Token ids spread over the vocabulary; the values do not matter for speed.
-            let tokens: Vec<i32> = (0..n_prompt.max(n_gen + max_depth))
-                .map(|i| (i as i32 * 7919 + 13) % n_vocab)
-                .collect();
-            let mut tests = vec![("pp", n_prompt, 0usize)];
-            tests.extend(depths.iter().map(|&d| ("tg", n_gen, d)));
-            for (test, n, depth) in tests {
-                if n == 0 {
-                    continue;
-                }
-                let mut rates = Vec::new();
-                for rep in 0..=reps {
-                    ctx.kv_mut().clear();
-                    if depth > 0 {
-                        ctx.decode(&Batch::get_one(&tokens[..depth]))?;
-                    }
-                    let t0 = Instant::now();
-                    if test == "pp" {
-                        ctx.decode(&Batch::get_one(&tokens[..n]))?;
-                    } else {
-                        for tok in &tokens[depth..depth + n] {
-                            ctx.decode(&Batch::get_one(&[*tok]))?;
-                        }
-                    }
-                    let s = t0.elapsed().as_secs_f64();
-                    if rep > 0 {
-                        rates.push(n as f64 / s);
-                    }
-                }
-                rates.sort_by(|a, b| a.total_cmp(b));
-                let median = rates[rates.len() / 2];
-                let label = if depth > 0 {
-                    format!("{test}{n}@d{depth}")
-                } else {
-                    format!("{test}{n}")
-                };
-                rows.push(Row {
-                    line: format!(
-                        "| {name} | {:.2} GB | {t} | {label} | {median:.2} | {:.2} - {:.2} |",
-                        size as f64 / 1e9,
-                        rates[0],
-                        rates[rates.len() - 1],
-                    ),
-                    tail: format!(" {load_ms:.0} | {:.0} |", peak_rss_mib()),
-                    threads: t,
-                    // Weights plus the mean KV cache over the n decoded tokens.
-                    bytes_per_token: (test == "tg").then(|| {
-                        weight_bytes + (depth as f64 + n as f64 / 2.0) * kv_bytes_per_cell
-                    }),
-                    median,
-                });
-            }
-        }
+    // themselves reached. One buffer per round, freed during the runs (held, it would count in
+    // every model's peak RSS).
+    let before = measure_bandwidth(&opts.threads);
+    let mut rows = Vec::new();
+    for path in &opts.paths {
+        rows.extend(bench_model(&opts, path)?);
     }
-    let after = measure();
-    for ((t, bw), (_, bw2)) in bandwidth.iter().zip(&after) {
+    let after = measure_bandwidth(&opts.threads);
+    let mut bandwidth = Vec::new();
+    for ((t, bw), (_, bw2)) in before.iter().zip(&after) {
         println!(
             "read bandwidth, {t} thread(s): {:.1} GB/s (before {bw:.1}, after {bw2:.1})",
             bw.max(*bw2)
         );
+        bandwidth.push((*t, bw.max(*bw2)));
     }
+    print_table(&rows, &bandwidth);
+    Ok(())
+}
+
+/// The machine's read bandwidth at each thread count, from one buffer larger than the cache.
+fn measure_bandwidth(threads: &[i32]) -> Vec<(i32, f64)> {
+    let buf = bitnet::kernels::tune::DramBuffer::new();
+    threads
+        .iter()
+        .map(|&t| {
+            let bw = bitnet::kernels::tune::read_bandwidth(&buf, t.max(1) as usize, 5);
+            (t, bw)
+        })
+        .collect()
+}
+
+/// One model at every thread count: pp, then tg at each depth.
+fn bench_model(opts: &Options, path: &std::path::Path) -> Result<Vec<Row>> {
+    // Peak RSS per model: the generator that may have just written it, or the previous model,
+    // must not count.
+    reset_peak_rss();
+    let t = Instant::now();
+    let model = Arc::new(Model::load_with(path, opts.mparams)?);
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n_vocab = model.vocab().n_tokens() as i32;
+    let weight_bytes = model.bytes_per_token() as f64;
+    let cfg = model.config();
+    // K and V of every cached cell, f16, read once per decoded token.
+    let kv_bytes_per_cell =
+        (cfg.n_layer * cfg.n_head_kv * (cfg.head_dim + cfg.head_dim_v) * 2) as f64;
+    let (n_prompt, n_gen, max_depth) = (opts.n_prompt, opts.n_gen, opts.max_depth());
+    // Token ids spread over the vocabulary; the values do not matter for speed.
+    let tokens: Vec<i32> = (0..n_prompt.max(n_gen + max_depth))
+        .map(|i| (i as i32 * 7919 + 13) % n_vocab)
+        .collect();
+    let mut rows = Vec::new();
+    for &threads in &opts.threads {
+        let params = ContextParams {
+            n_ctx: (n_prompt.max(n_gen + max_depth) + 32) as u32,
+            n_batch: n_prompt.max(max_depth).max(1) as u32,
+            n_ubatch: n_prompt.max(max_depth).clamp(1, 512) as u32,
+            n_threads: threads,
+            n_threads_batch: threads,
+            ..Default::default()
+        };
+        let mut ctx = Context::new(model.clone(), params)?;
+        let mut tests = vec![Test::Prompt(n_prompt)];
+        tests.extend(opts.depths.iter().map(|&d| Test::Generate(n_gen, d)));
+        for test in tests {
+            let rates = time_test(&mut ctx, &tokens, test, opts.reps)?;
+            if rates.is_empty() {
+                continue;
+            }
+            let median = rates[rates.len() / 2];
+            rows.push(Row {
+                line: format!(
+                    "| {name} | {:.2} GB | {threads} | {} | {median:.2} | {:.2} - {:.2} |",
+                    size as f64 / 1e9,
+                    test.label(),
+                    rates[0],
+                    rates[rates.len() - 1],
+                ),
+                tail: format!(" {load_ms:.0} | {:.0} |", peak_rss_mib()),
+                threads,
+                // Weights plus the mean KV cache over the n decoded tokens.
+                bytes_per_token: match test {
+                    Test::Generate(n, depth) => {
+                        Some(weight_bytes + (depth as f64 + n as f64 / 2.0) * kv_bytes_per_cell)
+                    }
+                    Test::Prompt(_) => None,
+                },
+                median,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// One timed test.
+#[derive(Clone, Copy)]
+enum Test {
+    /// One batch of this many tokens from an empty cache.
+    Prompt(usize),
+    /// This many tokens one at a time, after a depth of cached tokens.
+    Generate(usize, usize),
+}
+
+impl Test {
+    /// "pp128", "tg64", "tg64@d512".
+    fn label(self) -> String {
+        match self {
+            Test::Prompt(n) => format!("pp{n}"),
+            Test::Generate(n, 0) => format!("tg{n}"),
+            Test::Generate(n, d) => format!("tg{n}@d{d}"),
+        }
+    }
+}
+
+/// Tokens/s of `reps` runs of `test` after one warm-up run, sorted; empty for a test of no
+/// tokens.
+fn time_test(ctx: &mut Context, tokens: &[i32], test: Test, reps: usize) -> Result<Vec<f64>> {
+    let (n, depth) = match test {
+        Test::Prompt(n) => (n, 0),
+        Test::Generate(n, d) => (n, d),
+    };
+    let mut rates = Vec::new();
+    if n == 0 {
+        return Ok(rates);
+    }
+    for rep in 0..=reps {
+        ctx.kv_mut().clear();
+        if depth > 0 {
+            ctx.decode(&Batch::get_one(&tokens[..depth]))?;
+        }
+        let t0 = Instant::now();
+        match test {
+            Test::Prompt(_) => ctx.decode(&Batch::get_one(&tokens[..n]))?,
+            Test::Generate(..) => {
+                for tok in &tokens[depth..depth + n] {
+                    ctx.decode(&Batch::get_one(&[*tok]))?;
+                }
+            }
+        }
+        let s = t0.elapsed().as_secs_f64();
+        if rep > 0 {
+            rates.push(n as f64 / s);
+        }
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    Ok(rates)
+}
+
+/// The markdown table: every row with its bound at its thread count's `bandwidth` (GB/s).
+fn print_table(rows: &[Row], bandwidth: &[(i32, f64)]) {
     println!();
     println!(
         "| model | size | threads | test | t/s (median) | min - max | bound t/s | % of bound | load ms | peak RSS MiB |"
     );
     println!("|---|---:|---:|---|---:|---|---:|---:|---:|---:|");
-    for r in &rows {
+    for r in rows {
         let bw = bandwidth
             .iter()
-            .zip(&after)
-            .find(|((t, _), _)| *t == r.threads)
-            .map(|((_, a), (_, b))| a.max(*b));
-        let (bound, share) = match (bw, r.bytes_per_token) {
-            (Some(bw), Some(bytes)) => {
-                let bound = bw * 1e9 / bytes;
-                (
-                    format!("{bound:.2}"),
-                    format!("{:.0}%", 100.0 * r.median / bound),
-                )
-            }
-            _ => (String::new(), String::new()),
-        };
+            .find(|(t, _)| *t == r.threads)
+            .map(|(_, b)| *b);
+        let (bound, share) = bound_columns(r, bw);
         println!("{} {bound} | {share} |{}", r.line, r.tail);
     }
-    Ok(())
+}
+
+/// The bound (bandwidth / bytes per token) and the share of it reached, for tg rows with a
+/// measured bandwidth; empty otherwise.
+fn bound_columns(r: &Row, bandwidth_gbs: Option<f64>) -> (String, String) {
+    match (bandwidth_gbs, r.bytes_per_token) {
+        (Some(bw), Some(bytes)) => {
+            let bound = bw * 1e9 / bytes;
+            (
+                format!("{bound:.2}"),
+                format!("{:.0}%", 100.0 * r.median / bound),
+            )
+        }
+        _ => (String::new(), String::new()),
+    }
 }
 
 /// One result line of the table, printed after the closing bandwidth measurement.
@@ -299,8 +374,22 @@ fn peak_rss_os() -> f64 {
     0.0
 }
 
+/// The generated models for each `--weights` x `--embd` pair (comma lists).
+fn generated_models(weights: &str, embds: &str) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for w in weights.split(',') {
+        for e in embds.split(',') {
+            v.push(generated_model(
+                super::make_model::parse_weight_type(w)?,
+                super::make_model::parse_weight_type(e)?,
+            )?);
+        }
+    }
+    Ok(v)
+}
+
 /// The 2B-4T-shape benchmark model for a weight/embedding type pair, made once.
-fn bench_model(weights: GgmlType, embedding: GgmlType) -> Result<PathBuf> {
+fn generated_model(weights: GgmlType, embedding: GgmlType) -> Result<PathBuf> {
     let name = format!(
         "2b4t-{}-{}.gguf",
         weights.name().to_lowercase(),

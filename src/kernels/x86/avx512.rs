@@ -12,11 +12,11 @@
 //! `#[target_feature]` code is sound because [`TABLE`] is only reachable through
 //! [`super::super::table`] after [`detected`] returned true.
 
+use super::super::candidates::{Candidate, Entry, EntryFn};
 use super::super::{I8Rows, KernelTable, Kind, MatDims};
 use super::avx2;
 use crate::tensor::blocks::BlockQ8_0;
 use core::arch::x86_64::*;
-use core::mem::MaybeUninit;
 use half::f16;
 
 /// True when this CPU can run these kernels (and the AVX2 ones they reuse).
@@ -31,15 +31,51 @@ pub(crate) fn detected() -> bool {
 pub(crate) static TABLE: KernelTable = KernelTable {
     kind: Kind::Avx512Vnni,
     i2s: i2s_matmul,
-    i2s_vec: i2s_matmul,
+    i2s_vec: i2s_vec::<4, PREFETCH>,
     f16_ggml: f16_ggml_matmul,
     q8_0: q8_0_matmul,
     f16_ggml_strided_group,
     ..avx2::TABLE
 };
 
-/// Prefetch distance in bytes of each weight row stream of a matvec (6-12 KiB measured best
-/// with four streams; 3 KiB and 24 KiB were 5-10% slower).
+/// This table's candidates for `entry` (see [`super::super::candidates`]); the table's own
+/// entry is among them.
+pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
+    let mut add = |name, f| out.push(Candidate::new(entry, name, f));
+    match entry {
+        Entry::I2sVec => {
+            add("avx512-zmm-1row-pf3k", EntryFn::I2s(i2s_vec::<1, 3072>));
+            add("avx512-zmm-2row-pf8k", EntryFn::I2s(i2s_vec::<2, 8192>));
+            add("avx512-zmm-4row-pf8k", EntryFn::I2s(i2s_vec::<4, PREFETCH>));
+            add("avx512-zmm-4row-pf3k", EntryFn::I2s(i2s_vec::<4, 3072>));
+        }
+        Entry::I2s => add("avx512-zmm-4row-4tok", EntryFn::I2s(i2s_matmul)),
+        Entry::F16Ggml => {
+            add("avx512-ymm-4row-pf32k", EntryFn::F16(f16_ggml_matmul));
+            add(
+                "avx512-zmm-2row-pf32k",
+                EntryFn::F16(f16_ggml_zmm::<2, 32768>),
+            );
+            add(
+                "avx512-zmm-4row-pf32k",
+                EntryFn::F16(f16_ggml_zmm::<4, 32768>),
+            );
+        }
+        Entry::Q8_0 => add("avx512-ymm-4row-pf32k", EntryFn::Q8_0(q8_0_matmul)),
+        // The AVX2 kernel (see `avx2::candidates`).
+        Entry::Q6K => {}
+        Entry::F16Group => {
+            add("avx512-zmm-pf2k", EntryFn::Group(f16_ggml_strided_group));
+            add(
+                "avx512-zmm-pf4k",
+                EntryFn::Group(f16_ggml_strided_group_pf4k),
+            );
+        }
+    }
+}
+
+/// Prefetch distance in bytes of each weight row stream of the table's I2_S matvec (on an Intel
+/// Xeon 6-12 KiB measured best with four streams; 3 KiB and 24 KiB were 5-10% slower).
 const PREFETCH: usize = 8192;
 
 /// The codes of one 128-element block at `p` as two vectors against activations `[0, 64)` and
@@ -97,9 +133,9 @@ unsafe fn hsum_8x8(g: [__m256i; 8]) -> __m256i {
 /// Integer dots of `R` consecutive I2_S rows (`rb` bytes apart from `row`) with `NT` consecutive
 /// int8 activation rows (`k` apart from `q`), as `R` vectors whose lane t is token t's dot.
 /// Codes are 0..3 and products go straight to int32: nothing can overflow for any k a model has
-/// (|4 * sum| <= 12 * 128 * k).
+/// (|4 * sum| <= 12 * 128 * k). A matvec (`NT` = 1) prefetches each row `PF` bytes ahead.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
-unsafe fn i2s_tile<const R: usize, const NT: usize>(
+unsafe fn i2s_tile<const R: usize, const NT: usize, const PF: usize>(
     row: *const u8,
     rb: usize,
     k: usize,
@@ -111,9 +147,7 @@ unsafe fn i2s_tile<const R: usize, const NT: usize>(
         if NT == 1 && b % 2 == 0 {
             // A matvec streams its rows from memory: one prefetch per row and cache line.
             for r in 0..R {
-                _mm_prefetch::<_MM_HINT_T0>(
-                    row.wrapping_add(r * rb + 32 * b + PREFETCH) as *const i8
-                );
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(r * rb + 32 * b + PF) as *const i8);
             }
         }
         let c: [[__m512i; 2]; R] =
@@ -167,38 +201,73 @@ unsafe fn i2s_epilogue_tokens(
     o[..nt].copy_from_slice(&v[..nt]);
 }
 
+/// The one-token product: rows `R` at a time (the rest in smaller tiles), each row's stream
+/// prefetched `PF` bytes ahead; the integer dots go into `out` as raw bits and the epilogue runs
+/// vectorized afterwards. On an Intel Xeon four rows at once streamed 11.0-11.7 GB/s from DRAM
+/// at 1 thread and 18-20 at 2 (2B-4T shapes), against 9.0-9.9 and 14-16 for one row at a time;
+/// on a Zen 4 EPYC the four-row kernel streamed half what AVX2's one row did.
+///
+/// # Safety
+/// Lengths as [`avx2::check_i2s`] checks them for one token; this table's features available.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn i2s_vec_impl<const R: usize, const PF: usize>(
+    codes: &[u8],
+    w_scale: f32,
+    act: &I8Rows,
+    d: MatDims,
+    out: &mut [f32],
+) {
+    let (k, rb) = (d.k, d.k / 4);
+    let q = act.q.as_ptr();
+    let mut r = 0;
+    while r < d.rows {
+        let rr = (d.rows - r).min(R);
+        let row = codes.as_ptr().add(r * rb);
+        macro_rules! rows {
+            ($r:literal) => {{
+                let dots = i2s_tile::<$r, 1, PF>(row, rb, k, q);
+                for (i, v) in dots.into_iter().enumerate() {
+                    out[r + i] = f32::from_bits(_mm256_cvtsi256_si32(v) as u32);
+                }
+            }};
+        }
+        match rr {
+            4.. => rows!(4),
+            3 => rows!(3),
+            2 => rows!(2),
+            _ => rows!(1),
+        }
+        r += rr.min(4);
+    }
+    avx2::i2s_epilogue_in_place(&mut out[..d.rows], act.sum[0], act.scale[0], w_scale);
+}
+
+/// The decode candidates `avx512-zmm-{R}row-pf{PF}` (R = 1, 2 or 4): one token, `R` rows per
+/// pass, each row's stream prefetched `PF` bytes ahead. Other token counts go to the table's
+/// product.
+fn i2s_vec<const R: usize, const PF: usize>(
+    codes: &[u8],
+    w_scale: f32,
+    act: &I8Rows,
+    d: MatDims,
+    out: &mut [f32],
+) {
+    const { assert!(1 <= R && R <= 4, "i2s_vec: 1 to 4 rows per pass") };
+    if d.n_tok != 1 {
+        return i2s_matmul(codes, w_scale, act, d, out);
+    }
+    avx2::check_i2s("avx512", codes, act, d, out);
+    // SAFETY: lengths checked above; the table is only used after `detected()`.
+    unsafe { i2s_vec_impl::<R, PF>(codes, w_scale, act, d, out) }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
 unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
     let (k, n) = (d.k, d.n_tok);
     let rb = k / 4;
     let qp = |t: usize| act.q.as_ptr().add(t * k);
     if n == 1 {
-        // A matvec: four rows stream at once (four prefetched streams; from DRAM on the 2B-4T
-        // shapes 11.0-11.7 GB/s at 1 thread and 18-20 at 2, against 9.0-9.9 and 14-16 for
-        // one row at a time), the integer dots go into `out` as raw bits and the epilogue runs
-        // vectorized afterwards.
-        let mut r = 0;
-        while r < d.rows {
-            let rr = (d.rows - r).min(4);
-            let row = codes.as_ptr().add(r * rb);
-            macro_rules! rows {
-                ($r:literal) => {{
-                    let dots = i2s_tile::<$r, 1>(row, rb, k, qp(0));
-                    for (i, v) in dots.into_iter().enumerate() {
-                        out[r + i] = f32::from_bits(_mm256_cvtsi256_si32(v) as u32);
-                    }
-                }};
-            }
-            match rr {
-                4 => rows!(4),
-                3 => rows!(3),
-                2 => rows!(2),
-                _ => rows!(1),
-            }
-            r += rr;
-        }
-        avx2::i2s_epilogue_in_place(&mut out[..d.rows], act.sum[0], act.scale[0], w_scale);
-        return;
+        return i2s_vec_impl::<4, PREFETCH>(codes, w_scale, act, d, out);
     }
     // Several tokens: tiles of 4 rows x 4 tokens (16 accumulators, 8 code vectors): each code
     // vector feeds 4 tokens and each activation load 4 rows. Measured on the 2B-4T shapes
@@ -219,7 +288,7 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
                 let row = codes.as_ptr().add(r * rb);
                 macro_rules! tile {
                     ($r:literal, $nt:literal) => {{
-                        let dots = i2s_tile::<$r, $nt>(row, rb, k, qp(t));
+                        let dots = i2s_tile::<$r, $nt, PREFETCH>(row, rb, k, qp(t));
                         for (i, v) in dots.into_iter().enumerate() {
                             let o = &mut out[(r + i) * n + t..(r + i) * n + t + nt];
                             i2s_epilogue_tokens(v, act, t, nt, w_scale, o);
@@ -250,19 +319,7 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
 }
 
 fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
-    assert!(
-        d.k.is_multiple_of(128),
-        "avx512 i2s: k = {} is not whole blocks",
-        d.k
-    );
-    avx2::check("i2s codes", codes.len(), d.rows * d.k / 4);
-    avx2::check("i2s activations", act.q.len(), d.n_tok * d.k);
-    avx2::check(
-        "i2s act scales",
-        act.scale.len().min(act.sum.len()),
-        d.n_tok,
-    );
-    avx2::check("i2s out", out.len(), d.rows * d.n_tok);
+    avx2::check_i2s("avx512", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
     unsafe { i2s_impl(codes, w_scale, act, d, out) }
 }
@@ -279,28 +336,70 @@ unsafe fn f16_four_rows(w: [&[f16]; 4], x: &[f32]) -> [f32; 4] {
     avx2::f16_rows::<4, { avx2::PREFETCH_F16_PAIR }>(w, x)
 }
 
-/// One token: rows four at a time through [`f16_four_rows`] (same order per row as AVX2, so the
-/// same bits); anything else is the AVX2 kernel.
+/// The table's F16 product (`avx512-ymm-4row-pf32k`): rows four at a time through
+/// [`f16_four_rows`], the same order per row as AVX2, so the same bits.
 fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
-    let k = d.k;
-    if d.n_tok != 1 || k > avx2::F16_WIDE_MAX || d.rows < 4 {
-        return avx2::f16_ggml_matmul(w, x, d, out);
+    // SAFETY: this table is reachable only after `detected()`, which checked the features
+    // `f16_four_rows` enables.
+    unsafe { avx2::f16_matmul_by::<4>(w, x, d, out, f16_four_rows) }
+}
+
+/// [`avx2::f16_rows`] with 512-bit vectors: per row one zmm holds two of the reference's 8-lane
+/// accumulators (`[acc0 | acc1]` for values `[0, 16)` of each 32-value step, `[acc2 | acc3]`
+/// for `[16, 32)`), so every product lands in the lane it has in AVX2 and the halves go to the
+/// same [`avx2::reduce_4x8`]: the same bits at half the instructions per value. Each row is
+/// prefetched `PF` bytes ahead.
+///
+/// # Safety
+/// Every row holds at least `x.len()` values; this table's features available.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn f16_rows_zmm<const R: usize, const PF: usize>(w: [&[f16]; R], x: &[f32]) -> [f32; R] {
+    let n = x.len();
+    let np = n & !31;
+    let px = x.as_ptr();
+    let mut lo = [_mm512_setzero_ps(); R];
+    let mut hi = [_mm512_setzero_ps(); R];
+    for c in (0..np).step_by(32) {
+        for row in &w {
+            avx2::prefetch((row.as_ptr() as *const u8).wrapping_add(2 * c + PF));
+        }
+        let xl = _mm512_loadu_ps(px.add(c));
+        let xh = _mm512_loadu_ps(px.add(c + 16));
+        for r in 0..R {
+            let p = w[r].as_ptr();
+            let wl = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(c) as *const __m256i));
+            let wh = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(c + 16) as *const __m256i));
+            lo[r] = _mm512_fmadd_ps(wl, xl, lo[r]);
+            hi[r] = _mm512_fmadd_ps(wh, xh, hi[r]);
+        }
     }
-    avx2::check_float(w, x, d, out);
-    let mut wide = [const { MaybeUninit::uninit() }; avx2::F16_WIDE_MAX];
-    let xw = avx2::widen_f16(&x[..k], &mut wide);
-    let row = |r: usize| &w[r * k..(r + 1) * k];
-    let mut r = 0;
-    while r + 4 <= d.rows {
-        // SAFETY: every row and xw have exactly k elements; this table is reachable only after
-        // `detected()`, which checked the features `f16_four_rows` enables.
-        let s = unsafe { f16_four_rows([row(r), row(r + 1), row(r + 2), row(r + 3)], xw) };
-        out[r..r + 4].copy_from_slice(&s);
-        r += 4;
+    let mut out = [0f32; R];
+    for r in 0..R {
+        let acc = [
+            _mm512_castps512_ps256(lo[r]),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(lo[r]))),
+            _mm512_castps512_ps256(hi[r]),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(hi[r]))),
+        ];
+        let mut s = avx2::reduce_4x8(acc) as f64;
+        for i in np..n {
+            s += (w[r][i].to_f32() * x[i]) as f64;
+        }
+        out[r] = s as f32;
     }
-    for r in r..d.rows {
-        out[r] = avx2::dot_f16_ggml(row(r), &x[..k]);
-    }
+    out
+}
+
+/// The F16 candidates `avx512-zmm-{R}row-pf{PF}`: [`f16_rows_zmm`] `R` rows per pass.
+fn f16_ggml_zmm<const R: usize, const PF: usize>(
+    w: &[f16],
+    x: &[f16],
+    d: MatDims,
+    out: &mut [f32],
+) {
+    // SAFETY: this table is reachable only after `detected()`, which checked the features
+    // `f16_rows_zmm` enables.
+    unsafe { avx2::f16_matmul_by::<R>(w, x, d, out, f16_rows_zmm::<R, PF>) }
 }
 
 /// The AVX2 grouped row (`avx2::f16_row_group`) with 512-bit vectors: one zmm holds two of
@@ -345,12 +444,26 @@ unsafe fn f16_row_group_512<const T: usize>(
 avx2::group_rows_kernel!(
     f16_group_avx512,
     f16_row_group_512,
-    "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c"
+    "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c",
+    avx2::GROUP_PREFETCH_BYTES
 );
 
-/// Single-token grouped attention (see the AVX2 entry) with [`f16_row_group_512`].
+avx2::group_rows_kernel!(
+    f16_group_avx512_pf4k,
+    f16_row_group_512,
+    "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c",
+    4096
+);
+
+/// Single-token grouped attention (see the AVX2 entry) with [`f16_row_group_512`]
+/// (`avx512-zmm-pf2k`).
 fn f16_ggml_strided_group(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
     avx2::strided_group_by4(w, stride, x, g, out, f16_group_avx512)
+}
+
+/// [`f16_ggml_strided_group`] prefetching 4 KiB of rows ahead (`avx512-zmm-pf4k`).
+fn f16_ggml_strided_group_pf4k(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    avx2::strided_group_by4(w, stride, x, g, out, f16_group_avx512_pf4k)
 }
 
 // ---------------------------------------------------------------------------------------------

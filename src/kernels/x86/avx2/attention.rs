@@ -18,7 +18,7 @@ pub(super) fn f16_ggml_strided(w: &[f16], stride: usize, x: &[f16], out: &mut [f
     let mut j = 0;
     while j + 2 <= rows {
         // SAFETY: both rows and xw have n elements (checked above); `detected()` holds.
-        let [a, b] = unsafe { f16_two_rows(row(j), row(j + 1), xw) };
+        let [a, b] = unsafe { f16_two_rows::<PREFETCH_F16_PAIR>([row(j), row(j + 1)], xw) };
         out[j] = a;
         out[j + 1] = b;
         j += 2;
@@ -88,19 +88,20 @@ pub(in crate::kernels::x86) unsafe fn group_finish<const T: usize>(
     out
 }
 
-/// How far ahead (in bytes of row data) the grouped rows prefetch: the row that far ahead is
-/// fetched line by line while the current one is computed. The cached rows are short (a key:
+/// How far ahead (in bytes of row data) the grouped rows prefetch by default: the row that far
+/// ahead is fetched line by line while the current one is computed. The cached rows are short (a key:
 /// 256 B at a 1280 B stride) or page-sized (a V row of 2048 cells: 4 KiB), and the hardware
 /// prefetcher stops at every 4 KiB page, so without this the kernel waited on memory: tg32 at
 /// depth 2048 on the 2B-4T model (Xeon, AVX-512 kernel) went from 7.8 / 13.1 to 9.0 / 15.7 t/s
 /// at 1 / 2 threads. Measured distances: 1 KiB 8.8 / 15.3, 2 KiB 9.0 / 15.7, 4 KiB 9.0 / 15.5,
 /// 8 KiB 8.8 / 15.0.
-const GROUP_PREFETCH_BYTES: usize = 2048;
+pub(in crate::kernels::x86) const GROUP_PREFETCH_BYTES: usize = 2048;
 
-/// The rows-ahead distance of [`GROUP_PREFETCH_BYTES`] for rows of `n` values (at least one).
+/// The rows-ahead distance of `bytes` (e.g. [`GROUP_PREFETCH_BYTES`]) for rows of `n` values
+/// (at least one row).
 #[inline(always)]
-pub(in crate::kernels::x86) fn group_prefetch_rows(n: usize) -> usize {
-    GROUP_PREFETCH_BYTES.div_ceil(2 * n.max(1)).max(1)
+pub(in crate::kernels::x86) fn group_prefetch_rows(n: usize, bytes: usize) -> usize {
+    bytes.div_ceil(2 * n.max(1)).max(1)
 }
 
 /// One grouped kernel call over `rows` strided rows: `out[j*g + t] = row_j · x[t]` for the
@@ -112,11 +113,12 @@ pub(in crate::kernels::x86) fn group_prefetch_rows(n: usize) -> usize {
 pub(in crate::kernels::x86) type GroupRows =
     unsafe fn(*const f16, usize, usize, usize, &[*const f32], *mut f32, usize);
 
-/// Defines a [`GroupRows`] kernel `$name` with `$features`: the row loop around `$row::<T>` for
-/// T = the number of x rows, so each instantiation inlines into this `#[target_feature]`
-/// function (a closure or generic callback would be compiled without those features).
+/// Defines a [`GroupRows`] kernel `$name` with `$features`, prefetching `$pf` bytes of rows
+/// ahead: the row loop around `$row::<T>` for T = the number of x rows, so each instantiation
+/// inlines into this `#[target_feature]` function (a closure or generic callback would be
+/// compiled without those features).
 macro_rules! group_rows_kernel {
-    ($name:ident, $row:ident, $features:literal) => {
+    ($name:ident, $row:ident, $features:literal, $pf:expr) => {
         #[target_feature(enable = $features)]
         unsafe fn $name(
             w: *const f16,
@@ -127,7 +129,7 @@ macro_rules! group_rows_kernel {
             out: *mut f32,
             g: usize,
         ) {
-            let ahead = $crate::kernels::x86::avx2::group_prefetch_rows(n) * stride;
+            let ahead = $crate::kernels::x86::avx2::group_prefetch_rows(n, $pf) * stride;
             macro_rules! run {
                 ($t:literal, $xs:expr) => {
                     for j in 0..rows {
@@ -185,7 +187,12 @@ pub(in crate::kernels::x86) fn strided_group_by4(
     }
 }
 
-group_rows_kernel!(f16_group_avx2, f16_row_group, "avx2,fma,f16c");
+group_rows_kernel!(
+    f16_group_avx2,
+    f16_row_group,
+    "avx2,fma,f16c",
+    GROUP_PREFETCH_BYTES
+);
 
 /// Single-token attention with the query heads of one KV head together: Q·K (rows = cached
 /// keys, x = the group's queries) and P·V (rows = V rows, x = the group's probabilities).

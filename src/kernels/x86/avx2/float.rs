@@ -195,12 +195,20 @@ pub(in crate::kernels::x86) unsafe fn f16_rows<const R: usize, const PF: usize>(
     out
 }
 
-/// [`f16_rows`] for two rows: with 8 accumulators and the activations it fits AVX2's 16 ymm
-/// registers.
+/// [`f16_rows`] for two rows, each prefetched `PF` bytes ahead: with 8 accumulators and the
+/// activations it fits AVX2's 16 ymm registers.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn f16_two_rows(a: &[f16], b: &[f16], x: &[f32]) -> [f32; 2] {
-    f16_rows::<2, PREFETCH_F16_PAIR>([a, b], x)
+pub(super) unsafe fn f16_two_rows<const PF: usize>(w: [&[f16]; 2], x: &[f32]) -> [f32; 2] {
+    f16_rows::<2, PF>(w, x)
 }
+
+/// A kernel of `R` F16 rows (`ggml_vec_dot_f16` order each) against one activation row widened
+/// to f32: [`f16_two_rows`] and the AVX-512 ones.
+///
+/// # Safety
+/// Every row holds at least `x.len()` values; the kernel's CPU features are available.
+pub(in crate::kernels::x86) type F16Rows<const R: usize> =
+    unsafe fn([&[f16]; R], &[f32]) -> [f32; R];
 
 /// Longest activation row the F16 matvec widens on the stack (32 KiB); longer rows take the
 /// plain per-row dot.
@@ -234,7 +242,21 @@ unsafe fn widen_into(x: &[f16], dst: *mut f32) {
     }
 }
 
-pub(in crate::kernels::x86) fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
+/// The F16 product in `ggml_vec_dot_f16` order with `R` rows per pass through `rows`: each
+/// token's activations are widened once (exact), rows go `R` at a time and the last few one at
+/// a time; rows longer than [`F16_WIDE_MAX`] take the plain per-row dot. Every row gets the
+/// same bits whichever way it is computed.
+///
+/// # Safety
+/// `rows` must be callable: its CPU features are available (the tables holding the candidates
+/// built on this are reachable only after their `detected()`).
+pub(in crate::kernels::x86) unsafe fn f16_matmul_by<const R: usize>(
+    w: &[f16],
+    x: &[f16],
+    d: MatDims,
+    out: &mut [f32],
+    rows: F16Rows<R>,
+) {
     check_float(w, x, d, out);
     let (k, n) = (d.k, d.n_tok);
     let row = |r: usize| &w[r * k..(r + 1) * k];
@@ -250,17 +272,37 @@ pub(in crate::kernels::x86) fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims,
     for t in 0..n {
         let xt = widen_f16(&x[t * k..(t + 1) * k], &mut wide);
         let mut r = 0;
-        while r + 2 <= d.rows {
-            // SAFETY: both rows and xt have exactly k elements; table used only after `detected()`.
-            let [a, b] = unsafe { f16_two_rows(row(r), row(r + 1), xt) };
-            out[r * n + t] = a;
-            out[(r + 1) * n + t] = b;
-            r += 2;
+        while r + R <= d.rows {
+            let group: [&[f16]; R] = core::array::from_fn(|i| row(r + i));
+            // SAFETY: every row and xt have exactly k elements; the caller vouches for `rows`.
+            let s = unsafe { rows(group, xt) };
+            for (i, v) in s.into_iter().enumerate() {
+                out[(r + i) * n + t] = v;
+            }
+            r += R;
         }
-        if r < d.rows {
+        for r in r..d.rows {
             out[r * n + t] = dot_f16_ggml(row(r), &x[t * k..(t + 1) * k]);
         }
     }
+}
+
+/// The F16 candidates `avx2-ymm-2row-pf{PF}`: two rows per pass, each prefetched `PF` bytes
+/// ahead.
+pub(in crate::kernels::x86) fn f16_ggml_two_rows<const PF: usize>(
+    w: &[f16],
+    x: &[f16],
+    d: MatDims,
+    out: &mut [f32],
+) {
+    // SAFETY: this table's kernels are reachable only after `detected()`, which checked the
+    // features `f16_two_rows` enables.
+    unsafe { f16_matmul_by::<2>(w, x, d, out, f16_two_rows::<PF>) }
+}
+
+/// The AVX2 table's F16 product: [`f16_ggml_two_rows`] 32 KiB ahead.
+pub(in crate::kernels::x86) fn f16_ggml_matmul(w: &[f16], x: &[f16], d: MatDims, out: &mut [f32]) {
+    f16_ggml_two_rows::<PREFETCH_F16_PAIR>(w, x, d, out)
 }
 
 /// tinyBLAS matmul: 4 weight rows per pass over each activation row.

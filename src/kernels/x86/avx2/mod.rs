@@ -19,6 +19,7 @@ mod float;
 mod kquant;
 mod ternary;
 
+use super::super::candidates::{Candidate, Entry, EntryFn};
 use super::super::scalar::i2s_epilogue;
 use super::super::{I8Rows, KernelTable, Kind, MatDims};
 use crate::tensor::blocks::{BlockQ6K, BlockQ8K, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, QK_K};
@@ -34,18 +35,20 @@ use float::{
     f32_ggml_matmul, f32_tinyblas_matmul, load_h, tinyblas_rows,
 };
 use kquant::q6_k_matmul;
-use ternary::{banded, check_q8k, f16_bits_to_f32, i2s_matmul, tq1_0_matmul, tq2_0_matmul};
+use ternary::{
+    banded, check_q8k, f16_bits_to_f32, i2s_matmul, i2s_vec, tq1_0_matmul, tq2_0_matmul,
+};
 
 // Shared with the AVX-512 table.
 pub(super) use attention::{
-    group_finish, group_prefetch_rows, group_rows_kernel, strided_group_by4,
+    group_finish, group_prefetch_rows, group_rows_kernel, strided_group_by4, GROUP_PREFETCH_BYTES,
 };
 pub(super) use float::{
-    check_float, dot_f16_ggml, f16_ggml_matmul, f16_rows, widen_f16, F16_WIDE_MAX,
-    PREFETCH_F16_PAIR,
+    dot_f16_ggml, f16_ggml_matmul, f16_ggml_two_rows, f16_matmul_by, f16_rows, widen_f16,
+    F16_WIDE_MAX, PREFETCH_F16_PAIR,
 };
 pub(super) use kquant::{q8_0_matmul, q8_0_rows, Q8_0_WIDE_MAX};
-pub(super) use ternary::i2s_epilogue_in_place;
+pub(super) use ternary::{check_i2s, i2s_epilogue_in_place};
 
 /// True when this CPU can run these kernels.
 pub(crate) fn detected() -> bool {
@@ -57,7 +60,7 @@ pub(crate) fn detected() -> bool {
 pub(crate) static TABLE: KernelTable = KernelTable {
     kind: Kind::Avx2,
     i2s: i2s_matmul,
-    i2s_vec: i2s_matmul,
+    i2s_vec: i2s_vec::<1, PREFETCH>,
     tq2_0: tq2_0_matmul,
     tq1_0: tq1_0_matmul,
     q6_k: q6_k_matmul,
@@ -76,6 +79,30 @@ pub(crate) static TABLE: KernelTable = KernelTable {
     quantize_i8,
     quantize_q8k,
 };
+
+/// This table's candidates for `entry` (see [`super::super::candidates`]); the table's own
+/// entry is among them.
+pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
+    let mut add = |name, f| out.push(Candidate::new(entry, name, f));
+    match entry {
+        Entry::I2sVec => {
+            add("avx2-ymm-1row-pf3k", EntryFn::I2s(i2s_vec::<1, PREFETCH>));
+            add("avx2-ymm-1row-pf8k", EntryFn::I2s(i2s_vec::<1, 8192>));
+            add("avx2-ymm-2row-pf3k", EntryFn::I2s(i2s_vec::<2, PREFETCH>));
+        }
+        Entry::I2s => add("avx2-ymm-1row-8tok", EntryFn::I2s(i2s_matmul)),
+        Entry::F16Ggml => {
+            add("avx2-ymm-2row-pf32k", EntryFn::F16(f16_ggml_matmul));
+            add(
+                "avx2-ymm-2row-pf8k",
+                EntryFn::F16(f16_ggml_two_rows::<8192>),
+            );
+        }
+        Entry::Q8_0 => add("avx2-ymm-2row-pf32k", EntryFn::Q8_0(q8_0_matmul)),
+        Entry::Q6K => add("avx2-ymm-1row-4tok", EntryFn::Q6K(q6_k_matmul)),
+        Entry::F16Group => add("avx2-ymm-pf2k", EntryFn::Group(f16_ggml_strided_group)),
+    }
+}
 
 /// Panics unless `len >= need`: the guard in front of every raw-pointer loop.
 #[inline(always)]

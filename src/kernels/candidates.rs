@@ -205,7 +205,8 @@ pub fn candidates(entry: Entry) -> Vec<Candidate> {
     #[cfg(target_arch = "x86_64")]
     super::x86::candidates(entry, &mut out);
     #[cfg(not(target_arch = "x86_64"))]
-    for kind in [Kind::NeonDotprod, Kind::Neon] {
+    // i8mm last: its entries other than `i2s` are dotprod's functions, named `dotprod`.
+    for kind in [Kind::NeonDotprod, Kind::Neon, Kind::NeonI8mm] {
         if let Some(t) = table(kind) {
             out.push(Candidate::of_table(entry, t));
         }

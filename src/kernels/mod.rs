@@ -13,7 +13,7 @@
 //!   NEON, ...) is one more module filling a `KernelTable` plus one arm in [`table`].
 //! - The table is a value: each `Context` holds one (`ContextParams::kernel`, default
 //!   [`active`]: picked once by CPU detection, overridable with the environment variable
-//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod`) and passes it to matmul and attention, so two
+//!   `BITNET_KERNEL=scalar|c|avx2|avx512vnni|neon|dotprod|i8mm`) and passes it to matmul and attention, so two
 //!   contexts in one process can run two variants.
 //!
 //! Variants: `scalar` (plain Rust), `c` (portable C99 from `src/kernels/c`, built by `build.rs`,
@@ -184,16 +184,19 @@ pub enum Kind {
     Neon,
     /// aarch64 Advanced SIMD with `SDOT` (ARMv8.2-A dotprod) for the integer products.
     NeonDotprod,
+    /// `NeonDotprod` with the multi-token I2_S product on `SMMLA` (i8mm).
+    NeonI8mm,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Scalar,
         Kind::C,
         Kind::Avx2,
         Kind::Avx512Vnni,
         Kind::Neon,
         Kind::NeonDotprod,
+        Kind::NeonI8mm,
     ];
 
     /// The name used by `BITNET_KERNEL` and `system_info`.
@@ -205,6 +208,7 @@ impl Kind {
             Kind::Avx512Vnni => "avx512vnni",
             Kind::Neon => "neon",
             Kind::NeonDotprod => "dotprod",
+            Kind::NeonI8mm => "i8mm",
         }
     }
 
@@ -307,8 +311,14 @@ pub fn table(kind: Kind) -> Option<&'static KernelTable> {
             OK.get_or_init(aarch64::dotprod_detected)
                 .then_some(&aarch64::DOTPROD)
         }
+        #[cfg(target_arch = "aarch64")]
+        Kind::NeonI8mm => {
+            static OK: OnceLock<bool> = OnceLock::new();
+            OK.get_or_init(aarch64::i8mm_detected)
+                .then_some(&aarch64::I8MM)
+        }
         #[cfg(not(target_arch = "aarch64"))]
-        Kind::Neon | Kind::NeonDotprod => None,
+        Kind::Neon | Kind::NeonDotprod | Kind::NeonI8mm => None,
     }
 }
 
@@ -338,6 +348,7 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
         let by_features = [
             Kind::Avx512Vnni,
             Kind::Avx2,
+            Kind::NeonI8mm,
             Kind::NeonDotprod,
             Kind::Neon,
             Kind::C,
@@ -372,7 +383,7 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
     })
 }
 
-/// The default kernel set's name ("avx512vnni", "avx2", "dotprod", "neon", "c", "scalar"), for
+/// The default kernel set's name ("avx512vnni", "avx2", "i8mm", "dotprod", "neon", "c", "scalar"), for
 /// `system_info`; a calibrated table is named by its base variant (see [`active_description`]).
 pub fn active_name() -> &'static str {
     active().name()

@@ -4,8 +4,9 @@
 //! Nothing bitnet.cpp writes says which layout a file has, so the choice comes from, in order:
 //! the file's [`BLOCK_SIZE_KEY`] (written by this library's converters), else the caller's
 //! choice ([`super::Model::load_with_i2s_layout`], or the [`LAYOUT_ENV`] environment variable),
-//! else the x86 layout (every published GGUF and the Python converter's output). A caller's
-//! choice that contradicts the file's key is an error, as is a key with another value.
+//! else the x86 layout (every published GGUF and the Python converter's output), with a
+//! one-line notice ([`KEYLESS_NOTICE`]) in the log. A caller's choice that contradicts the
+//! file's key is an error, as is a key with another value.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -56,9 +57,19 @@ pub(crate) fn resolve(gguf: &GgufFile, asked: Option<I2sLayout>) -> Result<I2sLa
         ))),
         (Some(f), _) => Ok(f),
         (None, Some(a)) => Ok(a),
-        (None, None) => Ok(I2sLayout::X86),
+        (None, None) => {
+            if gguf.tensors().iter().any(|t| t.ty == GgmlType::I2_S) {
+                crate::log::log(crate::log::Level::Info, KEYLESS_NOTICE);
+            }
+            Ok(I2sLayout::X86)
+        }
     }
 }
+
+/// The one-line notice a load logs (level Info) when a file with I2_S tensors has no
+/// [`BLOCK_SIZE_KEY`] and the caller named no layout: nothing in such a file tells the layouts
+/// apart (docs/i2s-layouts.md §3), so it is read as x86.
+pub(crate) const KEYLESS_NOTICE: &str = "bitnet: I2_S weights without a bitnet.i2_s.block_size key: reading them in the x86 layout (128-element blocks, as every published GGUF); a file quantized by bitnet.cpp on ARM needs BITNET_I2S_LAYOUT=arm (`bitnet i2s-layout MODEL` checks a trained model and can mark the file)";
 
 /// `gguf` with every I2_S tensor in the x86 layout: unchanged (still memory-mapped) for an
 /// x86-layout file; an in-memory copy with every 128-element span rewritten for an ARM one.

@@ -132,3 +132,55 @@ fn converter_round_trips_and_the_scorer_does_not_guess() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from says"));
     std::fs::remove_dir_all(arm.parent().unwrap()).unwrap();
 }
+
+/// stderr of `bitnet generate` (one token) on `model`, with `BITNET_I2S_LAYOUT` set to `env`.
+fn generate_stderr(model: &Path, env: Option<&str>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitnet"));
+    cmd.args(["generate", "-m", s(model), "-p", "Hi", "-n", "1", "-t", "1"])
+        .env_remove("BITNET_I2S_LAYOUT");
+    if let Some(v) = env {
+        cmd.env("BITNET_I2S_LAYOUT", v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "generate {}: {stderr}",
+        model.display()
+    );
+    stderr
+}
+
+/// A file with I2_S tensors and no layout key (every published GGUF, and every file bitnet.cpp
+/// writes on ARM) cannot be told apart by anything it carries: the load says so in one line,
+/// naming the key, the environment variable and `bitnet i2s-layout`. A file with the key, or
+/// a layout named by the caller, loads without it.
+#[test]
+fn keyless_i2s_file_logs_one_notice() {
+    let Some(model) = bitnet_testdata::path("models/tiny-spm-i2_s.gguf") else {
+        return;
+    };
+    let notice = |e: &str| {
+        e.lines()
+            .filter(|l| l.contains(BLOCK_SIZE_KEY) && l.contains("bitnet i2s-layout"))
+            .count()
+    };
+    let e = generate_stderr(&model, None);
+    assert_eq!(notice(&e), 1, "{e}");
+    assert!(e.contains("BITNET_I2S_LAYOUT=arm"), "{e}");
+    let e = generate_stderr(&model, Some("x86"));
+    assert_eq!(notice(&e), 0, "{e}");
+
+    let marked = tmp("marked.gguf");
+    bitnet(&[
+        "i2s-layout",
+        s(&model),
+        "--from",
+        "x86",
+        "--write",
+        s(&marked),
+    ]);
+    let e = generate_stderr(&marked, None);
+    std::fs::remove_file(&marked).unwrap();
+    assert_eq!(notice(&e), 0, "{e}");
+}

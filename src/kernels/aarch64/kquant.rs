@@ -1,7 +1,7 @@
 //! Q6_K x Q8_K (a Q6_K tied head, I2_S.md §6a / §8) and Q8_0 x Q8_0 (`--head-q8`), NEON or SDOT
 //! for the integer dot.
 
-use super::{check, dot4, dot_entries, hsum8};
+use super::{block_rows, dot4, dot_entries};
 use crate::kernels::MatDims;
 use crate::tensor::blocks::{BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use core::arch::aarch64::*;
@@ -47,7 +47,7 @@ unsafe fn q6k_values(b: &BlockQ6K) -> [int8x16_t; 16] {
 }
 
 /// Q6_K rows x Q8_K rows: lane p = sum sc[e/16] * q6_e * q_e over (e % 32) / 4 == p; per block
-/// `acc[p] = fma(d_x * d_w, lane_p, acc[p])`, then [`hsum8`].
+/// `acc[p] = fma(d_x * d_w, lane_p, acc[p])`, then [`hsum8`](super::hsum8).
 #[inline(always)]
 unsafe fn q6_k_body<const SDOT: bool>(
     w: &[BlockQ6K],
@@ -55,48 +55,33 @@ unsafe fn q6_k_body<const SDOT: bool>(
     d: MatDims,
     out: &mut [f32],
 ) {
-    assert!(
-        d.k.is_multiple_of(QK_K),
-        "aarch64 q6_k: k = {} is not whole blocks",
-        d.k
-    );
-    let nb = d.k / QK_K;
-    check("q6_k weights", w.len(), d.rows * nb);
-    check("q6_k activations", act.len(), d.n_tok * nb);
-    check("q6_k out", out.len(), d.rows * d.n_tok);
-    for r in 0..d.rows {
-        let wrow = &w[r * nb..(r + 1) * nb];
-        for t in 0..d.n_tok {
-            let xrow = &act[t * nb..(t + 1) * nb];
-            // SAFETY: NEON is baseline (SDOT only from dotprod code); whole block references.
-            unsafe {
-                let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-                for (wb, xb) in wrow.iter().zip(xrow) {
-                    let v = q6k_values(wb);
-                    let q = xb.qs.as_ptr();
-                    let (mut l0, mut l1) = (vdupq_n_s32(0), vdupq_n_s32(0));
-                    // Sub-block s (16 elements) lands in lanes 0..3 (s even) or 4..7 (s odd).
-                    for s in 0..16 {
-                        let p = dot4::<SDOT>(vdupq_n_s32(0), v[s], vld1q_s8(q.add(16 * s)));
-                        let p = vmulq_n_s32(p, wb.scales[s] as i32);
-                        if s % 2 == 0 {
-                            l0 = vaddq_s32(l0, p);
-                        } else {
-                            l1 = vaddq_s32(l1, p);
-                        }
-                    }
-                    let dd = vdupq_n_f32(xb.d * f16::from_bits(wb.d).to_f32());
-                    lo = vfmaq_f32(lo, dd, vcvtq_f32_s32(l0));
-                    hi = vfmaq_f32(hi, dd, vcvtq_f32_s32(l1));
+    // SAFETY: NEON is baseline (SDOT only from dotprod code); whole block references.
+    unsafe {
+        block_rows("q6_k", QK_K, w, act, d, out, |wb, xb, lo, hi| {
+            let v = q6k_values(wb);
+            let q = xb.qs.as_ptr();
+            let (mut l0, mut l1) = (vdupq_n_s32(0), vdupq_n_s32(0));
+            // Sub-block s (16 elements) lands in lanes 0..3 (s even) or 4..7 (s odd).
+            for s in 0..16 {
+                let p = dot4::<SDOT>(vdupq_n_s32(0), v[s], vld1q_s8(q.add(16 * s)));
+                let p = vmulq_n_s32(p, wb.scales[s] as i32);
+                if s % 2 == 0 {
+                    l0 = vaddq_s32(l0, p);
+                } else {
+                    l1 = vaddq_s32(l1, p);
                 }
-                out[r * d.n_tok + t] = hsum8(lo, hi);
             }
-        }
+            let dd = vdupq_n_f32(xb.d * f16::from_bits(wb.d).to_f32());
+            (
+                vfmaq_f32(lo, dd, vcvtq_f32_s32(l0)),
+                vfmaq_f32(hi, dd, vcvtq_f32_s32(l1)),
+            )
+        })
     }
 }
 
 /// Q8_0 rows x Q8_0 rows (ggml's AVX2 order): per block lane p = sum of w*x over elements
-/// 4p..4p+3, `acc[p] = fma(d_w * d_x, lane_p, acc[p])`, then [`hsum8`].
+/// 4p..4p+3, `acc[p] = fma(d_w * d_x, lane_p, acc[p])`, then [`hsum8`](super::hsum8).
 #[inline(always)]
 unsafe fn q8_0_body<const SDOT: bool>(
     w: &[BlockQ8_0],
@@ -104,35 +89,19 @@ unsafe fn q8_0_body<const SDOT: bool>(
     d: MatDims,
     out: &mut [f32],
 ) {
-    assert!(
-        d.k.is_multiple_of(QK8_0),
-        "aarch64 q8_0: k = {} is not whole blocks",
-        d.k
-    );
-    let nb = d.k / QK8_0;
-    check("q8_0 weights", w.len(), d.rows * nb);
-    check("q8_0 activations", act.len(), d.n_tok * nb);
-    check("q8_0 out", out.len(), d.rows * d.n_tok);
-    for r in 0..d.rows {
-        let wrow = &w[r * nb..(r + 1) * nb];
-        for t in 0..d.n_tok {
-            let xrow = &act[t * nb..(t + 1) * nb];
-            // SAFETY: NEON is baseline (SDOT only from dotprod code); whole block references.
-            unsafe {
-                let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-                for (wb, xb) in wrow.iter().zip(xrow) {
-                    let (wp, xp) = (wb.qs.as_ptr(), xb.qs.as_ptr());
-                    let z = vdupq_n_s32(0);
-                    let l0 = dot4::<SDOT>(z, vld1q_s8(wp), vld1q_s8(xp));
-                    let l1 = dot4::<SDOT>(z, vld1q_s8(wp.add(16)), vld1q_s8(xp.add(16)));
-                    let dd =
-                        vdupq_n_f32(f16::from_bits(wb.d).to_f32() * f16::from_bits(xb.d).to_f32());
-                    lo = vfmaq_f32(lo, dd, vcvtq_f32_s32(l0));
-                    hi = vfmaq_f32(hi, dd, vcvtq_f32_s32(l1));
-                }
-                out[r * d.n_tok + t] = hsum8(lo, hi);
-            }
-        }
+    // SAFETY: NEON is baseline (SDOT only from dotprod code); whole block references.
+    unsafe {
+        block_rows("q8_0", QK8_0, w, act, d, out, |wb, xb, lo, hi| {
+            let (wp, xp) = (wb.qs.as_ptr(), xb.qs.as_ptr());
+            let z = vdupq_n_s32(0);
+            let l0 = dot4::<SDOT>(z, vld1q_s8(wp), vld1q_s8(xp));
+            let l1 = dot4::<SDOT>(z, vld1q_s8(wp.add(16)), vld1q_s8(xp.add(16)));
+            let dd = vdupq_n_f32(f16::from_bits(wb.d).to_f32() * f16::from_bits(xb.d).to_f32());
+            (
+                vfmaq_f32(lo, dd, vcvtq_f32_s32(l0)),
+                vfmaq_f32(hi, dd, vcvtq_f32_s32(l1)),
+            )
+        })
     }
 }
 

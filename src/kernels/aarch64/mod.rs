@@ -1,14 +1,16 @@
 //! aarch64 kernel variants: `neon` (Advanced SIMD, part of every aarch64 CPU) and `dotprod`
 //! (the same kernels with the integer products done by `SDOT`, ARMv8.2-A+dotprod: Apple M1 and
-//! later, Graviton 2+, Ampere Altra, Neoverse N1+, Cortex-A76+ and Snapdragon 8xx). `dotprod` is
-//! only handed out by [`super::table`] after `is_aarch64_feature_detected!("dotprod")`.
+//! later, Graviton 2+, Ampere Altra, Neoverse N1+, Cortex-A76+ and Snapdragon 8xx) and `i8mm`
+//! (`dotprod` with the multi-token I2_S product on `SMMLA`, `i8mm.rs`). `dotprod` is only handed
+//! out by [`super::table`] after `is_aarch64_feature_detected!("dotprod")`, `i8mm` after that and
+//! `is_aarch64_feature_detected!("i8mm")`.
 //!
 //! Every kernel reproduces [`super::scalar`] bit for bit: integer parts are exact (so any order
 //! of integer accumulation gives the same sum), float parts keep the reference's 8 lanes (two
 //! 4-lane registers: lanes 0..3 and 4..7), the same fma / no-fma choices and the same horizontal
 //! sums. One file per kernel family: `ternary.rs` (I2_S, TQ2_0, TQ1_0), `kquant.rs` (Q6_K,
 //! Q8_0), `float.rs` (F32 / F16 products and the strided attention rows), `act.rs` (activation
-//! quantization).
+//! quantization), `i8mm.rs` (the I2_S product with `SMMLA`).
 //!
 //! `vdotq_s32` is unstable on stable Rust, so `SDOT` is written with `asm!` inside a
 //! `#[target_feature(enable = "dotprod")]` function ([`sdot`]); the integer kernels are generic
@@ -17,10 +19,11 @@
 
 mod act;
 mod float;
+mod i8mm;
 mod kquant;
 mod ternary;
 
-use super::{KernelTable, Kind};
+use super::{I8Rows, KernelTable, Kind, MatDims};
 use core::arch::aarch64::*;
 
 /// True when this CPU has the `SDOT` / `UDOT` instructions.
@@ -29,11 +32,11 @@ pub(crate) fn dotprod_detected() -> bool {
 }
 
 macro_rules! aarch64_table {
-    ($kind:expr, $i2s:path, $tq2:path, $tq1:path, $q6k:path, $q80:path) => {
+    ($kind:expr, $i2s:path, $i2s_vec:path, $tq2:path, $tq1:path, $q6k:path, $q80:path) => {
         KernelTable {
             kind: $kind,
             i2s: $i2s,
-            i2s_vec: $i2s,
+            i2s_vec: $i2s_vec,
             tq2_0: $tq2,
             tq1_0: $tq1,
             q6_k: $q6k,
@@ -59,6 +62,7 @@ macro_rules! aarch64_table {
 pub(crate) static NEON: KernelTable = aarch64_table!(
     Kind::Neon,
     ternary::i2s_neon,
+    ternary::i2s_neon,
     ternary::tq2_0_neon,
     ternary::tq1_0_neon,
     kquant::q6_k_neon,
@@ -69,11 +73,29 @@ pub(crate) static NEON: KernelTable = aarch64_table!(
 pub(crate) static DOTPROD: KernelTable = aarch64_table!(
     Kind::NeonDotprod,
     ternary::i2s_sdot,
+    ternary::i2s_sdot,
     ternary::tq2_0_sdot,
     ternary::tq1_0_sdot,
     kquant::q6_k_sdot,
     kquant::q8_0_sdot
 );
+
+/// [`DOTPROD`] with the multi-token I2_S product on `SMMLA` (i8mm, `i8mm.rs`); the matvec and
+/// every other entry stay on `SDOT`.
+pub(crate) static I8MM: KernelTable = aarch64_table!(
+    Kind::NeonI8mm,
+    i8mm::i2s_i8mm,
+    ternary::i2s_sdot,
+    ternary::tq2_0_sdot,
+    ternary::tq1_0_sdot,
+    kquant::q6_k_sdot,
+    kquant::q8_0_sdot
+);
+
+/// True when this CPU has `SMMLA` and `SDOT` (the [`I8MM`] table needs both).
+pub(crate) fn i8mm_detected() -> bool {
+    i8mm::detected()
+}
 
 /// Panics unless `len >= need`: the guard in front of every raw-pointer loop.
 #[inline(always)]
@@ -84,24 +106,97 @@ fn check(what: &str, len: usize, need: usize) {
     );
 }
 
-/// `SDOT`: lane i of `acc` plus the dot product of bytes 4i..4i+3 of `a` and `b` (signed).
-#[target_feature(enable = "dotprod")]
-#[inline]
-unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
-    // SAFETY: a register-only instruction; this function is only compiled into and called from
-    // dotprod code (the caller's contract: the CPU has dotprod).
-    unsafe {
-        core::arch::asm!(
-            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) acc,
-            a = in(vreg) a,
-            b = in(vreg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    acc
+/// The checks in front of every I2_S kernel: whole 128-element blocks, and the codes,
+/// activations and outputs of `d` present.
+#[inline(always)]
+fn i2s_checks(codes: &[u8], act: &I8Rows, d: MatDims, out: &[f32]) {
+    assert!(
+        d.k.is_multiple_of(128),
+        "aarch64 i2s: k = {} is not whole blocks",
+        d.k
+    );
+    check("i2s codes", codes.len(), d.rows * (d.k / 4));
+    check("i2s activations", act.q.len(), d.n_tok * d.k);
+    check(
+        "i2s act scales",
+        act.scale.len().min(act.sum.len()),
+        d.n_tok,
+    );
+    check("i2s out", out.len(), d.rows * d.n_tok);
 }
+
+/// Rows of blocks `W` against token rows of blocks `A`, `d.k / qk` of each to a row (Q8_K or
+/// Q8_0 activations): for every (row, token) the 8 float lanes (`lo` = 0..3, `hi` = 4..7) start
+/// at zero, `block(w, a, lo, hi)` folds each pair of blocks into them in order, and [`hsum8`]
+/// gives `out[row * n_tok + token]`. The lengths are checked here (`what` names the kernel).
+#[inline(always)]
+unsafe fn block_rows<W, A>(
+    what: &str,
+    qk: usize,
+    w: &[W],
+    act: &[A],
+    d: MatDims,
+    out: &mut [f32],
+    block: impl Fn(&W, &A, float32x4_t, float32x4_t) -> (float32x4_t, float32x4_t),
+) {
+    assert!(
+        d.k.is_multiple_of(qk),
+        "aarch64 {what}: k = {} is not whole blocks",
+        d.k
+    );
+    let nb = d.k / qk;
+    check(what, w.len(), d.rows * nb);
+    check(what, act.len(), d.n_tok * nb);
+    check(what, out.len(), d.rows * d.n_tok);
+    for r in 0..d.rows {
+        let wrow = &w[r * nb..(r + 1) * nb];
+        for t in 0..d.n_tok {
+            let xrow = &act[t * nb..(t + 1) * nb];
+            // SAFETY: NEON is baseline.
+            let (mut lo, mut hi) = unsafe { (vdupq_n_f32(0.0), vdupq_n_f32(0.0)) };
+            for (wb, xb) in wrow.iter().zip(xrow) {
+                (lo, hi) = block(wb, xb, lo, hi);
+            }
+            // SAFETY: NEON is baseline.
+            out[r * d.n_tok + t] = unsafe { hsum8(lo, hi) };
+        }
+    }
+}
+
+/// Defines `unsafe fn $name(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t`: the
+/// instruction `$insn Vacc.4S, Va.16B, Vb.16B` (which adds its int8 products into `acc`) in a
+/// `#[target_feature(enable = $feature)]` function. Written with `asm!` because the intrinsics
+/// (`vdotq_s32`, `vmmlaq_s32`) are unstable on stable Rust.
+macro_rules! int8_asm {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $insn:literal) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn $name(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+            let mut acc = acc;
+            // SAFETY: a register-only instruction; this function is only compiled into and
+            // called from code with the feature (the caller's contract: the CPU has it).
+            unsafe {
+                core::arch::asm!(
+                    concat!($insn, " {acc:v}.4s, {a:v}.16b, {b:v}.16b"),
+                    acc = inout(vreg) acc,
+                    a = in(vreg) a,
+                    b = in(vreg) b,
+                    options(pure, nomem, nostack, preserves_flags)
+                );
+            }
+            acc
+        }
+    };
+}
+use int8_asm;
+
+int8_asm!(
+    /// `SDOT`: lane i of `acc` plus the dot product of bytes 4i..4i+3 of `a` and `b` (signed).
+    sdot,
+    "dotprod",
+    "sdot"
+);
 
 /// `acc + sdot(a, b)` lane for lane: with `SDOT` when `SDOT` is true (the caller must then run
 /// with the dotprod feature), otherwise with widening multiplies and pairwise adds (every
@@ -164,10 +259,14 @@ mod tests {
     #[test]
     fn detection_picks_the_arm_tables() {
         use crate::kernels::{active_name, table, Kind};
+        let i8mm = std::arch::is_aarch64_feature_detected!("i8mm");
         assert!(table(Kind::Neon).is_some());
         assert_eq!(table(Kind::NeonDotprod).is_some(), dotprod_detected());
+        assert_eq!(table(Kind::NeonI8mm).is_some(), i8mm && dotprod_detected());
         assert!(table(Kind::Avx2).is_none() && table(Kind::Avx512Vnni).is_none());
-        let want = if dotprod_detected() {
+        let want = if i8mm_detected() {
+            "i8mm"
+        } else if dotprod_detected() {
             "dotprod"
         } else {
             "neon"
@@ -176,7 +275,10 @@ mod tests {
             Ok(k) if !k.is_empty() => eprintln!("BITNET_KERNEL={k}: active {}", active_name()),
             _ => assert_eq!(active_name(), want),
         }
-        eprintln!("aarch64: dotprod detected = {}", dotprod_detected());
+        eprintln!(
+            "aarch64: dotprod detected = {}, i8mm detected = {i8mm}",
+            dotprod_detected()
+        );
     }
 
     /// The I2_S kernels at the int16 bound of the NEON path: every code 3 (never written by a
@@ -184,33 +286,45 @@ mod tests {
     /// than one widening interval, equal scalar.
     #[test]
     fn i2s_extreme_values_match_scalar() {
-        use crate::kernels::{table, I8Rows, Kind, MatDims};
+        use crate::kernels::table;
         let (k, rows, n_tok) = (128 * 21, 3, 5);
         let codes = vec![0xffu8; rows * k / 4];
         let q: Vec<i8> = (0..n_tok * k)
             .map(|i| if (i / k) % 2 == 0 { i8::MIN } else { i8::MAX })
             .collect();
-        let sum: Vec<i32> = (0..n_tok)
-            .map(|t| q[t * k..(t + 1) * k].iter().map(|&v| v as i32).sum())
-            .collect();
-        let scale = vec![0.75f32; n_tok];
-        let act = I8Rows {
-            q: &q,
-            scale: &scale,
-            sum: &sum,
-        };
-        let d = MatDims { k, rows, n_tok };
-        let mut want = vec![0f32; rows * n_tok];
-        (table(Kind::Scalar).unwrap().i2s)(&codes, 1.5, &act, d, &mut want);
-        for kt in [Kind::Neon, Kind::NeonDotprod]
+        for kt in [Kind::Neon, Kind::NeonDotprod, Kind::NeonI8mm]
             .into_iter()
             .filter_map(table)
         {
-            let mut got = vec![f32::NAN; rows * n_tok];
-            (kt.i2s)(&codes, 1.5, &act, d, &mut got);
-            let b = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(b(&got), b(&want), "{}", kt.name());
+            assert_i2s_matches_scalar(kt, &codes, &q, MatDims { k, rows, n_tok }, "extreme");
         }
+    }
+
+    /// `kt.i2s` and scalar's on `codes` (`d.rows` x `d.k`) against the int8 token rows `q`
+    /// (`d.n_tok` x `d.k`, act scale 0.5 + t, weight scale 1.25) give the same bits.
+    pub(super) fn assert_i2s_matches_scalar(
+        kt: &KernelTable,
+        codes: &[u8],
+        q: &[i8],
+        d: MatDims,
+        what: &str,
+    ) {
+        let sum: Vec<i32> = q
+            .chunks(d.k)
+            .map(|t| t.iter().map(|&v| v as i32).sum())
+            .collect();
+        let scale: Vec<f32> = (0..d.n_tok).map(|t| 0.5 + t as f32).collect();
+        let act = I8Rows {
+            q,
+            scale: &scale,
+            sum: &sum,
+        };
+        let mut want = vec![0f32; d.rows * d.n_tok];
+        (crate::kernels::table(Kind::Scalar).unwrap().i2s)(codes, 1.25, &act, d, &mut want);
+        let mut got = vec![f32::NAN; d.rows * d.n_tok];
+        (kt.i2s)(codes, 1.25, &act, d, &mut got);
+        let b = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(b(&got), b(&want), "{} {what} {d:?}", kt.name());
     }
 
     /// The NEON fallback and (where the CPU has it) SDOT agree with a plain integer dot, on the

@@ -1,7 +1,7 @@
 //! The ternary products: I2_S (int8 activations, I2_S.md §5) and TQ2_0 / TQ1_0 (Q8_K
 //! activations, §6a), NEON or SDOT for the integer dot.
 
-use super::{check, dot4, dot_entries, hsum8};
+use super::{block_rows, dot4, dot_entries, i2s_checks};
 use crate::kernels::scalar::i2s_epilogue;
 use crate::kernels::{I8Rows, MatDims};
 use crate::tensor::blocks::{BlockQ8K, BlockTQ1_0, BlockTQ2_0, QK_K};
@@ -40,16 +40,9 @@ unsafe fn i2s_body<const SDOT: bool>(
     d: MatDims,
     out: &mut [f32],
 ) {
+    i2s_checks(codes, act, d, out);
     let (k, rows, n_tok) = (d.k, d.rows, d.n_tok);
-    assert!(
-        k.is_multiple_of(128),
-        "aarch64 i2s: k = {k} is not whole blocks"
-    );
     let row_bytes = k / 4;
-    check("i2s codes", codes.len(), rows * row_bytes);
-    check("i2s activations", act.q.len(), n_tok * k);
-    check("i2s act scales", act.scale.len().min(act.sum.len()), n_tok);
-    check("i2s out", out.len(), rows * n_tok);
     for r in 0..rows {
         // SAFETY: row r's bytes are inside `codes` (checked above).
         let row = unsafe { codes.as_ptr().add(r * row_bytes) };
@@ -59,11 +52,7 @@ unsafe fn i2s_body<const SDOT: bool>(
             // (block b of the row: 32 bytes; token t: k activations).
             unsafe {
                 let q0 = act.q.as_ptr().add(t0 * k);
-                let acc = if SDOT {
-                    i2s_tokens_sdot(row, q0, k, nt)
-                } else {
-                    i2s_tokens_neon(row, q0, k, nt)
-                };
+                let acc = i2s_tokens::<SDOT>(row, q0, k, nt);
                 for (t, a) in acc.iter().enumerate().take(nt) {
                     let tt = t0 + t;
                     out[r * n_tok + tt] =
@@ -74,49 +63,39 @@ unsafe fn i2s_body<const SDOT: bool>(
     }
 }
 
-/// The int32 dots of one I2_S row (`row`, k/4 bytes) with `nt` <= [`I2S_TOKENS`] consecutive
-/// token rows starting at `q` (k int8 each), with SDOT. The caller runs with dotprod.
-#[inline(always)]
-unsafe fn i2s_tokens_sdot(
-    row: *const u8,
-    q: *const i8,
-    k: usize,
-    nt: usize,
-) -> [int32x4_t; I2S_TOKENS] {
-    // SAFETY: the caller guarantees k/4 bytes at row and nt*k values at q, and dotprod.
-    unsafe {
-        let mut acc = [vdupq_n_s32(0); I2S_TOKENS];
-        for b in 0..k / 128 {
-            let c = i2s_block_codes(row.add(32 * b));
-            for (t, a) in acc.iter_mut().enumerate().take(nt) {
-                let qb = q.add(t * k + 128 * b);
-                for (j, &cj) in c.iter().enumerate() {
-                    *a = dot4::<true>(*a, cj, vld1q_s8(qb.add(16 * j)));
-                }
-            }
-        }
-        acc
-    }
-}
-
-/// Blocks between widenings of the int16 accumulators of [`i2s_tokens_neon`]: each lane takes
-/// 8 products per block, each |code * q| <= 3 * 128 = 384, so 8 blocks stay within
+/// Blocks between widenings of the int16 accumulators of [`i2s_tokens`] without `SDOT`: each
+/// lane takes 8 products per block, each |code * q| <= 3 * 128 = 384, so 8 blocks stay within
 /// 8 * 8 * 384 = 24576 < 32767 for any bytes (codes 3 included).
 const I2S_I16_BLOCKS: usize = 8;
 
-/// [`i2s_tokens_sdot`] without dotprod: `SMLAL` / `SMLAL2` into int16 lanes, widened into int32
+/// The int32 dots of one I2_S row (`row`, k/4 bytes) with `nt` <= [`I2S_TOKENS`] consecutive
+/// token rows starting at `q` (k int8 each). With `SDOT` (the caller then runs with dotprod):
+/// one `SDOT` per 16 codes. Without: `SMLAL` / `SMLAL2` into int16 lanes, widened into int32
 /// with `SADALP` every [`I2S_I16_BLOCKS`] blocks (exact: no lane can overflow, see there).
 #[inline(always)]
-unsafe fn i2s_tokens_neon(
+unsafe fn i2s_tokens<const SDOT: bool>(
     row: *const u8,
     q: *const i8,
     k: usize,
     nt: usize,
 ) -> [int32x4_t; I2S_TOKENS] {
-    // SAFETY: the caller guarantees k/4 bytes at row and nt*k values at q; NEON is baseline.
+    // SAFETY: the caller guarantees k/4 bytes at row and nt*k values at q; NEON is baseline,
+    // SDOT only from dotprod code.
     unsafe {
         let mut acc = [vdupq_n_s32(0); I2S_TOKENS];
         let nb = k / 128;
+        if SDOT {
+            for b in 0..nb {
+                let c = i2s_block_codes(row.add(32 * b));
+                for (t, a) in acc.iter_mut().enumerate().take(nt) {
+                    let qb = q.add(t * k + 128 * b);
+                    for (j, &cj) in c.iter().enumerate() {
+                        *a = dot4::<true>(*a, cj, vld1q_s8(qb.add(16 * j)));
+                    }
+                }
+            }
+            return acc;
+        }
         for b0 in (0..nb).step_by(I2S_I16_BLOCKS) {
             let mut lo = [vdupq_n_s16(0); I2S_TOKENS];
             let mut hi = [vdupq_n_s16(0); I2S_TOKENS];
@@ -241,7 +220,7 @@ unsafe fn tq1_0_codes(b: &BlockTQ1_0) -> [int8x16_t; 16] {
 }
 
 /// TQ rows x Q8_K rows: per block `acc[p] = acc[p] + lane_p * (d_x * d_w)` (multiply then add,
-/// no fma), then [`hsum8`].
+/// no fma), then [`hsum8`](super::hsum8).
 #[inline(always)]
 unsafe fn tq_body<B, const SDOT: bool>(
     w: &[B],
@@ -250,32 +229,17 @@ unsafe fn tq_body<B, const SDOT: bool>(
     out: &mut [f32],
     decode: impl Fn(&B) -> ([int8x16_t; 16], u16),
 ) {
-    assert!(
-        d.k.is_multiple_of(QK_K),
-        "aarch64 tq: k = {} is not whole blocks",
-        d.k
-    );
-    let nb = d.k / QK_K;
-    check("tq weights", w.len(), d.rows * nb);
-    check("tq activations", act.len(), d.n_tok * nb);
-    check("tq out", out.len(), d.rows * d.n_tok);
-    for r in 0..d.rows {
-        let wrow = &w[r * nb..(r + 1) * nb];
-        for t in 0..d.n_tok {
-            let xrow = &act[t * nb..(t + 1) * nb];
-            // SAFETY: NEON is baseline; the blocks are whole references.
-            unsafe {
-                let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-                for (wb, xb) in wrow.iter().zip(xrow) {
-                    let (codes, dw) = decode(wb);
-                    let dd = xb.d * f16::from_bits(dw).to_f32();
-                    let (l0, l1) = tq_lanes::<SDOT>(&codes, xb);
-                    lo = vaddq_f32(lo, vmulq_n_f32(vcvtq_f32_s32(l0), dd));
-                    hi = vaddq_f32(hi, vmulq_n_f32(vcvtq_f32_s32(l1), dd));
-                }
-                out[r * d.n_tok + t] = hsum8(lo, hi);
-            }
-        }
+    // SAFETY: NEON is baseline (SDOT only from dotprod code); the blocks are whole references.
+    unsafe {
+        block_rows("tq", QK_K, w, act, d, out, |wb, xb, lo, hi| {
+            let (codes, dw) = decode(wb);
+            let dd = xb.d * f16::from_bits(dw).to_f32();
+            let (l0, l1) = tq_lanes::<SDOT>(&codes, xb);
+            (
+                vaddq_f32(lo, vmulq_n_f32(vcvtq_f32_s32(l0), dd)),
+                vaddq_f32(hi, vmulq_n_f32(vcvtq_f32_s32(l1), dd)),
+            )
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! user-defined samplers in `sampler_iface`): the built-in ones carry a boxed Rust [`Sampler`]
 //! behind one shared table of Rust functions, user ones their own functions and state. The entry
 //! points here run built-ins on their Rust state and dispatch user samplers through `iface`. A
-//! chain is a built-in whose Rust state is a [`Chain`] of [`CSampler`]s: chain_add moves the
+//! chain is a built-in whose Rust state is a [`Chain`] of `CSampler`s: chain_add moves the
 //! handle in (the chain frees it through `iface->free`), chain_get / chain_remove hand back the
 //! same handle.
 

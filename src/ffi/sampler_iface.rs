@@ -6,7 +6,7 @@
 //! functions and passes its state as `ctx` to `bitnet_sampler_init`; its functions read
 //! `smpl->ctx`. The built-in samplers are the same pair: `iface` points to one static table of
 //! Rust functions (shared by all of them) and `ctx` to the boxed Rust [`Sampler`], so built-in
-//! and user samplers sit in one chain. A chain (built-in) holds its members as [`CSampler`]s:
+//! and user samplers sit in one chain. A chain (built-in) holds its members as `CSampler`s:
 //! a handle it owns and frees through `iface->free` (then the struct itself), exactly once.
 //! Members that are built-in samplers are run directly on their Rust state (no copy of the
 //! candidates); a user sampler's `apply` gets a `bitnet_token_data_array` over the chain's own

@@ -34,9 +34,15 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stderr.readline()
-        m = re.search(r"listening on (http://[0-9.:]+)", line)
-        assert m, f"server did not start: {line!r}"
+        # Notices (such as the I2_S layout one) may come before the listening line.
+        lines = []
+        for _ in range(20):
+            line = self.proc.stderr.readline()
+            lines.append(line)
+            m = re.search(r"listening on (http://[0-9.:]+)", line)
+            if m or not line:
+                break
+        assert m, f"server did not start: {lines!r}"
         self.url = m.group(1)
         # Keep draining stderr so the server never blocks on it.
         self.log = []

@@ -97,21 +97,8 @@ impl<'a> GgufWriter<'a> {
         ty: GgmlType,
         data: Vec<u8>,
     ) -> Result<()> {
-        let size = self.check(name, dims, ty)?;
-        if data.len() != size {
-            return Err(Error::invalid_argument(format!(
-                "tensor {name}: {ty} {dims:?} needs {size} bytes, got {}",
-                data.len()
-            )));
-        }
-        self.tensors.push(PendingTensor {
-            name: name.into(),
-            dims: dims.into(),
-            ty,
-            size,
-            data: Data::Bytes(data),
-        });
-        Ok(())
+        let len = data.len();
+        self.push(name, dims, ty, len, Data::Bytes(data))
     }
 
     /// Adds a tensor whose bytes are borrowed (e.g. from a loaded file) and copied out when the
@@ -123,11 +110,22 @@ impl<'a> GgufWriter<'a> {
         ty: GgmlType,
         data: &'a [u8],
     ) -> Result<()> {
+        self.push(name, dims, ty, data.len(), Data::Borrowed(data))
+    }
+
+    /// Queues a tensor of `len` bytes after checking its name, shape and byte count.
+    fn push(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        ty: GgmlType,
+        len: usize,
+        data: Data<'a>,
+    ) -> Result<()> {
         let size = self.check(name, dims, ty)?;
-        if data.len() != size {
+        if len != size {
             return Err(Error::invalid_argument(format!(
-                "tensor {name}: {ty} {dims:?} needs {size} bytes, got {}",
-                data.len()
+                "tensor {name}: {ty} {dims:?} needs {size} bytes, got {len}"
             )));
         }
         self.tensors.push(PendingTensor {
@@ -135,7 +133,7 @@ impl<'a> GgufWriter<'a> {
             dims: dims.into(),
             ty,
             size,
-            data: Data::Borrowed(data),
+            data,
         });
         Ok(())
     }

@@ -333,6 +333,57 @@ enum bitnet_model_meta_key {
 };
 
 /**
+ * File types (`llama_ftype`): what bitnet_model_quantize writes and bitnet_model_ftype reports.
+ * Numbered as llama.h, except 40, which is the BitNet fork's MOSTLY_I2_S (mainline llama.cpp
+ * numbers MOSTLY_Q1_0 40). bitnet writes ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q6_K,
+ * MOSTLY_TQ1_0, MOSTLY_TQ2_0 and MOSTLY_I2_S; the others are refused with a message.
+ */
+enum bitnet_ftype {
+  BITNET_FTYPE_ALL_F32 = 0,
+  BITNET_FTYPE_MOSTLY_F16 = 1,
+  BITNET_FTYPE_MOSTLY_Q4_0 = 2,
+  BITNET_FTYPE_MOSTLY_Q4_1 = 3,
+  BITNET_FTYPE_MOSTLY_Q8_0 = 7,
+  BITNET_FTYPE_MOSTLY_Q5_0 = 8,
+  BITNET_FTYPE_MOSTLY_Q5_1 = 9,
+  BITNET_FTYPE_MOSTLY_Q2_K = 10,
+  BITNET_FTYPE_MOSTLY_Q3_K_S = 11,
+  BITNET_FTYPE_MOSTLY_Q3_K_M = 12,
+  BITNET_FTYPE_MOSTLY_Q3_K_L = 13,
+  BITNET_FTYPE_MOSTLY_Q4_K_S = 14,
+  BITNET_FTYPE_MOSTLY_Q4_K_M = 15,
+  BITNET_FTYPE_MOSTLY_Q5_K_S = 16,
+  BITNET_FTYPE_MOSTLY_Q5_K_M = 17,
+  BITNET_FTYPE_MOSTLY_Q6_K = 18,
+  BITNET_FTYPE_MOSTLY_BF16 = 32,
+  BITNET_FTYPE_MOSTLY_TQ1_0 = 36,
+  BITNET_FTYPE_MOSTLY_TQ2_0 = 37,
+  BITNET_FTYPE_MOSTLY_I2_S = 40,
+  /**
+   * Not specified in the model file.
+   */
+  BITNET_FTYPE_GUESSED = 1024,
+};
+
+/**
+ * Tensor types (`ggml_type`), numbered as ggml (I2_S = 36 is the BitNet fork's): the types
+ * bitnet reads. `BITNET_GGML_TYPE_COUNT` is ggml's GGML_TYPE_COUNT (43) of llama.cpp 0c1e57098:
+ * as a type parameter it means "not set".
+ */
+enum bitnet_ggml_type {
+  BITNET_GGML_TYPE_F32 = 0,
+  BITNET_GGML_TYPE_F16 = 1,
+  BITNET_GGML_TYPE_Q8_0 = 8,
+  BITNET_GGML_TYPE_Q6_K = 14,
+  BITNET_GGML_TYPE_Q8_K = 15,
+  BITNET_GGML_TYPE_BF16 = 30,
+  BITNET_GGML_TYPE_TQ1_0 = 34,
+  BITNET_GGML_TYPE_TQ2_0 = 35,
+  BITNET_GGML_TYPE_I2_S = 36,
+  BITNET_GGML_TYPE_COUNT = 43,
+};
+
+/**
  * A LoRA adapter (opaque). bitnet never makes one: bitnet_adapter_lora_init always fails.
  */
 struct bitnet_adapter_lora;
@@ -912,6 +963,100 @@ struct bitnet_perf_sampler_data {
    * Tokens accepted.
    */
   int32_t n_sample;
+};
+
+/**
+ * Importance-matrix data for one tensor (`llama_model_imatrix_data`). Lists end with a NULL
+ * name.
+ */
+struct bitnet_model_imatrix_data {
+  const char *name;
+  const float *data;
+  size_t size;
+};
+
+/**
+ * A tensor-type override (`llama_model_tensor_override`): a regular expression over tensor
+ * names and the type to use. Lists end with a NULL pattern.
+ */
+struct bitnet_model_tensor_override {
+  const char *pattern;
+  /**
+   * `enum bitnet_ggml_type`.
+   */
+  int32_t type;
+};
+
+/**
+ * Quantization parameters: llama.h's llama_model_quantize_params field for field (the
+ * enum-typed fields are int32_t holding the enum's values). Start from
+ * bitnet_model_quantize_default_params().
+ */
+struct bitnet_model_quantize_params {
+  /**
+   * Threads for the conversion; <= 0 = all the machine has.
+   */
+  int32_t nthread;
+  /**
+   * `enum bitnet_ftype` to write (default MOSTLY_Q8_0).
+   */
+  int32_t ftype;
+  /**
+   * `enum bitnet_ggml_type` of output.weight and of a tied token_embd.weight
+   * (default BITNET_GGML_TYPE_COUNT = llama.cpp's rule).
+   */
+  int32_t output_tensor_type;
+  /**
+   * `enum bitnet_ggml_type` of token_embd.weight (default COUNT = llama.cpp's rule).
+   */
+  int32_t token_embedding_type;
+  /**
+   * Allow converting tensors that are already quantized (default false: an error).
+   */
+  bool allow_requantize;
+  /**
+   * Convert output.weight too (default true).
+   */
+  bool quantize_output_tensor;
+  /**
+   * Copy every tensor as it is, only metadata changes (ftype, allow_requantize and
+   * quantize_output_tensor are ignored).
+   */
+  bool only_copy;
+  /**
+   * Every convertible tensor gets the file type's own type (no per-tensor rules).
+   */
+  bool pure;
+  /**
+   * Keep the input's split: bitnet reads single-file models, so the output is one file.
+   */
+  bool keep_split;
+  /**
+   * Log the per-tensor and total sizes; write nothing.
+   */
+  bool dry_run;
+  /**
+   * Importance matrix: NULL or an empty list, else refused (no quantizer here uses one).
+   */
+  const struct bitnet_model_imatrix_data *imatrix;
+  /**
+   * Metadata set on the output, terminated by an empty key (INT is written as u32 of its
+   * absolute value, FLOAT as f32, as llama.cpp does).
+   */
+  const struct bitnet_model_kv_override *kv_overrides;
+  /**
+   * Tensor-type overrides by regular expression: NULL or an empty list, else refused.
+   */
+  const struct bitnet_model_tensor_override *tt_overrides;
+  /**
+   * Layers to remove, terminated by -1; the rest are renumbered and block_count updated.
+   */
+  const int32_t *prune_layers;
+  /**
+   * Bytes of tensor rows kept in memory at once: bitnet converts one tensor at a time
+   * (peak memory: one tensor in f32 plus its output); not used.
+   */
+  size_t max_buf_size;
 };
 
 /**
@@ -1994,6 +2139,24 @@ void bitnet_perf_sampler_print(const struct bitnet_sampler *chain);
  * Zeroes a chain's counters.
  */
 void bitnet_perf_sampler_reset(struct bitnet_sampler *chain);
+
+/**
+ * llama.cpp's defaults: all threads, MOSTLY_Q8_0, types by llama.cpp's rules,
+ * quantize_output_tensor, nothing else.
+ */
+struct bitnet_model_quantize_params bitnet_model_quantize_default_params(void);
+
+/**
+ * Quantizes the GGUF model at `fname_inp` into `fname_out` as `params` says (docs/quantize.md):
+ * weight matrices converted to the file type's tensor type by llama.cpp's rules, 1-D tensors
+ * kept, metadata copied with general.file_type updated. Returns 0 on success; on failure
+ * (NULL arguments, a missing or malformed input, an unsupported file type, requantizing
+ * without allow_requantize, an unwritable output, ...) 1, with the error logged and in
+ * bitnet_last_error, and no output file.
+ */
+uint32_t bitnet_model_quantize(const char *fname_inp,
+                               const char *fname_out,
+                               const struct bitnet_model_quantize_params *params);
 
 /**
  * The defaults: no_perf = true.

@@ -31,6 +31,7 @@ pub mod model;
 pub mod model_io;
 pub mod opt;
 pub mod perf;
+pub mod quantize;
 pub mod sampler;
 pub mod sampler_ext;
 pub mod sampler_iface;

@@ -46,30 +46,39 @@ impl Model {
     /// written under a temporary name beside `path` and renamed into place when complete.
     pub fn save_to_file(&self, path: impl AsRef<Path>) -> Result<u64> {
         let path = path.as_ref();
-        let shown = path.display().to_string();
-        let w = self.to_gguf_writer().map_err(|e| e.context(&shown))?;
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| Error::invalid_argument(format!("{shown}: not a file path")))?;
-        let mut tmp_name = file_name.to_os_string();
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let result = (|| {
-            let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&shown, e))?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
-            let n = w.write(&mut out).map_err(|e| e.context(&shown))?;
-            let f = out
-                .into_inner()
-                .map_err(|e| Error::io(&shown, e.into_error()))?;
-            f.sync_all().map_err(|e| Error::io(&shown, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(&shown, e))?;
-            Ok(n)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let w = self
+            .to_gguf_writer()
+            .map_err(|e| e.context(path.display()))?;
+        write_gguf_file(w, path)
     }
+}
+
+/// Writes `w` as the file `path`: under a temporary name beside it, synced and renamed into
+/// place when complete, so `path` is either the whole new file or untouched (the temporary file
+/// is removed on failure). Returns the bytes written.
+pub(crate) fn write_gguf_file(w: GgufWriter<'_>, path: &Path) -> Result<u64> {
+    let shown = path.display().to_string();
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid_argument(format!("{shown}: not a file path")))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&shown, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+        let n = w.write(&mut out).map_err(|e| e.context(&shown))?;
+        let f = out
+            .into_inner()
+            .map_err(|e| Error::io(&shown, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io(&shown, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(&shown, e))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod io;
 mod layout;
 pub(crate) mod meta;
 mod ops;
+pub mod quantize;
 mod weights;
 
 pub use config::{Arch, Config, FfnActivation};

@@ -77,6 +77,11 @@ struct bitnet_sampler;
 #define BITNET_KV_TYPE_F16 1
 
 /**
+ * ggml's GGML_MAX_NAME: bytes of `bitnet_tensor.name`, NUL included.
+ */
+#define BITNET_MAX_NAME 64
+
+/**
  * Most threads a pool may have (ggml's GGML_MAX_N_THREADS); the size of `cpumask`.
  */
 #define BITNET_MAX_N_THREADS 512
@@ -384,6 +389,25 @@ enum bitnet_ggml_type {
 };
 
 /**
+ * The type of a metadata value or array element (`gguf_type`), numbered as gguf.h.
+ */
+enum bitnet_gguf_type {
+  BITNET_GGUF_TYPE_UINT8 = 0,
+  BITNET_GGUF_TYPE_INT8 = 1,
+  BITNET_GGUF_TYPE_UINT16 = 2,
+  BITNET_GGUF_TYPE_INT16 = 3,
+  BITNET_GGUF_TYPE_UINT32 = 4,
+  BITNET_GGUF_TYPE_INT32 = 5,
+  BITNET_GGUF_TYPE_FLOAT32 = 6,
+  BITNET_GGUF_TYPE_BOOL = 7,
+  BITNET_GGUF_TYPE_STRING = 8,
+  BITNET_GGUF_TYPE_ARRAY = 9,
+  BITNET_GGUF_TYPE_UINT64 = 10,
+  BITNET_GGUF_TYPE_INT64 = 11,
+  BITNET_GGUF_TYPE_FLOAT64 = 12,
+};
+
+/**
  * A LoRA adapter (opaque). bitnet never makes one: bitnet_adapter_lora_init always fails.
  */
 struct bitnet_adapter_lora;
@@ -400,6 +424,11 @@ struct bitnet_batch_ext;
 struct bitnet_context;
 
 /**
+ * GGUF metadata being built (`gguf_context`): key/value pairs in order, and tensor infos.
+ */
+struct bitnet_gguf_context;
+
+/**
  * The KV cache of a context (opaque; a view into the context, not freed separately).
  */
 struct bitnet_memory;
@@ -408,11 +437,6 @@ struct bitnet_memory;
  * A loaded model (opaque). Owns the memory map, the hyper-parameters and the vocabulary.
  */
 struct bitnet_model;
-
-/**
- * ggml's tensor (opaque here: bitnet has no ggml tensors; the filter never sees one).
- */
-struct bitnet_tensor;
 
 /**
  * A thread pool (opaque; ggml's `struct ggml_threadpool`). Free with bitnet_threadpool_free.
@@ -730,15 +754,41 @@ struct bitnet_context_params {
 };
 
 /**
- * Receives each log message: `text` is one NUL-terminated line ending in '\n', valid only
- * during the call. Called from whichever thread logs.
+ * A tensor (the fields of ggml's `ggml_tensor` a caller uses): what the
+ * bitnet_model_init_from_user callback fills, what bitnet_gguf_add_tensor declares, and what
+ * the training filter would see.
  */
-typedef void (*bitnet_log_callback)(enum bitnet_log_level level, const char *text, void *user_data);
+struct bitnet_tensor {
+  /**
+   * `enum bitnet_ggml_type`.
+   */
+  int32_t type;
+  /**
+   * Elements per dimension (`ne[0]` the contiguous one), unused dimensions 1.
+   */
+  int64_t ne[4];
+  /**
+   * Stride in bytes per dimension, as ggml computes them (`nb[1]` = bytes of one row).
+   */
+  size_t nb[4];
+  /**
+   * The tensor's bytes (`size` of them): write them in the callback.
+   */
+  void *data;
+  /**
+   * Bytes at `data` (ggml_nbytes; for I2_S the codes plus the 32-byte scale tail).
+   */
+  size_t size;
+  /**
+   * NUL-terminated name.
+   */
+  char name[BITNET_MAX_NAME];
+};
 
 /**
- * Handle to a context's KV cache (llama_memory_t).
+ * Fills a tensor.
  */
-typedef struct bitnet_memory *bitnet_memory_t;
+typedef void (*bitnet_model_set_tensor_data_t)(struct bitnet_tensor *tensor, void *userdata);
 
 /**
  * `llama_model_tensor_buft_override`: a tensor-name pattern and a ggml buffer type (opaque).
@@ -866,6 +916,17 @@ struct bitnet_model_params {
    */
   bool head_q8_0;
 };
+
+/**
+ * Receives each log message: `text` is one NUL-terminated line ending in '\n', valid only
+ * during the call. Called from whichever thread logs.
+ */
+typedef void (*bitnet_log_callback)(enum bitnet_log_level level, const char *text, void *user_data);
+
+/**
+ * Handle to a context's KV cache (llama_memory_t).
+ */
+typedef struct bitnet_memory *bitnet_memory_t;
 
 /**
  * Returns whether a tensor holds trainable parameters (`llama_opt_param_filter`).
@@ -1804,6 +1865,203 @@ enum bitnet_status bitnet_last_status(void);
  * Forgets this thread's last error (`bitnet_last_error` returns NULL afterwards).
  */
 void bitnet_clear_error(void);
+
+/**
+ * An empty metadata context (`gguf_init_empty`). Free with bitnet_gguf_free.
+ */
+struct bitnet_gguf_context *bitnet_gguf_init_empty(void);
+
+/**
+ * The metadata and tensor infos of a GGUF file (`gguf_init_from_file` with no_alloc: tensor
+ * data is not read; bitnet_gguf_get_data_offset and bitnet_gguf_get_tensor_offset say where
+ * it is). NULL on failure (missing or malformed file). Free with bitnet_gguf_free.
+ */
+struct bitnet_gguf_context *bitnet_gguf_init_from_file(const char *fname);
+
+/**
+ * Frees a metadata context; NULL is a no-op.
+ */
+void bitnet_gguf_free(struct bitnet_gguf_context *ctx);
+
+/**
+ * Number of key/value pairs (-1 for NULL).
+ */
+int64_t bitnet_gguf_get_n_kv(const struct bitnet_gguf_context *ctx);
+
+/**
+ * Index of `key`, or -1 when absent (or on bad arguments).
+ */
+int64_t bitnet_gguf_find_key(const struct bitnet_gguf_context *ctx, const char *key);
+
+/**
+ * The key at `key_id` (valid until the context changes), or NULL when out of range.
+ */
+const char *bitnet_gguf_get_key(const struct bitnet_gguf_context *ctx, int64_t key_id);
+
+/**
+ * Removes `key`; returns its former index, or -1 when it was absent.
+ */
+int64_t bitnet_gguf_remove_key(struct bitnet_gguf_context *ctx, const char *key);
+
+/**
+ * Sets `key` to a u8 (added, or replaced in place: `gguf_set_val_u8`).
+ */
+void bitnet_gguf_set_val_u8(struct bitnet_gguf_context *ctx, const char *key, uint8_t val);
+
+/**
+ * Sets `key` to an i8.
+ */
+void bitnet_gguf_set_val_i8(struct bitnet_gguf_context *ctx, const char *key, int8_t val);
+
+/**
+ * Sets `key` to a u16.
+ */
+void bitnet_gguf_set_val_u16(struct bitnet_gguf_context *ctx, const char *key, uint16_t val);
+
+/**
+ * Sets `key` to an i16.
+ */
+void bitnet_gguf_set_val_i16(struct bitnet_gguf_context *ctx, const char *key, int16_t val);
+
+/**
+ * Sets `key` to a u32.
+ */
+void bitnet_gguf_set_val_u32(struct bitnet_gguf_context *ctx, const char *key, uint32_t val);
+
+/**
+ * Sets `key` to an i32.
+ */
+void bitnet_gguf_set_val_i32(struct bitnet_gguf_context *ctx, const char *key, int32_t val);
+
+/**
+ * Sets `key` to an f32.
+ */
+void bitnet_gguf_set_val_f32(struct bitnet_gguf_context *ctx, const char *key, float val);
+
+/**
+ * Sets `key` to a u64.
+ */
+void bitnet_gguf_set_val_u64(struct bitnet_gguf_context *ctx, const char *key, uint64_t val);
+
+/**
+ * Sets `key` to an i64.
+ */
+void bitnet_gguf_set_val_i64(struct bitnet_gguf_context *ctx, const char *key, int64_t val);
+
+/**
+ * Sets `key` to an f64.
+ */
+void bitnet_gguf_set_val_f64(struct bitnet_gguf_context *ctx, const char *key, double val);
+
+/**
+ * Sets `key` to a bool.
+ */
+void bitnet_gguf_set_val_bool(struct bitnet_gguf_context *ctx, const char *key, bool val);
+
+/**
+ * Sets `key` to a copy of the NUL-terminated UTF-8 string `val`.
+ */
+void bitnet_gguf_set_val_str(struct bitnet_gguf_context *ctx, const char *key, const char *val);
+
+/**
+ * Sets `key` to an array of `n` elements of type `type` (`enum bitnet_gguf_type`, a numeric
+ * or BOOL type) copied from `data` (`gguf_set_arr_data`). Strings: bitnet_gguf_set_arr_str.
+ */
+void bitnet_gguf_set_arr_data(struct bitnet_gguf_context *ctx,
+                              const char *key,
+                              int32_t type,
+                              const void *data,
+                              size_t n);
+
+/**
+ * Sets `key` to an array of `n` strings copied from `data` (`gguf_set_arr_str`).
+ */
+void bitnet_gguf_set_arr_str(struct bitnet_gguf_context *ctx,
+                             const char *key,
+                             const char *const *data,
+                             size_t n);
+
+/**
+ * Number of tensor infos (-1 for NULL).
+ */
+int64_t bitnet_gguf_get_n_tensors(const struct bitnet_gguf_context *ctx);
+
+/**
+ * Index of the tensor info named `name`, or -1.
+ */
+int64_t bitnet_gguf_find_tensor(const struct bitnet_gguf_context *ctx, const char *name);
+
+/**
+ * Name of tensor info `tensor_id` (valid until the context changes), NULL when out of range.
+ */
+const char *bitnet_gguf_get_tensor_name(const struct bitnet_gguf_context *ctx, int64_t tensor_id);
+
+/**
+ * Type (`enum bitnet_ggml_type`) of tensor info `tensor_id`, -1 when out of range.
+ */
+int32_t bitnet_gguf_get_tensor_type(const struct bitnet_gguf_context *ctx, int64_t tensor_id);
+
+/**
+ * Offset of tensor `tensor_id`'s data from the start of the data section, -1 when out of range.
+ */
+int64_t bitnet_gguf_get_tensor_offset(const struct bitnet_gguf_context *ctx, int64_t tensor_id);
+
+/**
+ * Bytes of tensor `tensor_id`'s data (0 when out of range).
+ */
+size_t bitnet_gguf_get_tensor_size(const struct bitnet_gguf_context *ctx, int64_t tensor_id);
+
+/**
+ * Where the data section starts in the file the context was read from (0 for a built one).
+ */
+size_t bitnet_gguf_get_data_offset(const struct bitnet_gguf_context *ctx);
+
+/**
+ * Adds a tensor info from `tensor`'s name, type and ne (`gguf_add_tensor`; its data is not
+ * used). For bitnet_model_init_from_user it declares the tensor's type (and, for a tensor
+ * the architecture does not require, e.g. output.weight or a bias, that it exists).
+ */
+void bitnet_gguf_add_tensor(struct bitnet_gguf_context *ctx, const struct bitnet_tensor *tensor);
+
+/**
+ * Changes the type of the tensor info `name` (`gguf_set_tensor_type`); later offsets move.
+ */
+void bitnet_gguf_set_tensor_type(struct bitnet_gguf_context *ctx, const char *name, int32_t type);
+
+/**
+ * Bytes of a tensor's data (`ggml_nbytes`), 0 for NULL or a type bitnet does not know.
+ */
+size_t bitnet_tensor_nbytes(const struct bitnet_tensor *tensor);
+
+/**
+ * Number of elements of a tensor (`ggml_nelements`), 0 for NULL.
+ */
+int64_t bitnet_tensor_nelements(const struct bitnet_tensor *tensor);
+
+/**
+ * Copies `size` bytes from `data` into the tensor's data at byte `offset`
+ * (`ggml_backend_tensor_set`). An out-of-range copy is refused (nothing written, message in
+ * bitnet_last_error).
+ */
+void bitnet_tensor_set(struct bitnet_tensor *tensor, const void *data, size_t offset, size_t size);
+
+/**
+ * Builds a model from metadata and a callback that fills its tensors
+ * (`llama_model_init_from_user`). `metadata` holds the hyper-parameters under the
+ * architecture's prefix and the tokenizer.* keys (bitnet_gguf_* builder, or
+ * bitnet_gguf_init_from_file); the tensors are the architecture's, F32 unless a tensor info
+ * of `metadata` gives another type (a tensor info for a tensor the architecture does not
+ * require, e.g. output.weight or a bias, adds it). `set_tensor_data` is called once per
+ * tensor, in order, with `set_tensor_data_ud`, and writes `tensor->size` bytes at
+ * `tensor->data` (bitnet_tensor_set, or directly). The model is then checked and ready as a
+ * loaded one; `metadata` is not kept. params as for bitnet_model_load_from_file (vocab_only:
+ * no tensors, no callback). NULL on failure (NULL metadata or callback, missing or bad keys,
+ * types: bitnet_last_error says which). Free with bitnet_model_free.
+ */
+struct bitnet_model *bitnet_model_init_from_user(struct bitnet_gguf_context *metadata,
+                                                 bitnet_model_set_tensor_data_t set_tensor_data,
+                                                 void *set_tensor_data_ud,
+                                                 struct bitnet_model_params params);
 
 /**
  * Sends every later log message to `log_callback(level, text, user_data)`; NULL restores the

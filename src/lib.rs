@@ -27,7 +27,7 @@ pub use context::{
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{KvCache, KvCell};
 pub use model::quantize;
-pub use model::{Arch, Config, FfnActivation, Model, ModelParams};
+pub use model::{Arch, Config, DeclaredTensor, FfnActivation, Model, ModelParams};
 pub use types::{Pos, SeqId, Token};
 pub use vocab::Vocab;
 

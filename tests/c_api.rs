@@ -145,13 +145,14 @@ fn assert_ran(stdout: &str, expected: usize) {
 
 /// 2 model-free tests (api_basics shared and static); with the shared data also api_model,
 /// bad_input, bad_input_files, threads, the 3 examples, hostile_models, hostile_api,
-/// api_llama_h, api_embeddings, api_state_params, api_samplers, api_model_io and api_quantize.
+/// api_llama_h, api_embeddings, api_state_params, api_samplers, api_model_io, api_quantize and
+/// api_init_from_user.
 const MODEL_FREE_TESTS: usize = 2;
-const MODEL_TESTS: usize = 4 + 3 + 2 + 1 + 1 + 1 + 1 + 1 + 1;
+const MODEL_TESTS: usize = 4 + 3 + 2 + 1 + 1 + 1 + 1 + 1 + 2;
 /// memcheck runs (with valgrind): bad_input, bad_input_files, threads, the 3 examples, the
 /// tracer, hostile_models, hostile_api, api_llama_h, api_embeddings, api_state_params,
-/// api_samplers, api_model_io and api_quantize.
-const MEMCHECK_TESTS: usize = 7 + 2 + 1 + 1 + 1 + 1 + 1 + 1;
+/// api_samplers, api_model_io, api_quantize and api_init_from_user.
+const MEMCHECK_TESTS: usize = 7 + 2 + 1 + 1 + 1 + 1 + 1 + 2;
 
 #[test]
 fn c_programs_build_against_the_installed_package_and_pass() {

@@ -266,10 +266,7 @@ const LLAMA_H: &[(&str, usize, bool)] = &[
 ];
 
 /// Non-deprecated llama.h functions bitnet does not have yet, and why.
-const NOT_YET: &[(&str, &str)] = &[(
-    "model_init_from_user",
-    "models are only loaded from GGUF files",
-)];
+const NOT_YET: &[(&str, &str)] = &[];
 
 /// Every `bitnet_*` function declared in the header, with its parameter count.
 fn header_functions() -> HashMap<String, usize> {

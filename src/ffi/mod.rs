@@ -24,6 +24,7 @@ pub mod context;
 pub mod decode;
 pub mod embeddings;
 pub mod error;
+pub mod gguf_builder;
 pub mod log;
 pub mod memory;
 pub mod misc;

@@ -9,10 +9,8 @@ use super::model::bitnet_model;
 use crate::error::Error;
 use std::ffi::c_void;
 
-/// ggml's tensor (opaque here: bitnet has no ggml tensors; the filter never sees one).
-pub struct bitnet_tensor {
-    _private: (),
-}
+/// The filter's tensor (bitnet has no training, so the filter is never called).
+pub use super::gguf_builder::bitnet_tensor;
 
 /// An optimizer dataset (`ggml_opt_dataset_t`, opaque).
 pub type bitnet_opt_dataset_t = *mut c_void;

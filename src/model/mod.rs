@@ -11,9 +11,12 @@ mod layout;
 pub(crate) mod meta;
 mod ops;
 pub mod quantize;
+mod user;
 mod weights;
 
 pub use config::{Arch, Config, FfnActivation};
+pub(crate) use user::metadata_file;
+pub use user::DeclaredTensor;
 
 pub(crate) use weights::{ModelWeights, TensorRef};
 

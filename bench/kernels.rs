@@ -413,8 +413,8 @@ fn attention_at_depth(pools: &[(usize, rayon::ThreadPool)], rounds: usize, rng: 
         .collect();
     println!();
     for (threads, pool) in pools {
-        // [table][QK, PV] -> seconds per round
-        let mut times = vec![[Vec::new(), Vec::new()]; tables.len()];
+        // [table][QK, PV, QK from L2] -> seconds per round
+        let mut times = vec![[Vec::new(), Vec::new(), Vec::new()]; tables.len()];
         for _ in 0..rounds {
             for ((_, kt), tt) in tables.iter().zip(&mut times) {
                 let t0 = Instant::now();
@@ -451,16 +451,30 @@ fn attention_at_depth(pools: &[(usize, rayon::ThreadPool)], rounds: usize, rng: 
                 });
                 tt[1].push(t0.elapsed().as_secs_f64());
                 black_box(&out);
+                // The kernel's compute alone: 256 keys of one layer (L2-resident), 30x20
+                // times, about as many dots as a token's Q·K.
+                let t0 = Instant::now();
+                for _ in 0..600 {
+                    kt.dot_f16_ggml_strided_group(
+                        &ks[0],
+                        width,
+                        &q[..g * hd],
+                        g,
+                        &mut scores[..g * SPAN],
+                    );
+                }
+                tt[2].push(t0.elapsed().as_secs_f64());
             }
         }
-        for ((name, _), [qk, pv]) in tables.iter().zip(times) {
+        for ((name, _), [qk, pv, hot]) in tables.iter().zip(times) {
             let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min) * 1e3;
             let (bq, bp) = (best(&qk), best(&pv));
             println!(
-                "attention d{cells} {name:<22} {threads} thread(s): Q·K {bq:5.2} ms (median {:5.2}), P·V {bp:5.2} ms (median {:5.2}), best sum {:5.2} ms/token",
+                "attention d{cells} {name:<22} {threads} thread(s): Q·K {bq:5.2} ms (median {:5.2}), P·V {bp:5.2} ms (median {:5.2}), best sum {:5.2} ms/token; Q·K from L2 {:5.2} ms",
                 median(qk) * 1e3,
                 median(pv) * 1e3,
-                bq + bp
+                bq + bp,
+                best(&hot)
             );
         }
     }

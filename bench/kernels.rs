@@ -289,6 +289,9 @@ fn main() {
             }
         }
     }
+    if wanted("attention") {
+        attention_at_depth(&pools, if quick { 5 } else { 15 }, &mut rng);
+    }
     if !filters.is_empty() {
         return;
     }
@@ -370,4 +373,109 @@ fn candidates() {
         println!("{l}");
     }
     println!("chosen: {}", cal.summary(&[]));
+}
+
+/// Single-token attention's two products at depth 2048 on the 2B-4T shape (30 layers, 5 KV
+/// heads of 128, 4 query heads per KV head), each layer's cache its own buffer (157 MB in all,
+/// so it streams from DRAM as in decode), for every candidate of `f16_ggml_strided_group`:
+/// Q·K over the strided K rows, one KV head after the other as `attention_token` runs it, and
+/// P·V over the cell-contiguous V rows. The candidates take turns, round after round, so a
+/// noisy neighbour hits them alike; per token: the best and the median ms of the 30 layers.
+fn attention_at_depth(pools: &[(usize, rayon::ThreadPool)], rounds: usize, rng: &mut Rng) {
+    use bitnet::kernels::candidates::{self, Entry};
+    use half::f16;
+    use rayon::prelude::*;
+    const LAYERS: usize = 30;
+    const SPAN: usize = 256;
+    let (n_kv_head, g, hd, cells) = (5usize, 4usize, 128usize, 2048usize);
+    let width = n_kv_head * hd;
+    let v_stride = 4096;
+    let rnd16 = |rng: &mut Rng, n: usize| -> Vec<f16> {
+        (0..n).map(|_| f16::from_f32(rng.f32())).collect()
+    };
+    let ks: Vec<Vec<f16>> = (0..LAYERS).map(|_| rnd16(rng, cells * width)).collect();
+    let vs: Vec<Vec<f16>> = (0..LAYERS).map(|_| rnd16(rng, width * v_stride)).collect();
+    let q: Vec<f32> = (0..n_kv_head * g * hd)
+        .map(|_| f16::from_f32(rng.f32()).to_f32())
+        .collect();
+    let p: Vec<f32> = (0..n_kv_head * g * cells)
+        .map(|_| f16::from_f32(rng.f32().abs() / cells as f32).to_f32())
+        .collect();
+    let mut scores = vec![0f32; n_kv_head * g * cells];
+    let mut out = vec![0f32; n_kv_head * g * hd];
+    let tables: Vec<(&str, kernels::KernelTable)> = candidates::candidates(Entry::F16Group)
+        .into_iter()
+        .map(|c| {
+            let mut t = *kernels::active();
+            c.apply(&mut t);
+            (c.name(), t)
+        })
+        .collect();
+    println!();
+    for (threads, pool) in pools {
+        // [table][QK, PV, QK from L2] -> seconds per round
+        let mut times = vec![[Vec::new(), Vec::new(), Vec::new()]; tables.len()];
+        for _ in 0..rounds {
+            for ((_, kt), tt) in tables.iter().zip(&mut times) {
+                let t0 = Instant::now();
+                pool.install(|| {
+                    for k in &ks {
+                        scores
+                            .par_chunks_mut(g * cells)
+                            .enumerate()
+                            .for_each(|(h, sg)| {
+                                let qg = &q[h * g * hd..(h + 1) * g * hd];
+                                sg.par_chunks_mut(g * SPAN)
+                                    .enumerate()
+                                    .for_each(|(i, part)| {
+                                        let keys = &k[i * SPAN * width + h * hd..];
+                                        kt.dot_f16_ggml_strided_group(keys, width, qg, g, part);
+                                    });
+                            });
+                    }
+                });
+                tt[0].push(t0.elapsed().as_secs_f64());
+                black_box(&scores);
+                let t0 = Instant::now();
+                pool.install(|| {
+                    for v in &vs {
+                        out.par_chunks_mut(g * 32)
+                            .enumerate()
+                            .for_each(|(i, part)| {
+                                let (h, d0) = (i / (hd / 32), (i % (hd / 32)) * 32);
+                                let rows = &v[(h * hd + d0) * v_stride..];
+                                let pg = &p[h * g * cells..(h + 1) * g * cells];
+                                kt.dot_f16_ggml_strided_group(rows, v_stride, pg, g, part);
+                            });
+                    }
+                });
+                tt[1].push(t0.elapsed().as_secs_f64());
+                black_box(&out);
+                // The kernel's compute alone: 256 keys of one layer (L2-resident), 30x20
+                // times, about as many dots as a token's Q·K.
+                let t0 = Instant::now();
+                for _ in 0..600 {
+                    kt.dot_f16_ggml_strided_group(
+                        &ks[0],
+                        width,
+                        &q[..g * hd],
+                        g,
+                        &mut scores[..g * SPAN],
+                    );
+                }
+                tt[2].push(t0.elapsed().as_secs_f64());
+            }
+        }
+        for ((name, _), [qk, pv, hot]) in tables.iter().zip(times) {
+            let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min) * 1e3;
+            let (bq, bp) = (best(&qk), best(&pv));
+            println!(
+                "attention d{cells} {name:<22} {threads} thread(s): Q·K {bq:5.2} ms (median {:5.2}), P·V {bp:5.2} ms (median {:5.2}), best sum {:5.2} ms/token; Q·K from L2 {:5.2} ms",
+                median(qk) * 1e3,
+                median(pv) * 1e3,
+                bq + bp,
+                best(&hot)
+            );
+        }
+    }
 }

@@ -67,6 +67,10 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
         Entry::F16Group => {
             add("avx512-zmm-pf2k", EntryFn::Group(f16_ggml_strided_group));
             add(
+                "avx512-zmm-2row-pf2k",
+                EntryFn::Group(f16_ggml_strided_group2),
+            );
+            add(
                 "avx512-zmm-pf4k",
                 EntryFn::Group(f16_ggml_strided_group_pf4k),
             );
@@ -454,6 +458,104 @@ avx2::group_rows_kernel!(
     "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c",
     4096
 );
+
+/// Two rows against four x rows in `ggml_vec_dot_f16` order, sharing every x load between
+/// the rows, then the eight reductions done side by side: [`avx2::reduce_4x8`]'s additions on
+/// the same operands, lane-parallel. Per set `s`, `z_s = lo + hi` is `[acc0+acc2 | acc1+acc3]`
+/// and `a_s` the sum of its halves; `[lo(a_s) + hi(a_s) | ...]` for pairs of sets, then two
+/// rounds of `hadd`, give `(t0+t1)+(t2+t3)` of every set in one vector. Returns
+/// `[row0 · x0..x3, row1 · x0..x3]`. Attention is compute-bound here (at depth 2048 one
+/// thread's Q·K and P·V ran at 4-6 GB/s, the core's FMA rate at 21% of its peak): the shared
+/// loads and the cheaper reduction are where the time was.
+///
+/// # Safety
+/// Both rows and every `x[t]` readable for `n` values, `n % 32 == 0`; AVX-512 F + AVX2 + FMA +
+/// F16C available.
+#[inline(always)]
+unsafe fn f16_two_rows_x4_512(
+    w: [*const f16; 2],
+    pf: [*const f16; 2],
+    x: [*const f32; 4],
+    n: usize,
+) -> __m256 {
+    let mut lo = [[_mm512_setzero_ps(); 4]; 2];
+    let mut hi = [[_mm512_setzero_ps(); 4]; 2];
+    for c in (0..n).step_by(32) {
+        avx2::prefetch(pf[0].wrapping_add(c) as *const u8);
+        avx2::prefetch(pf[1].wrapping_add(c) as *const u8);
+        let wl = [0, 1].map(|r| _mm512_cvtph_ps(_mm256_loadu_si256(w[r].add(c) as *const __m256i)));
+        let wh =
+            [0, 1].map(|r| _mm512_cvtph_ps(_mm256_loadu_si256(w[r].add(c + 16) as *const __m256i)));
+        for t in 0..4 {
+            let xl = _mm512_loadu_ps(x[t].add(c));
+            let xh = _mm512_loadu_ps(x[t].add(c + 16));
+            for r in 0..2 {
+                lo[r][t] = _mm512_fmadd_ps(wl[r], xl, lo[r][t]);
+                hi[r][t] = _mm512_fmadd_ps(wh[r], xh, hi[r][t]);
+            }
+        }
+    }
+    // a[s], s = 4*row + t: (acc0+acc2) + (acc1+acc3).
+    let a: [__m256; 8] = core::array::from_fn(|s| {
+        let z = _mm512_add_ps(lo[s / 4][s % 4], hi[s / 4][s % 4]);
+        _mm256_add_ps(
+            _mm512_castps512_ps256(z),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+        )
+    });
+    // u[i] = [lo(a[2i]) + hi(a[2i]) | lo(a[2i+1]) + hi(a[2i+1])].
+    let u: [__m256; 4] = core::array::from_fn(|i| {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a[2 * i], a[2 * i + 1]),
+            _mm256_permute2f128_ps::<0x31>(a[2 * i], a[2 * i + 1]),
+        )
+    });
+    // Lane order after two hadd rounds: sets [0, 2, 4, 6 | 1, 3, 5, 7].
+    let h = _mm256_hadd_ps(_mm256_hadd_ps(u[0], u[1]), _mm256_hadd_ps(u[2], u[3]));
+    _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// The grouped kernel two rows per pass when there are four x rows and whole 32-value steps
+/// (decode attention on a GQA-4 model: Q·K and P·V); otherwise one row at a time
+/// ([`f16_group_avx512`]). `avx512-zmm-2row-pf2k`.
+///
+/// # Safety
+/// As [`avx2::GroupRows`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn f16_group2_avx512(
+    w: *const f16,
+    stride: usize,
+    rows: usize,
+    n: usize,
+    x: &[*const f32],
+    out: *mut f32,
+    g: usize,
+) {
+    let [x0, x1, x2, x3] = *x else {
+        return f16_group_avx512(w, stride, rows, n, x, out, g);
+    };
+    if !n.is_multiple_of(32) {
+        return f16_group_avx512(w, stride, rows, n, x, out, g);
+    }
+    let ahead = avx2::group_prefetch_rows(n, avx2::GROUP_PREFETCH_BYTES) * stride;
+    let pairs = rows / 2;
+    for p in 0..pairs {
+        let r = [w.add(2 * p * stride), w.add((2 * p + 1) * stride)];
+        let v = f16_two_rows_x4_512(r, r.map(|q| q.wrapping_add(ahead)), [x0, x1, x2, x3], n);
+        let o = out.add(2 * p * g);
+        _mm_storeu_ps(o, _mm256_castps256_ps128(v));
+        _mm_storeu_ps(o.add(g), _mm256_extractf128_ps::<1>(v));
+    }
+    if rows % 2 == 1 {
+        let j = rows - 1;
+        f16_group_avx512(w.add(j * stride), stride, 1, n, x, out.add(j * g), g);
+    }
+}
+
+/// [`f16_group2_avx512`] through the checks (`avx512-zmm-2row-pf2k`).
+fn f16_ggml_strided_group2(w: &[f16], stride: usize, x: &[f32], g: usize, out: &mut [f32]) {
+    avx2::strided_group_by4(w, stride, x, g, out, f16_group2_avx512)
+}
 
 /// Single-token grouped attention (see the AVX2 entry) with [`f16_row_group_512`]
 /// (`avx512-zmm-pf2k`).

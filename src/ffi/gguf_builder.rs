@@ -215,12 +215,7 @@ pub extern "C" fn bitnet_gguf_get_key(
     key_id: i64,
 ) -> *const c_char {
     call(std::ptr::null(), || {
-        let c = borrow(ctx, "ctx")?;
-        let i = usize::try_from(key_id)
-            .ok()
-            .filter(|&i| i < c.kvs.len())
-            .ok_or_else(|| Error::invalid_argument(format!("key_id {key_id} out of range")))?;
-        Ok(c.kvs[i].0.as_ptr())
+        Ok(item(&borrow(ctx, "ctx")?.kvs, key_id, "key_id")?.0.as_ptr())
     })
 }
 
@@ -453,12 +448,20 @@ pub extern "C" fn bitnet_gguf_find_tensor(
     })
 }
 
-fn tensor_at<'a>(ctx: *const bitnet_gguf_context, id: i64) -> Result<&'a TensorDecl> {
-    let c: &'a bitnet_gguf_context = borrow(ctx, "ctx")?;
+/// `items[id]`, or an INVALID_ARG error naming `what` when `id` is out of range.
+fn item<'a, T>(items: &'a [T], id: i64, what: &str) -> Result<&'a T> {
     usize::try_from(id)
         .ok()
-        .and_then(|i| c.tensors.get(i))
-        .ok_or_else(|| Error::invalid_argument(format!("tensor_id {id} out of range")))
+        .and_then(|i| items.get(i))
+        .ok_or_else(|| Error::invalid_argument(format!("{what} {id} out of range")))
+}
+
+fn tensor_at<'a>(ctx: *const bitnet_gguf_context, id: i64) -> Result<&'a TensorDecl> {
+    item(
+        &borrow::<bitnet_gguf_context>(ctx, "ctx")?.tensors,
+        id,
+        "tensor_id",
+    )
 }
 
 /// Name of tensor info `tensor_id` (valid until the context changes), NULL when out of range.

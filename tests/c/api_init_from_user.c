@@ -15,30 +15,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "logits.h"
 
 #define N_PROMPT 3
-
-/* Logits of the last token of a 3-token prompt (n_vocab floats, malloc'ed), or NULL. */
-static float *logits_of(struct bitnet_model *m, const bitnet_token *prompt) {
-  int n_vocab = bitnet_vocab_n_tokens(bitnet_model_get_vocab(m));
-  struct bitnet_context_params cp = bitnet_context_default_params();
-  cp.n_ctx = 32;
-  cp.n_threads = 1;
-  cp.n_threads_batch = 1;
-  struct bitnet_context *ctx = bitnet_init_from_model(m, cp);
-  CHECK(ctx != NULL);
-  if (!ctx) return NULL;
-  float *out = NULL;
-  bitnet_token p[N_PROMPT];
-  memcpy(p, prompt, sizeof p);
-  CHECK(bitnet_decode(ctx, bitnet_batch_get_one(p, N_PROMPT)) == 0);
-  const float *l = bitnet_get_logits_ith(ctx, -1);
-  CHECK(l != NULL);
-  out = malloc(sizeof(float) * (size_t)n_vocab);
-  if (l && out) memcpy(out, l, sizeof(float) * (size_t)n_vocab);
-  bitnet_free(ctx);
-  return out;
-}
 
 /* Fills tensors from the model file the metadata was read from. */
 struct from_file {
@@ -170,7 +149,7 @@ static void from_file(const char *path) {
     CHECK(bitnet_vocab_n_tokens(bitnet_model_get_vocab(built)) == n_vocab);
     CHECK(bitnet_model_ftype(built) == bitnet_model_ftype(loaded));
     const bitnet_token prompt[N_PROMPT] = {1, 450, 4996};
-    float *a = logits_of(built, prompt), *b = logits_of(loaded, prompt);
+    float *a = last_logits(built, prompt, N_PROMPT), *b = last_logits(loaded, prompt, N_PROMPT);
     CHECK(a && b && memcmp(a, b, sizeof(float) * (size_t)n_vocab) == 0);
     free(a);
     free(b);
@@ -205,7 +184,7 @@ static void from_scratch(const char *saved) {
   CHECK(bitnet_model_n_layer(m) == 1 && bitnet_model_n_embd(m) == 64);
   CHECK(bitnet_vocab_n_tokens(bitnet_model_get_vocab(m)) == N_TOKENS);
   const bitnet_token prompt[N_PROMPT] = {1, 259, 262};
-  float *a = logits_of(m, prompt);
+  float *a = last_logits(m, prompt, N_PROMPT);
   CHECK(a != NULL);
   int finite = 1, varied = 0;
   for (int i = 0; a && i < N_TOKENS; i++) {
@@ -219,7 +198,7 @@ static void from_scratch(const char *saved) {
   struct bitnet_model *r = bitnet_model_load_from_file(saved, mp);
   CHECK(r != NULL);
   if (r) {
-    float *b = logits_of(r, prompt);
+    float *b = last_logits(r, prompt, N_PROMPT);
     CHECK(a && b && memcmp(a, b, sizeof(float) * N_TOKENS) == 0);
     free(b);
     bitnet_model_free(r);

@@ -16,32 +16,19 @@
 #include <string.h>
 
 #include "check.h"
+#include "logits.h"
 
 #define N_PROMPT 4
 
-/* The logits of the last token of a fixed prompt (n_vocab floats, malloc'ed), or NULL. */
+/* The logits of the last token of a fixed prompt for the model at `path` (n_vocab floats,
+ * malloc'ed), or NULL. */
 static float *logits_of(const char *path, int *n_vocab_out) {
   struct bitnet_model *m = bitnet_model_load_from_file(path, bitnet_model_default_params());
   CHECK(m != NULL);
   if (!m) return NULL;
-  int n_vocab = bitnet_vocab_n_tokens(bitnet_model_get_vocab(m));
-  struct bitnet_context_params cp = bitnet_context_default_params();
-  cp.n_ctx = 32;
-  cp.n_threads = 1;
-  cp.n_threads_batch = 1;
-  struct bitnet_context *ctx = bitnet_init_from_model(m, cp);
-  CHECK(ctx != NULL);
-  float *out = NULL;
-  if (ctx) {
-    bitnet_token prompt[N_PROMPT] = {1, 450, 4996, 17354};
-    CHECK(bitnet_decode(ctx, bitnet_batch_get_one(prompt, N_PROMPT)) == 0);
-    const float *l = bitnet_get_logits_ith(ctx, -1);
-    CHECK(l != NULL);
-    out = malloc(sizeof(float) * (size_t)n_vocab);
-    if (l && out) memcpy(out, l, sizeof(float) * (size_t)n_vocab);
-    bitnet_free(ctx);
-  }
-  *n_vocab_out = n_vocab;
+  *n_vocab_out = bitnet_vocab_n_tokens(bitnet_model_get_vocab(m));
+  const bitnet_token prompt[N_PROMPT] = {1, 450, 4996, 17354};
+  float *out = last_logits(m, prompt, N_PROMPT);
   bitnet_model_free(m);
   return out;
 }

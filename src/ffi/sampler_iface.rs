@@ -135,12 +135,7 @@ static BUILTIN_IFACE: bitnet_sampler_i = bitnet_sampler_i {
     reset: Some(builtin_reset),
     clone: Some(builtin_clone),
     free: Some(builtin_free),
-    backend_init: None,
-    backend_accept: None,
-    backend_apply: None,
-    backend_set_input: None,
-    backend_reset: None,
-    copy_state: None,
+    ..EMPTY_IFACE
 };
 
 extern "C" fn builtin_name(smpl: *const bitnet_sampler) -> *const c_char {

@@ -2,13 +2,47 @@
 
 use super::*;
 
+/// The four vectors of 32 consecutive codes in one 128-element block's 32 code bytes (element
+/// e at byte e%32, shift 6-2*(e/32)).
+#[inline(always)]
+unsafe fn block_codes(v: __m256i) -> [__m256i; 4] {
+    let mask = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(v), mask),
+        _mm256_and_si256(v, mask),
+    ]
+}
+
+/// int16 lane sums of one block: `maddubs` of each code vector with its 32 activations, added.
+#[inline(always)]
+unsafe fn block_dot16(c: &[__m256i; 4], x: [__m256i; 4]) -> __m256i {
+    let s0 = _mm256_maddubs_epi16(c[0], x[0]);
+    let s1 = _mm256_maddubs_epi16(c[1], x[1]);
+    let s2 = _mm256_maddubs_epi16(c[2], x[2]);
+    let s3 = _mm256_maddubs_epi16(c[3], x[3]);
+    _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3))
+}
+
+/// The 128 activations of block `b` of an int8 row, as four vectors.
+#[inline(always)]
+unsafe fn block_acts(q: *const i8, b: usize) -> [__m256i; 4] {
+    let qp = q.add(128 * b) as *const u8;
+    [
+        load_i(qp),
+        load_i(qp.add(32)),
+        load_i(qp.add(64)),
+        load_i(qp.add(96)),
+    ]
+}
+
 /// Integer dots of one I2_S row (`k/4` code bytes at `row`) with `NT` int8 activation rows.
 /// Per 128-element block: the 32 code bytes hold elements e at byte e%32, shift 6-2*(e/32), so
 /// four shift+mask steps give four vectors of 32 consecutive codes. `maddubs(code, q)` pairs are
 /// at most 2*2*128 = 512 in magnitude and four of them sum to at most 2048: no int16 saturation.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn i2s_row_dots<const NT: usize>(row: *const u8, k: usize, q: [*const i8; NT]) -> [i32; NT] {
-    let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_si256(); NT];
     let nb = k / 128;
@@ -20,19 +54,9 @@ unsafe fn i2s_row_dots<const NT: usize>(row: *const u8, k: usize, q: [*const i8;
         let mut s16 = [_mm256_setzero_si256(); NT];
         for b in b0..b1 {
             prefetch(row.wrapping_add(32 * b + PREFETCH));
-            let v = load_i(row.add(32 * b));
-            let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
-            let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-            let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), mask);
-            let c3 = _mm256_and_si256(v, mask);
+            let c = block_codes(load_i(row.add(32 * b)));
             for t in 0..NT {
-                let qp = q[t].add(128 * b) as *const u8;
-                let s0 = _mm256_maddubs_epi16(c0, load_i(qp));
-                let s1 = _mm256_maddubs_epi16(c1, load_i(qp.add(32)));
-                let s2 = _mm256_maddubs_epi16(c2, load_i(qp.add(64)));
-                let s3 = _mm256_maddubs_epi16(c3, load_i(qp.add(96)));
-                let s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
-                s16[t] = _mm256_add_epi16(s16[t], s);
+                s16[t] = _mm256_add_epi16(s16[t], block_dot16(&c, block_acts(q[t], b)));
             }
         }
         for t in 0..NT {
@@ -58,7 +82,6 @@ unsafe fn i2s_rows_dots<const R: usize, const PF: usize>(
     k: usize,
     q: *const i8,
 ) -> [i32; R] {
-    let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_si256(); R];
     let nb = k / 128;
@@ -67,27 +90,11 @@ unsafe fn i2s_rows_dots<const R: usize, const PF: usize>(
         let b1 = (b0 + 8).min(nb);
         let mut s16 = [_mm256_setzero_si256(); R];
         for b in b0..b1 {
-            let qp = q.add(128 * b) as *const u8;
-            let x = [
-                load_i(qp),
-                load_i(qp.add(32)),
-                load_i(qp.add(64)),
-                load_i(qp.add(96)),
-            ];
+            let x = block_acts(q, b);
             for (r, s) in s16.iter_mut().enumerate() {
                 let p = row.wrapping_add(r * rb + 32 * b);
                 prefetch(p.wrapping_add(PF));
-                let v = load_i(p);
-                let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), mask);
-                let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-                let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), mask);
-                let c3 = _mm256_and_si256(v, mask);
-                let s0 = _mm256_maddubs_epi16(c0, x[0]);
-                let s1 = _mm256_maddubs_epi16(c1, x[1]);
-                let s2 = _mm256_maddubs_epi16(c2, x[2]);
-                let s3 = _mm256_maddubs_epi16(c3, x[3]);
-                let t = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
-                *s = _mm256_add_epi16(*s, t);
+                *s = _mm256_add_epi16(*s, block_dot16(&block_codes(load_i(p)), x));
             }
         }
         for r in 0..R {

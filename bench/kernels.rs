@@ -378,8 +378,8 @@ fn candidates() {
 /// Single-token attention's two products at depth 2048 on the 2B-4T shape (30 layers, 5 KV
 /// heads of 128, 4 query heads per KV head), each layer's cache its own buffer (157 MB in all,
 /// so it streams from DRAM as in decode), for every candidate of `f16_ggml_strided_group`:
-/// Q·K over the strided K rows, one KV head after the other as `attention_token` runs it, and
-/// P·V over the cell-contiguous V rows. The candidates take turns, round after round, so a
+/// Q·K over the strided K rows, cell-major as `attention_token` runs it, and P·V over the
+/// cell-contiguous V rows. The candidates take turns, round after round, so a
 /// noisy neighbour hits them alike; per token: the best and the median ms of the 30 layers.
 fn attention_at_depth(pools: &[(usize, rayon::ThreadPool)], rounds: usize, rng: &mut Rng) {
     use bitnet::kernels::candidates::{self, Entry};
@@ -420,17 +420,20 @@ fn attention_at_depth(pools: &[(usize, rayon::ThreadPool)], rounds: usize, rng: 
                 let t0 = Instant::now();
                 pool.install(|| {
                     for k in &ks {
+                        // As `attention_token`: a task per span of cells, every KV head of a
+                        // 16-cell block before the next block.
                         scores
-                            .par_chunks_mut(g * cells)
+                            .par_chunks_mut(n_kv_head * g * SPAN)
                             .enumerate()
-                            .for_each(|(h, sg)| {
-                                let qg = &q[h * g * hd..(h + 1) * g * hd];
-                                sg.par_chunks_mut(g * SPAN)
-                                    .enumerate()
-                                    .for_each(|(i, part)| {
-                                        let keys = &k[i * SPAN * width + h * hd..];
+                            .for_each(|(i, task)| {
+                                for (b, blk) in task.chunks_mut(n_kv_head * g * 16).enumerate() {
+                                    let c0 = i * SPAN + b * 16;
+                                    for (h, part) in blk.chunks_mut(g * 16).enumerate() {
+                                        let qg = &q[h * g * hd..(h + 1) * g * hd];
+                                        let keys = &k[c0 * width + h * hd..];
                                         kt.dot_f16_ggml_strided_group(keys, width, qg, g, part);
-                                    });
+                                    }
+                                }
                             });
                     }
                 });

@@ -441,6 +441,29 @@ impl KernelTable {
     }
 }
 
+/// The guard in front of every SIMD I2_S kernel (`isa` names it in the message): panics
+/// unless `k` is whole 128-element blocks and the codes, activations, their scales and the
+/// outputs of `d` are all present.
+#[allow(dead_code)] // used by whichever SIMD modules this target builds
+pub(crate) fn check_i2s(isa: &str, codes: &[u8], act: &I8Rows, d: MatDims, out: &[f32]) {
+    assert!(
+        d.k.is_multiple_of(128),
+        "{isa} i2s: k = {} is not whole blocks",
+        d.k
+    );
+    let need = |what: &str, len: usize, need: usize| {
+        assert!(len >= need, "{isa} kernel: {what} has {len}, needs {need}")
+    };
+    need("i2s codes", codes.len(), d.rows * d.k / 4);
+    need("i2s activations", act.q.len(), d.n_tok * d.k);
+    need(
+        "i2s act scales",
+        act.scale.len().min(act.sum.len()),
+        d.n_tok,
+    );
+    need("i2s out", out.len(), d.rows * d.n_tok);
+}
+
 /// Checks a strided-group call and returns the row length `n`: `x` is `g` whole rows and
 /// `out` holds `g` outputs for each of its `out.len() / g` strided rows of `w`.
 fn check_strided_group(

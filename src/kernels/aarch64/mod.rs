@@ -106,23 +106,9 @@ fn check(what: &str, len: usize, need: usize) {
     );
 }
 
-/// The checks in front of every I2_S kernel: whole 128-element blocks, and the codes,
-/// activations and outputs of `d` present.
-#[inline(always)]
+/// The checks in front of every I2_S kernel ([`crate::kernels::check_i2s`]).
 fn i2s_checks(codes: &[u8], act: &I8Rows, d: MatDims, out: &[f32]) {
-    assert!(
-        d.k.is_multiple_of(128),
-        "aarch64 i2s: k = {} is not whole blocks",
-        d.k
-    );
-    check("i2s codes", codes.len(), d.rows * (d.k / 4));
-    check("i2s activations", act.q.len(), d.n_tok * d.k);
-    check(
-        "i2s act scales",
-        act.scale.len().min(act.sum.len()),
-        d.n_tok,
-    );
-    check("i2s out", out.len(), d.rows * d.n_tok);
+    crate::kernels::check_i2s("aarch64", codes, act, d, out)
 }
 
 /// Rows of blocks `W` against token rows of blocks `A`, `d.k / qk` of each to a row (Q8_K or

@@ -212,7 +212,7 @@ unsafe fn i2s_epilogue_tokens(
 /// on a Zen 4 EPYC the four-row kernel streamed half what AVX2's one row did.
 ///
 /// # Safety
-/// Lengths as [`avx2::check_i2s`] checks them for one token; this table's features available.
+/// Lengths as [`crate::kernels::check_i2s`] checks them for one token; this table's features available.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
 unsafe fn i2s_vec_impl<const R: usize, const PF: usize>(
     codes: &[u8],
@@ -260,7 +260,7 @@ fn i2s_vec<const R: usize, const PF: usize>(
     if d.n_tok != 1 {
         return i2s_matmul(codes, w_scale, act, d, out);
     }
-    avx2::check_i2s("avx512", codes, act, d, out);
+    crate::kernels::check_i2s("avx512", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
     unsafe { i2s_vec_impl::<R, PF>(codes, w_scale, act, d, out) }
 }
@@ -323,7 +323,7 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
 }
 
 fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
-    avx2::check_i2s("avx512", codes, act, d, out);
+    crate::kernels::check_i2s("avx512", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
     unsafe { i2s_impl(codes, w_scale, act, d, out) }
 }

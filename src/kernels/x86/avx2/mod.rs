@@ -48,7 +48,7 @@ pub(super) use float::{
     F16_WIDE_MAX, PREFETCH_F16_PAIR,
 };
 pub(super) use kquant::{q8_0_matmul, q8_0_rows, Q8_0_WIDE_MAX};
-pub(super) use ternary::{check_i2s, i2s_epilogue_in_place};
+pub(super) use ternary::i2s_epilogue_in_place;
 
 /// True when this CPU can run these kernels.
 pub(crate) fn detected() -> bool {

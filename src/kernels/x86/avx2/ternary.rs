@@ -115,7 +115,7 @@ unsafe fn i2s_rows_dots<const R: usize, const PF: usize>(
 /// 3 KiB prefetch streamed 18.6-20.7 GB/s from DRAM, two interleaved rows only 11-12.
 ///
 /// # Safety
-/// Lengths as [`check_i2s`] checks them for one token; AVX2 + FMA + F16C available.
+/// Lengths as [`crate::kernels::check_i2s`] checks them for one token; AVX2 + FMA + F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn i2s_vec_impl<const R: usize, const PF: usize>(
     codes: &[u8],
@@ -154,7 +154,7 @@ pub(super) fn i2s_vec<const R: usize, const PF: usize>(
     if d.n_tok != 1 {
         return i2s_matmul(codes, w_scale, act, d, out);
     }
-    check_i2s("avx2", codes, act, d, out);
+    crate::kernels::check_i2s("avx2", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
     unsafe { i2s_vec_impl::<R, PF>(codes, w_scale, act, d, out) }
 }
@@ -234,32 +234,8 @@ pub(in crate::kernels::x86) unsafe fn i2s_epilogue_in_place(
     }
 }
 
-/// Panics unless `k` is whole blocks and every slice holds what `d` reads or writes: the guard
-/// in front of every I2_S kernel (AVX2 and AVX-512; `isa` names it in the message).
-pub(in crate::kernels::x86) fn check_i2s(
-    isa: &str,
-    codes: &[u8],
-    act: &I8Rows,
-    d: MatDims,
-    out: &[f32],
-) {
-    assert!(
-        d.k.is_multiple_of(128),
-        "{isa} i2s: k = {} is not whole blocks",
-        d.k
-    );
-    check("i2s codes", codes.len(), d.rows * d.k / 4);
-    check("i2s activations", act.q.len(), d.n_tok * d.k);
-    check(
-        "i2s act scales",
-        act.scale.len().min(act.sum.len()),
-        d.n_tok,
-    );
-    check("i2s out", out.len(), d.rows * d.n_tok);
-}
-
 pub(super) fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
-    check_i2s("avx2", codes, act, d, out);
+    crate::kernels::check_i2s("avx2", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
     unsafe { i2s_impl(codes, w_scale, act, d, out) }
 }

@@ -138,6 +138,8 @@ pub struct Candidate {
     entry: Entry,
     name: &'static str,
     f: EntryFn,
+    /// The variant whose CPU features it needs.
+    kind: Kind,
 }
 
 impl std::fmt::Debug for Candidate {
@@ -151,13 +153,18 @@ impl Candidate {
     /// `f` must have `entry`'s signature (checked: the lists are static, so
     /// a mismatch is a programming error caught by every test run).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn new(entry: Entry, name: &'static str, f: EntryFn) -> Candidate {
+    pub(crate) fn new(kind: Kind, entry: Entry, name: &'static str, f: EntryFn) -> Candidate {
         assert!(
             entry.fits(f),
             "candidate {name} does not fit {}",
             entry.name()
         );
-        Candidate { entry, name, f }
+        Candidate {
+            entry,
+            name,
+            f,
+            kind,
+        }
     }
 
     /// `entry` of a variant's table, named by the variant.
@@ -166,6 +173,7 @@ impl Candidate {
             entry,
             name: t.name(),
             f: entry.get(t),
+            kind: t.kind,
         }
     }
 
@@ -175,6 +183,11 @@ impl Candidate {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The variant whose CPU features this candidate needs.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The function's address (equal addresses: the same kernel).
@@ -223,6 +236,15 @@ pub fn candidates(entry: Entry) -> Vec<Candidate> {
 /// [`candidates`] of every entry.
 pub fn all() -> Vec<Candidate> {
     Entry::ALL.into_iter().flat_map(candidates).collect()
+}
+
+/// [`all`] that a CPU with just `kind`'s features could run: what `BITNET_KERNEL=<kind>`
+/// calibrates among (`avx2` on an AVX-512 machine: the AVX2 candidates, as on an AVX2-only CPU).
+pub fn all_for(kind: Kind) -> Vec<Candidate> {
+    all()
+        .into_iter()
+        .filter(|c| kind.includes(c.kind))
+        .collect()
 }
 
 /// The candidate `name` of `entry`: a candidate name, or a variant name (`avx2`, `scalar`, ...:

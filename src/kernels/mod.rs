@@ -199,6 +199,20 @@ impl Kind {
         Kind::NeonI8mm,
     ];
 
+    /// Whether a CPU that runs this variant can also run `other` (its features are a superset):
+    /// AVX-512 VNNI implies AVX2, i8mm implies dotprod implies NEON, every CPU runs `scalar`
+    /// and `c`.
+    pub fn includes(self, other: Kind) -> bool {
+        self == other
+            || matches!(other, Kind::Scalar | Kind::C)
+            || matches!(
+                (self, other),
+                (Kind::Avx512Vnni, Kind::Avx2)
+                    | (Kind::NeonI8mm, Kind::NeonDotprod | Kind::Neon)
+                    | (Kind::NeonDotprod, Kind::Neon)
+            )
+    }
+
     /// The name used by `BITNET_KERNEL` and `system_info`.
     pub fn name(self) -> &'static str {
         match self {
@@ -329,7 +343,10 @@ pub fn available() -> Vec<&'static KernelTable> {
 
 /// The default table, which a context uses unless its `ContextParams::kernel` names another,
 /// chosen once per process:
-/// - `BITNET_KERNEL=<variant>` (if usable here): that variant's table as it is;
+/// - `BITNET_KERNEL=<variant>` (if usable here): that variant's table, each contested entry
+///   taken from the fastest of the candidates a CPU with just that variant's features has
+///   ([`candidates::all_for`]: `avx2` chooses among the AVX2 candidates, as an AVX2-only CPU
+///   does; cached in a file of its own);
 /// - otherwise (or `BITNET_KERNEL=auto`): the best variant by CPU features, with each entry
 ///   that has several candidates (the I2_S matvec and product, the F16 / Q8_0 / Q6_K heads,
 ///   single-token attention: [`candidates`]) taken from the candidate measured fastest on this
@@ -362,7 +379,10 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
         let (t, how) = match std::env::var("BITNET_KERNEL") {
             Ok(name) if !name.is_empty() && name != "auto" => {
                 match Kind::from_name(&name).and_then(table) {
-                    Some(t) => (*t, format!("{} (BITNET_KERNEL)", t.name())),
+                    Some(t) => {
+                        let (t, how) = tune::tuned_for(t, &forced);
+                        (t, format!("{} (BITNET_KERNEL); {how}", t.name()))
+                    }
                     None => {
                         let chosen = tune::tuned(best, &forced);
                         crate::log::log_warn!(

@@ -1032,6 +1032,50 @@ fn candidates_cover_every_simd_table_and_are_named_once() {
 }
 
 #[test]
+fn a_forced_variant_calibrates_among_what_its_cpu_would_have() {
+    for t in available() {
+        let kind = t.kind;
+        let cands = candidates::all_for(kind);
+        // Every candidate needs no feature the variant lacks ...
+        for c in &cands {
+            assert!(kind.includes(c.kind()), "{c:?} in {}", kind.name());
+        }
+        // ... and the variant's own entries are among them, so its table is one of the choices.
+        for e in Entry::ALL {
+            let of_e: Vec<_> = cands.iter().filter(|c| c.entry() == e).collect();
+            if of_e.len() >= 2 {
+                assert!(
+                    of_e.iter().any(|c| c.addr() == e.addr(t)),
+                    "{}'s {} is not among its candidates",
+                    kind.name(),
+                    e.name()
+                );
+            }
+        }
+    }
+    assert!(Kind::Avx512Vnni.includes(Kind::Avx2) && !Kind::Avx2.includes(Kind::Avx512Vnni));
+    assert!(Kind::NeonI8mm.includes(Kind::Neon) && !Kind::Neon.includes(Kind::NeonDotprod));
+    assert!(Kind::Avx2.includes(Kind::Scalar) && Kind::Neon.includes(Kind::C));
+    #[cfg(target_arch = "x86_64")]
+    if table(Kind::Avx512Vnni).is_some() {
+        // On an AVX-512 machine BITNET_KERNEL=avx2 chooses among the AVX2 candidates only.
+        let avx2 = candidates::all_for(Kind::Avx2);
+        assert!(
+            avx2.iter().all(|c| c.name().starts_with("avx2")),
+            "{avx2:?}"
+        );
+        assert!(
+            avx2.len() > Entry::ALL.len(),
+            "avx2 has contested entries: {avx2:?}"
+        );
+        assert!(candidates::all_for(Kind::Avx512Vnni).len() > avx2.len());
+        let f = tune::cache_path_for(Kind::Avx2).unwrap();
+        assert!(f.ends_with("kernels-v2-avx2.txt"), "{}", f.display());
+        assert_eq!(f.parent(), tune::cache_path().unwrap().parent());
+    }
+}
+
+#[test]
 fn forced_candidates_replace_their_entry_and_say_so() {
     let Some(c) = candidates::candidates(Entry::I2sVec).into_iter().last() else {
         eprintln!("SKIPPED: no I2_S matvec candidates on this machine");

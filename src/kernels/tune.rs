@@ -8,7 +8,7 @@
 //! on a Zen 4 EPYC), so the choice is measured here, on buffers larger than the last-level cache.
 
 use super::candidates::{Candidate, Entry};
-use super::{KernelTable, Scratch, Weights};
+use super::{KernelTable, Kind, Scratch, Weights};
 use crate::tensor::blocks::cast_slice;
 use crate::tensor::GgmlType;
 use half::f16;
@@ -542,15 +542,25 @@ pub fn cpu_model() -> String {
 /// `$XDG_CACHE_HOME/bitnet`, else `$HOME/.cache/bitnet`; the file may be deleted at any time
 /// (the next process measures again).
 pub fn cache_path() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("BITNET_CACHE_DIR")
+    Some(cache_dir()?.join(CACHE_FILE))
+}
+
+/// [`cache_path`] of the calibration `BITNET_KERNEL=<kind>` makes: `kernels-v2-avx2.txt`, ...
+/// (the candidates differ from the automatic choice's, so it has a file of its own).
+pub fn cache_path_for(kind: Kind) -> Option<std::path::PathBuf> {
+    let stem = CACHE_FILE.trim_end_matches(".txt");
+    Some(cache_dir()?.join(format!("{stem}-{}.txt", kind.name())))
+}
+
+fn cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("BITNET_CACHE_DIR")
         .map(std::path::PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::Path::new(&d).join("bitnet"))
         })
         .or_else(|| {
             std::env::var_os("HOME").map(|d| std::path::Path::new(&d).join(".cache/bitnet"))
-        })?;
-    Some(dir.join(CACHE_FILE))
+        })
 }
 
 /// The name of the calibration cache file (the number changes with its format).
@@ -602,8 +612,8 @@ fn load_cached(path: &std::path::Path, key: &str, candidates: &[Candidate]) -> O
 fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
     let mut text = String::from(
         "# bitnet kernel calibration: the fastest candidate of each entry on this CPU.\n\
-         # Delete this file to measure again; BITNET_KERNEL=<variant> forces one table,\n\
-         # BITNET_KERNEL_<ENTRY>=<candidate> one entry.\n",
+         # Delete this file to measure again. BITNET_CALIBRATE=0 skips the measurement;\n\
+         # BITNET_KERNEL_<ENTRY>=<candidate> forces one entry.\n",
     );
     for l in &cal.report {
         text.push_str(&format!("# {l}\n"));
@@ -628,7 +638,24 @@ fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
 /// in). The measurement runs once per machine (about a second; cached, see [`cache_path`]);
 /// `BITNET_CALIBRATE=0` skips it and keeps `base`.
 pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (KernelTable, String) {
-    let all = super::candidates::all();
+    tuned_among(base, &super::candidates::all(), cache_path(), forced)
+}
+
+/// [`tuned`] for `BITNET_KERNEL=<variant>`: `base` is that variant's table, and the candidates
+/// are those a CPU with just its features has ([`super::candidates::all_for`]), so
+/// `BITNET_KERNEL=avx2` on an AVX-512 machine runs what an AVX2-only CPU of the same
+/// microarchitecture would choose. Cached in a file of its own ([`cache_path_for`]).
+pub(crate) fn tuned_for(base: &'static KernelTable, forced: &[Candidate]) -> (KernelTable, String) {
+    let all = super::candidates::all_for(base.kind);
+    tuned_among(base, &all, cache_path_for(base.kind), forced)
+}
+
+fn tuned_among(
+    base: &'static KernelTable,
+    all: &[Candidate],
+    path: Option<std::path::PathBuf>,
+    forced: &[Candidate],
+) -> (KernelTable, String) {
     let contested = Entry::ALL
         .iter()
         .any(|&e| all.iter().filter(|c| c.entry() == e).count() >= 2);
@@ -641,9 +668,8 @@ pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (Kernel
             format!("{} (CPU features; BITNET_CALIBRATE=0)", base.name()),
         );
     }
-    let key = cache_key(&all);
-    let path = cache_path();
-    let (cal, how) = match path.as_deref().and_then(|p| load_cached(p, &key, &all)) {
+    let key = cache_key(all);
+    let (cal, how) = match path.as_deref().and_then(|p| load_cached(p, &key, all)) {
         Some(c) => (
             c,
             format!(
@@ -655,7 +681,7 @@ pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (Kernel
         None => {
             let t = Instant::now();
             let buf = DramBuffer::new();
-            let c = calibrate(base, &all, &buf, CAL_GEMM_ROWS, Duration::from_secs(10));
+            let c = calibrate(base, all, &buf, CAL_GEMM_ROWS, Duration::from_secs(10));
             drop(buf);
             // A measurement cut short by the budget (a loaded machine) is used by this process
             // only; the next one measures again.
@@ -670,7 +696,7 @@ pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (Kernel
     };
     let skip: Vec<Entry> = forced.iter().map(|c| c.entry()).collect();
     (
-        cal.compose(base, &all),
+        cal.compose(base, all),
         format!("tuned: {} ({how})", cal.summary(&skip)),
     )
 }

@@ -41,7 +41,7 @@ pub(crate) static TABLE: KernelTable = KernelTable {
 /// This table's candidates for `entry` (see [`super::super::candidates`]); the table's own
 /// entry is among them.
 pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
-    let mut add = |name, f| out.push(Candidate::new(entry, name, f));
+    let mut add = |name, f| out.push(Candidate::new(Kind::Avx512Vnni, entry, name, f));
     match entry {
         Entry::I2sVec => {
             add("avx512-zmm-1row-pf3k", EntryFn::I2s(i2s_vec::<1, 3072>));

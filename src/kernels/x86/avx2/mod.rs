@@ -36,7 +36,8 @@ use float::{
 };
 use kquant::q6_k_matmul;
 use ternary::{
-    banded, check_q8k, f16_bits_to_f32, i2s_matmul, i2s_vec, tq1_0_matmul, tq2_0_matmul,
+    banded, check_q8k, f16_bits_to_f32, i2s_matmul, i2s_matmul_by, i2s_vec, tq1_0_matmul,
+    tq2_0_matmul,
 };
 
 // Shared with the AVX-512 table.
@@ -90,7 +91,21 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
             add("avx2-ymm-1row-pf8k", EntryFn::I2s(i2s_vec::<1, 8192>));
             add("avx2-ymm-2row-pf3k", EntryFn::I2s(i2s_vec::<2, PREFETCH>));
         }
-        Entry::I2s => add("avx2-ymm-1row-8tok", EntryFn::I2s(i2s_matmul)),
+        Entry::I2s => {
+            add("avx2-ymm-1row-8tok", EntryFn::I2s(i2s_matmul));
+            add(
+                "avx2-ymm-1row-4tok",
+                EntryFn::I2s(i2s_matmul_by::<16, false>),
+            );
+            add(
+                "avx2-ymm-1row-8tok-alltok",
+                EntryFn::I2s(i2s_matmul_by::<1, true>),
+            );
+            add(
+                "avx2-ymm-1row-4tok-alltok",
+                EntryFn::I2s(i2s_matmul_by::<1, false>),
+            );
+        }
         Entry::F16Ggml => {
             add("avx2-ymm-2row-pf32k", EntryFn::F16(f16_ggml_matmul));
             add(

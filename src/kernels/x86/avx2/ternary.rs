@@ -159,8 +159,25 @@ pub(super) fn i2s_vec<const R: usize, const PF: usize>(
     unsafe { i2s_vec_impl::<R, PF>(codes, w_scale, act, d, out) }
 }
 
+/// The multi-token product: each weight block decoded once and used for a group of up to 8
+/// activation rows ([`i2s_row_dots`]). Groups of 8 (`G8`, when the group's activations fit in
+/// L1: `8 * k` up to 24 KiB) amortize the code decoding over more tokens than 4 (one shift and
+/// one `and` per 32 codes against 8 ALU operations per 32 codes and token); with a long k they
+/// shrink to 4.
+///
+/// Loop order, `BAND` weight rows at a time: with `BAND` = 16 a band of rows (10 KiB at k = 2560)
+/// is swept once per token group, so the group's activations are read from L1 by every row of
+/// the band; with `BAND` = 1 each row meets every token group in turn (bitnet.cpp's order: the
+/// row stays in L1, the activations stream from L2 for every row, which the L2 streamer serves
+/// well on some cores). Which is faster is a property of the core: both are candidates.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
+unsafe fn i2s_impl<const BAND: usize, const G8: bool>(
+    codes: &[u8],
+    w_scale: f32,
+    act: &I8Rows,
+    d: MatDims,
+    out: &mut [f32],
+) {
     let (k, n) = (d.k, d.n_tok);
     let rb = k / 4;
     let qp = |t: usize| act.q.as_ptr().add(t * k);
@@ -168,13 +185,7 @@ unsafe fn i2s_impl(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &m
     if n == 1 {
         return i2s_vec_impl::<1, PREFETCH>(codes, w_scale, act, d, out);
     }
-    // Several tokens: decode each weight block once and use it for a group of up to 8
-    // activation rows. Loop order: a band of weight rows (small enough to stay in L1/L2) is swept
-    // once per token group, so the group's activations stay in L1/L2 instead of every row
-    // streaming all n activation rows. Groups of 8 amortize the code decoding better; with a
-    // long k they would no longer fit L1, so they shrink to 4.
-    const BAND: usize = 16;
-    let group = if 8 * k <= 24 * 1024 { 8 } else { 4 };
+    let group = if G8 && 8 * k <= 24 * 1024 { 8 } else { 4 };
     for r0 in (0..d.rows).step_by(BAND) {
         let r1 = (r0 + BAND).min(d.rows);
         let mut t = 0;
@@ -234,10 +245,23 @@ pub(in crate::kernels::x86) unsafe fn i2s_epilogue_in_place(
     }
 }
 
-pub(super) fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
+/// The product candidates `avx2-ymm-1row-{8,4}tok` (bands of 16 rows) and
+/// `avx2-ymm-1row-{8,4}tok-alltok` (each row against all tokens): see [`i2s_impl`].
+pub(super) fn i2s_matmul_by<const BAND: usize, const G8: bool>(
+    codes: &[u8],
+    w_scale: f32,
+    act: &I8Rows,
+    d: MatDims,
+    out: &mut [f32],
+) {
     crate::kernels::check_i2s("avx2", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
-    unsafe { i2s_impl(codes, w_scale, act, d, out) }
+    unsafe { i2s_impl::<BAND, G8>(codes, w_scale, act, d, out) }
+}
+
+/// The table's product: [`i2s_matmul_by`] in bands of 16 rows, groups of 8 tokens.
+pub(super) fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
+    i2s_matmul_by::<16, true>(codes, w_scale, act, d, out)
 }
 
 /// Integer lanes of one ternary block from its 8 code vectors (32 consecutive elements each,

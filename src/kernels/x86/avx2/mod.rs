@@ -90,6 +90,8 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
             add("avx2-ymm-1row-pf3k", EntryFn::I2s(i2s_vec::<1, PREFETCH>));
             add("avx2-ymm-1row-pf8k", EntryFn::I2s(i2s_vec::<1, 8192>));
             add("avx2-ymm-2row-pf3k", EntryFn::I2s(i2s_vec::<2, PREFETCH>));
+            add("avx2-ymm-2row-pf8k", EntryFn::I2s(i2s_vec::<2, 8192>));
+            add("avx2-ymm-4row-pf8k", EntryFn::I2s(i2s_vec::<4, 8192>));
         }
         Entry::I2s => {
             add("avx2-ymm-1row-8tok", EntryFn::I2s(i2s_matmul));

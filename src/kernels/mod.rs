@@ -379,10 +379,7 @@ fn active_choice() -> &'static (&'static KernelTable, String) {
         let (t, how) = match std::env::var("BITNET_KERNEL") {
             Ok(name) if !name.is_empty() && name != "auto" => {
                 match Kind::from_name(&name).and_then(table) {
-                    Some(t) => {
-                        let (t, how) = tune::tuned_for(t, &forced);
-                        (t, format!("{} (BITNET_KERNEL); {how}", t.name()))
-                    }
+                    Some(t) => tune::tuned_for(t, &forced),
                     None => {
                         let chosen = tune::tuned(best, &forced);
                         crate::log::log_warn!(

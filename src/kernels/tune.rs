@@ -638,7 +638,7 @@ fn store(path: &std::path::Path, key: &str, cal: &Calibration) {
 /// in). The measurement runs once per machine (about a second; cached, see [`cache_path`]);
 /// `BITNET_CALIBRATE=0` skips it and keeps `base`.
 pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (KernelTable, String) {
-    tuned_among(base, &super::candidates::all(), cache_path(), forced)
+    tuned_among(base, &super::candidates::all(), cache_path(), forced, None)
 }
 
 /// [`tuned`] for `BITNET_KERNEL=<variant>`: `base` is that variant's table, and the candidates
@@ -647,27 +647,33 @@ pub(crate) fn tuned(base: &'static KernelTable, forced: &[Candidate]) -> (Kernel
 /// microarchitecture would choose. Cached in a file of its own ([`cache_path_for`]).
 pub(crate) fn tuned_for(base: &'static KernelTable, forced: &[Candidate]) -> (KernelTable, String) {
     let all = super::candidates::all_for(base.kind);
-    tuned_among(base, &all, cache_path_for(base.kind), forced)
+    let path = cache_path_for(base.kind);
+    tuned_among(base, &all, path, forced, Some("BITNET_KERNEL"))
 }
 
+/// [`tuned`] among `all`, cached in `path`. `base` was chosen by CPU features, or by the
+/// variable `chosen_by` (which the description then names: "avx2 (BITNET_KERNEL); tuned: ...").
 fn tuned_among(
     base: &'static KernelTable,
     all: &[Candidate],
     path: Option<std::path::PathBuf>,
     forced: &[Candidate],
+    chosen_by: Option<&str>,
 ) -> (KernelTable, String) {
+    let why = chosen_by.unwrap_or("CPU features");
     let contested = Entry::ALL
         .iter()
         .any(|&e| all.iter().filter(|c| c.entry() == e).count() >= 2);
     if !contested {
-        return (*base, format!("{} (CPU features)", base.name()));
+        return (*base, format!("{} ({why})", base.name()));
     }
     if std::env::var("BITNET_CALIBRATE").is_ok_and(|v| v == "0") {
         return (
             *base,
-            format!("{} (CPU features; BITNET_CALIBRATE=0)", base.name()),
+            format!("{} ({why}; BITNET_CALIBRATE=0)", base.name()),
         );
     }
+    let prefix = chosen_by.map_or(String::new(), |v| format!("{} ({v}); ", base.name()));
     let key = cache_key(all);
     let (cal, how) = match path.as_deref().and_then(|p| load_cached(p, &key, all)) {
         Some(c) => (
@@ -697,7 +703,7 @@ fn tuned_among(
     let skip: Vec<Entry> = forced.iter().map(|c| c.entry()).collect();
     (
         cal.compose(base, all),
-        format!("tuned: {} ({how})", cal.summary(&skip)),
+        format!("{prefix}tuned: {} ({how})", cal.summary(&skip)),
     )
 }
 

@@ -15,7 +15,7 @@
 use super::super::candidates::{Candidate, Entry, EntryFn};
 use super::super::{I8Rows, KernelTable, Kind, MatDims};
 use super::avx2;
-use crate::tensor::blocks::BlockQ8_0;
+use crate::tensor::blocks::{BlockQ6K, BlockQ8K, BlockQ8_0};
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -62,8 +62,10 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
             );
         }
         Entry::Q8_0 => add("avx512-ymm-4row-pf32k", EntryFn::Q8_0(q8_0_matmul)),
-        // The AVX2 kernel (see `avx2::candidates`).
-        Entry::Q6K => {}
+        Entry::Q6K => {
+            add("avx512-ymm-2row-pf8k", EntryFn::Q6K(q6_k_ymm::<2, 8192>));
+            add("avx512-ymm-4row-pf8k", EntryFn::Q6K(q6_k_ymm::<4, 8192>));
+        }
         Entry::F16Group => {
             add("avx512-zmm-pf2k", EntryFn::Group(f16_ggml_strided_group));
             add(
@@ -338,6 +340,29 @@ fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
 unsafe fn f16_four_rows(w: [&[f16]; 4], x: &[f32]) -> [f32; 4] {
     avx2::f16_rows::<4, { avx2::PREFETCH_F16_PAIR }>(w, x)
+}
+
+/// [`avx2::q6k_rows_one_token`] compiled with AVX-512 enabled: 32 vector registers hold a
+/// block's activations for all `R` rows. The same arithmetic per row as AVX2, so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+unsafe fn q6k_rows_zmm_regs<const R: usize, const PF: usize>(
+    rows: [&[BlockQ6K]; R],
+    act: &[BlockQ8K],
+) -> [f32; R] {
+    avx2::q6k_rows_one_token::<R, PF>(rows, act)
+}
+
+/// The Q6_K candidates `avx512-ymm-{R}row-pf{PF}`: the decode head `R` rows per pass through
+/// [`q6k_rows_zmm_regs`] (more tokens: the AVX2 table's product).
+fn q6_k_ymm<const R: usize, const PF: usize>(
+    w: &[BlockQ6K],
+    act: &[BlockQ8K],
+    d: MatDims,
+    out: &mut [f32],
+) {
+    // SAFETY: this table is reachable only after `detected()`, which checked the features
+    // `q6k_rows_zmm_regs` enables.
+    unsafe { avx2::q6_k_matmul_by::<R>(w, act, d, out, q6k_rows_zmm_regs::<R, PF>) }
 }
 
 /// The table's F16 product (`avx512-ymm-4row-pf32k`): rows four at a time through

@@ -82,7 +82,95 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
     }
 }
 
-pub(super) fn q6_k_matmul(w: &[BlockQ6K], act: &[BlockQ8K], d: MatDims, out: &mut [f32]) {
+/// Dots of `R` Q6_K rows with one Q8_K row (the decode head): each block position is visited
+/// for the `R` rows together, so its activations are loaded once for all of them (with 32
+/// vector registers, as under AVX-512, they stay in registers), and each row's stream is
+/// prefetched `PF` bytes ahead. Per row the arithmetic is [`q6k_row`]'s for one token: the
+/// same lanes, the same fma order, the same [`hsum8`], so the same bits.
+///
+/// # Safety
+/// AVX2 + FMA + F16C available; every row has `act.len()` blocks.
+#[inline(always)]
+pub(in crate::kernels::x86) unsafe fn q6k_rows_one_token<const R: usize, const PF: usize>(
+    rows: [&[BlockQ6K]; R],
+    act: &[BlockQ8K],
+) -> [f32; R] {
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, xb) in act.iter().enumerate() {
+        for (row, a) in rows.iter().zip(acc.iter_mut()) {
+            let wb = row.get_unchecked(i);
+            let pb = (wb as *const BlockQ6K as *const u8).wrapping_add(PF);
+            for line in 0..4 {
+                prefetch(pb.wrapping_add(64 * line));
+            }
+            let v = q6k_unsigned(wb);
+            let dw = f16_bits_to_f32(wb.d);
+            let lanes = _mm256_cvtepi32_ps(q6k_lanes(&v, &wb.scales, xb));
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(xb.d * dw), lanes, *a);
+        }
+    }
+    acc.map(|a| hsum8(a))
+}
+
+/// The Q6_K product with one token `R` rows at a time through `rows` (a
+/// [`q6k_rows_one_token`] compiled for the caller's ISA); other token counts go to
+/// [`q6_k_matmul`].
+///
+/// # Safety
+/// `rows` must be callable (its CPU features available).
+pub(in crate::kernels::x86) unsafe fn q6_k_matmul_by<const R: usize>(
+    w: &[BlockQ6K],
+    act: &[BlockQ8K],
+    d: MatDims,
+    out: &mut [f32],
+    rows: unsafe fn([&[BlockQ6K]; R], &[BlockQ8K]) -> [f32; R],
+) {
+    if d.n_tok != 1 {
+        return q6_k_matmul(w, act, d, out);
+    }
+    let nb = check_q8k(w, act, d, out);
+    let row = |r: usize| &w[r * nb..(r + 1) * nb];
+    let mut r = 0;
+    while r + R <= d.rows {
+        let group: [&[BlockQ6K]; R] = core::array::from_fn(|i| row(r + i));
+        // SAFETY: every row has nb blocks, act has nb; the caller vouches for `rows`.
+        let s = unsafe { rows(group, act) };
+        out[r..r + R].copy_from_slice(&s);
+        r += R;
+    }
+    for r in r..d.rows {
+        // SAFETY: as above, this module's own AVX2 code.
+        out[r] = unsafe { q6k_rows_avx2::<1, 8192>([row(r)], act) }[0];
+    }
+}
+
+/// [`q6k_rows_one_token`] compiled for AVX2 (16 vector registers).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_rows_avx2<const R: usize, const PF: usize>(
+    rows: [&[BlockQ6K]; R],
+    act: &[BlockQ8K],
+) -> [f32; R] {
+    q6k_rows_one_token::<R, PF>(rows, act)
+}
+
+/// The Q6_K candidates `avx2-ymm-{R}row-pf{PF}`: one token `R` rows per pass, prefetched `PF`
+/// bytes ahead; more tokens as the table's [`q6_k_matmul`].
+pub(in crate::kernels::x86) fn q6_k_rows_avx2<const R: usize, const PF: usize>(
+    w: &[BlockQ6K],
+    act: &[BlockQ8K],
+    d: MatDims,
+    out: &mut [f32],
+) {
+    // SAFETY: the table holding this candidate is only used after the AVX2 `detected()`.
+    unsafe { q6_k_matmul_by::<R>(w, act, d, out, q6k_rows_avx2::<R, PF>) }
+}
+
+pub(in crate::kernels::x86) fn q6_k_matmul(
+    w: &[BlockQ6K],
+    act: &[BlockQ8K],
+    d: MatDims,
+    out: &mut [f32],
+) {
     let nb = check_q8k(w, act, d, out);
     let n = d.n_tok;
     banded(d.rows, n, |r, t, nt| {

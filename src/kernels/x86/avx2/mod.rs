@@ -34,7 +34,7 @@ use float::{
     dot_f16_f32_tinyblas, dot_f32_ggml, dot_f32_tinyblas, f16_tinyblas_matmul, f16_two_rows,
     f32_ggml_matmul, f32_tinyblas_matmul, load_h, tinyblas_rows,
 };
-use kquant::q6_k_matmul;
+use kquant::{q6_k_matmul, q6_k_rows_avx2};
 use ternary::{
     banded, check_q8k, f16_bits_to_f32, i2s_matmul, i2s_matmul_by, i2s_vec, tq1_0_matmul,
     tq2_0_matmul,
@@ -48,7 +48,9 @@ pub(super) use float::{
     dot_f16_ggml, f16_ggml_matmul, f16_ggml_two_rows, f16_matmul_by, f16_rows, widen_f16,
     F16_WIDE_MAX, PREFETCH_F16_PAIR,
 };
-pub(super) use kquant::{q8_0_matmul, q8_0_rows, Q8_0_WIDE_MAX};
+pub(super) use kquant::{
+    q6_k_matmul_by, q6k_rows_one_token, q8_0_matmul, q8_0_rows, Q8_0_WIDE_MAX,
+};
 pub(super) use ternary::i2s_epilogue_in_place;
 
 /// True when this CPU can run these kernels.
@@ -116,7 +118,17 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
             );
         }
         Entry::Q8_0 => add("avx2-ymm-2row-pf32k", EntryFn::Q8_0(q8_0_matmul)),
-        Entry::Q6K => add("avx2-ymm-1row-4tok", EntryFn::Q6K(q6_k_matmul)),
+        Entry::Q6K => {
+            add("avx2-ymm-1row-4tok", EntryFn::Q6K(q6_k_matmul));
+            add(
+                "avx2-ymm-1row-pf8k",
+                EntryFn::Q6K(q6_k_rows_avx2::<1, 8192>),
+            );
+            add(
+                "avx2-ymm-2row-pf8k",
+                EntryFn::Q6K(q6_k_rows_avx2::<2, 8192>),
+            );
+        }
         Entry::F16Group => add("avx2-ymm-pf2k", EntryFn::Group(f16_ggml_strided_group)),
     }
 }

@@ -97,18 +97,7 @@ pub(in crate::kernels) fn candidates(entry: Entry, out: &mut Vec<Candidate>) {
         }
         Entry::I2s => {
             add("avx2-ymm-1row-8tok", EntryFn::I2s(i2s_matmul));
-            add(
-                "avx2-ymm-1row-4tok",
-                EntryFn::I2s(i2s_matmul_by::<16, false>),
-            );
-            add(
-                "avx2-ymm-1row-8tok-alltok",
-                EntryFn::I2s(i2s_matmul_by::<1, true>),
-            );
-            add(
-                "avx2-ymm-1row-4tok-alltok",
-                EntryFn::I2s(i2s_matmul_by::<1, false>),
-            );
+            add("avx2-ymm-1row-4tok", EntryFn::I2s(i2s_matmul_by::<false>));
         }
         Entry::F16Ggml => {
             add("avx2-ymm-2row-pf32k", EntryFn::F16(f16_ggml_matmul));

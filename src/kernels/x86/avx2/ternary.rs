@@ -165,13 +165,13 @@ pub(super) fn i2s_vec<const R: usize, const PF: usize>(
 /// one `and` per 32 codes against 8 ALU operations per 32 codes and token); with a long k they
 /// shrink to 4.
 ///
-/// Loop order, `BAND` weight rows at a time: with `BAND` = 16 a band of rows (10 KiB at k = 2560)
-/// is swept once per token group, so the group's activations are read from L1 by every row of
-/// the band; with `BAND` = 1 each row meets every token group in turn (bitnet.cpp's order: the
-/// row stays in L1, the activations stream from L2 for every row, which the L2 streamer serves
-/// well on some cores). Which is faster is a property of the core: both are candidates.
+/// Loop order: a band of 16 weight rows (10 KiB at k = 2560) is swept once per token
+/// group, so the group's activations are read from L1 by every row of the band. (bitnet.cpp's
+/// order, each row against every token group in turn, was a candidate for a while: it won the
+/// calibration's k = 2560 product on noise but lost in the model, whose k = 6912 rows stream
+/// 128 tokens' activations, 885 KB, from L2 for every row.)
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn i2s_impl<const BAND: usize, const G8: bool>(
+unsafe fn i2s_impl<const G8: bool>(
     codes: &[u8],
     w_scale: f32,
     act: &I8Rows,
@@ -185,6 +185,7 @@ unsafe fn i2s_impl<const BAND: usize, const G8: bool>(
     if n == 1 {
         return i2s_vec_impl::<1, PREFETCH>(codes, w_scale, act, d, out);
     }
+    const BAND: usize = 16;
     let group = if G8 && 8 * k <= 24 * 1024 { 8 } else { 4 };
     for r0 in (0..d.rows).step_by(BAND) {
         let r1 = (r0 + BAND).min(d.rows);
@@ -245,9 +246,8 @@ pub(in crate::kernels::x86) unsafe fn i2s_epilogue_in_place(
     }
 }
 
-/// The product candidates `avx2-ymm-1row-{8,4}tok` (bands of 16 rows) and
-/// `avx2-ymm-1row-{8,4}tok-alltok` (each row against all tokens): see [`i2s_impl`].
-pub(super) fn i2s_matmul_by<const BAND: usize, const G8: bool>(
+/// The product candidates `avx2-ymm-1row-{8,4}tok`: see [`i2s_impl`].
+pub(super) fn i2s_matmul_by<const G8: bool>(
     codes: &[u8],
     w_scale: f32,
     act: &I8Rows,
@@ -256,12 +256,12 @@ pub(super) fn i2s_matmul_by<const BAND: usize, const G8: bool>(
 ) {
     crate::kernels::check_i2s("avx2", codes, act, d, out);
     // SAFETY: lengths checked above; the table is only used after `detected()`.
-    unsafe { i2s_impl::<BAND, G8>(codes, w_scale, act, d, out) }
+    unsafe { i2s_impl::<G8>(codes, w_scale, act, d, out) }
 }
 
 /// The table's product: [`i2s_matmul_by`] in bands of 16 rows, groups of 8 tokens.
 pub(super) fn i2s_matmul(codes: &[u8], w_scale: f32, act: &I8Rows, d: MatDims, out: &mut [f32]) {
-    i2s_matmul_by::<16, true>(codes, w_scale, act, d, out)
+    i2s_matmul_by::<true>(codes, w_scale, act, d, out)
 }
 
 /// Integer lanes of one ternary block from its 8 code vectors (32 consecutive elements each,

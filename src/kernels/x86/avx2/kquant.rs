@@ -53,6 +53,30 @@ unsafe fn q6k_lanes(v: &[__m256i; 8], scales: &[i8; 16], xb: &BlockQ8K) -> __m25
     sum
 }
 
+/// Prefetches the Q6_K block `PF` bytes past `wb`: each of the 4 cache lines a 210-byte block
+/// spans.
+#[inline(always)]
+unsafe fn prefetch_q6k_block<const PF: usize>(wb: &BlockQ6K) {
+    let pb = (wb as *const BlockQ6K as *const u8).wrapping_add(PF);
+    for line in 0..4 {
+        prefetch(pb.wrapping_add(64 * line));
+    }
+}
+
+/// `acc + lanes * (d_x * d_w)` for one block (`v` its decoded values, `dw` its scale): the one
+/// float step per block, fused as the reference's.
+#[inline(always)]
+unsafe fn q6k_block_fma(
+    v: &[__m256i; 8],
+    wb: &BlockQ6K,
+    dw: f32,
+    xb: &BlockQ8K,
+    acc: __m256,
+) -> __m256 {
+    let lanes = _mm256_cvtepi32_ps(q6k_lanes(v, &wb.scales, xb));
+    _mm256_fmadd_ps(_mm256_set1_ps(xb.d * dw), lanes, acc)
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32]) {
     const NT: usize = 4;
@@ -62,17 +86,11 @@ unsafe fn q6k_row(wrow: &[BlockQ6K], act: &[BlockQ8K], nb: usize, out: &mut [f32
         let nt = (n - t0).min(NT);
         let mut acc = [_mm256_setzero_ps(); NT];
         for (i, wb) in wrow.iter().enumerate() {
-            // A Q6_K block is 210 bytes: prefetch each of the cache lines it spans.
-            let pb = (wb as *const BlockQ6K as *const u8).wrapping_add(PREFETCH);
-            for line in 0..4 {
-                prefetch(pb.wrapping_add(64 * line));
-            }
+            prefetch_q6k_block::<PREFETCH>(wb);
             let v = q6k_unsigned(wb);
             let dw = f16_bits_to_f32(wb.d);
             for j in 0..nt {
-                let xb = &act[(t0 + j) * nb + i];
-                let lanes = _mm256_cvtepi32_ps(q6k_lanes(&v, &wb.scales, xb));
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(xb.d * dw), lanes, acc[j]);
+                acc[j] = q6k_block_fma(&v, wb, dw, &act[(t0 + j) * nb + i], acc[j]);
             }
         }
         for j in 0..nt {
@@ -99,14 +117,8 @@ pub(in crate::kernels::x86) unsafe fn q6k_rows_one_token<const R: usize, const P
     for (i, xb) in act.iter().enumerate() {
         for (row, a) in rows.iter().zip(acc.iter_mut()) {
             let wb = row.get_unchecked(i);
-            let pb = (wb as *const BlockQ6K as *const u8).wrapping_add(PF);
-            for line in 0..4 {
-                prefetch(pb.wrapping_add(64 * line));
-            }
-            let v = q6k_unsigned(wb);
-            let dw = f16_bits_to_f32(wb.d);
-            let lanes = _mm256_cvtepi32_ps(q6k_lanes(&v, &wb.scales, xb));
-            *a = _mm256_fmadd_ps(_mm256_set1_ps(xb.d * dw), lanes, *a);
+            prefetch_q6k_block::<PF>(wb);
+            *a = q6k_block_fma(&q6k_unsigned(wb), wb, f16_bits_to_f32(wb.d), xb, *a);
         }
     }
     acc.map(|a| hsum8(a))
